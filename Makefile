@@ -1,0 +1,39 @@
+# Quick start: `make run` (console + PROOF daemon on SQLite), `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: run test check lint format venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+run: venv
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py aol_bootstrap_admin --url http://127.0.0.1:$(PORT)/
+	@echo "Starting the web console and the PROOF daemon; Ctrl+C stops both."
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AICMO_PORT=$(PORT) $(PY) -m honcho start -f Procfile
+
+test: venv
+	$(PY) tests/run_suites.py $(ARGS)
+
+# The small gate before every change.
+check: venv
+	$(PY) manage.py check
+	$(PY) manage.py makemigrations --check --dry-run
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+lint: check
+
+format: venv
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf $(VENV) test-output staticfiles

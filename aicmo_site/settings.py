@@ -1,0 +1,173 @@
+"""Django settings for the AICMO Autonomy Orchestration Layer.
+
+Every environment variable the project reads is read here, and only here (django-environ).
+Application code reads the results lazily through ``orchestration.conf``.
+The defaults suit a laptop: an embedded SQLite database under ``var/``, PROOF mode on.
+"""
+
+import secrets
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+
+
+def _typed(name: str, cast, default):
+    """Read one variable, turning a malformed value into a message that names it."""
+    try:
+        return cast(name, default=default)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(
+            f"{name}={env.str(name, default='')!r} is not a valid {cast.__name__.split('.')[-1]}: {exc}"
+        ) from None
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once and kept in var/ (never committed)."""
+    if env.str("SECRET_KEY", default=""):
+        return env.str("SECRET_KEY")
+    key_file = VAR_DIR / "secret_key"
+    if not key_file.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = _typed("DEBUG", env.bool, False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "orchestration",
+    "llm",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "aicmo_site.urls"
+WSGI_APPLICATION = "aicmo_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+# SQLite is the embedded default; PostgreSQL is production. The SQLite options let the web
+# console and the daemon write to one file at once: WAL lets readers run beside one writer,
+# IMMEDIATE transactions take the write lock at BEGIN (so two writers queue on the busy
+# timeout instead of failing with "database is locked" when a read upgrades to a write).
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+DEFAULT_DATABASE_URL = f"sqlite:///{VAR_DIR / 'local.db'}"
+try:
+    _db = env.db_url("DATABASE_URL", default=DEFAULT_DATABASE_URL)
+except (ImproperlyConfigured, ValueError, KeyError) as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL Django can use: {exc}") from None
+
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    if _db["NAME"] != ":memory:":
+        Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+    # Tests run against a file, not Django's in-memory default, so that a daemon subprocess
+    # started by a test sees the same database.
+    _db["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+elif _db["ENGINE"] == "django.db.backends.postgresql":
+    _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    _db["CONN_HEALTH_CHECKS"] = True
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve static files straight from the apps when collectstatic has not run (tests, dev).
+WHITENOISE_USE_FINDERS = True
+
+LOGIN_URL = "admin:login"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "orchestration": {"handlers": ["console"], "level": env.str("AOL_LOG_LEVEL", default="INFO")},
+        "llm": {"handlers": ["console"], "level": "INFO"},
+    },
+}
+
+# --- Autonomy Orchestration Layer -------------------------------------------------------------
+# Names, defaults and limits follow the seeds' runbook. orchestration.checks rejects values that
+# parse but make no sense (zero, negative, a lease TTL too close to the heartbeat).
+AOL_PROOF_MODE = _typed("AOL_PROOF_MODE", env.bool, False)
+AOL_MAX_TICKS = _typed("AOL_MAX_TICKS", env.int, None)
+AOL_MAX_ACTIONS_PER_TICK = _typed("AOL_MAX_ACTIONS_PER_TICK", env.int, 3)
+AOL_MAX_TICK_SECONDS = _typed("AOL_MAX_TICK_SECONDS", env.float, 20.0)
+AOL_MAX_ATTEMPTS = _typed("AOL_MAX_ATTEMPTS", env.int, 3)
+AOL_RETRY_BACKOFF_SECONDS = _typed("AOL_RETRY_BACKOFF_SECONDS", env.float, 5.0)
+AOL_HEARTBEAT_SECONDS = _typed("AOL_HEARTBEAT_SECONDS", env.float, 5.0)
+AOL_LEASE_TTL_SECONDS = _typed("AOL_LEASE_TTL_SECONDS", env.float, 30.0)
+AOL_TICK_INTERVAL_SECONDS = _typed("AOL_TICK_INTERVAL_SECONDS", env.float, 5.0)
+AOL_CONTROL_POLL_SECONDS = _typed("AOL_CONTROL_POLL_SECONDS", env.float, 0.5)
+AOL_MAX_PAYLOAD_BYTES = _typed("AOL_MAX_PAYLOAD_BYTES", env.int, 64 * 1024)
+AOL_ARTIFACTS_DIR = Path(env.str("AOL_ARTIFACTS_DIR", default=str(VAR_DIR / "artifacts")))
+
+# --- LLM (optional) ---------------------------------------------------------------------------
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
+AICMO_OPENAI_MODEL = env.str("AICMO_OPENAI_MODEL", default="gpt-4o-mini")
+AICMO_USE_LLM = _typed("AICMO_USE_LLM", env.bool, True)

@@ -1,0 +1,78 @@
+"""PROOF artifacts: files under AOL_ARTIFACTS_DIR, written atomically, identified by their SHA-256."""
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from orchestration.conf import aol
+from orchestration.exceptions import TransientAdapterError
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_filename_part(text: str, *, max_length: int = 80) -> str:
+    """``text`` made safe for a file name; a short hash keeps distinct keys distinct."""
+    cleaned = _UNSAFE.sub("_", text).strip("._") or "key"
+    if cleaned == text and len(text) <= max_length:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+    return f"{cleaned[:max_length]}-{digest}"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def artifact_path(ref: str) -> Path:
+    """The absolute path of an artifact reference, refusing references that leave the directory."""
+    root = aol.artifacts_dir.resolve()
+    path = (root / ref).resolve()
+    if root not in path.parents:
+        raise ValueError(f"artifact reference {ref!r} is outside the artifacts directory")
+    return path
+
+
+def artifact_write(*, ref: str, content: bytes) -> str:
+    """Write ``content`` at ``ref`` and return its SHA-256.
+
+    The bytes go to a temporary file in the same directory, are flushed to disk, and are renamed
+    into place, so a reader (or a crash) never sees half a file. If the file is already there
+    with the same bytes (an earlier attempt wrote it and crashed before recording success), it is
+    left alone: the effect happens once.
+    """
+    digest = sha256_bytes(content)
+    path = artifact_path(ref)
+    try:
+        if path.exists() and sha256_bytes(path.read_bytes()) == digest:
+            return digest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # make the rename itself durable before success is recorded
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise TransientAdapterError(
+            f"could not write artifact {ref} under AOL_ARTIFACTS_DIR={aol.artifacts_dir}: {exc.strerror or exc}"
+        ) from exc
+    return digest
+
+
+def artifact_verify(*, ref: str, sha256: str) -> bool:
+    """True when the stored file still hashes to ``sha256``."""
+    try:
+        return sha256_bytes(artifact_path(ref).read_bytes()) == sha256
+    except (OSError, ValueError):
+        return False

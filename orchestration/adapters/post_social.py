@@ -1,0 +1,64 @@
+"""POST_SOCIAL: publish a message on a social network (PROOF: write what would be posted)."""
+
+from typing import Any
+
+from orchestration.adapters.artifacts import artifact_write, safe_filename_part
+from orchestration.adapters.base import ActionAdapter, ActionResult, require_fields
+from orchestration.exceptions import InvalidPayload
+
+#: Platforms we know and the longest message each accepts, in characters.
+PLATFORM_MAX_CHARS = {
+    "twitter": 280,
+    "x": 280,
+    "bluesky": 300,
+    "threads": 500,
+    "mastodon": 500,
+    "instagram": 2200,
+    "linkedin": 3000,
+    "facebook": 63206,
+}
+
+
+class PostSocialAdapter(ActionAdapter):
+    action_type = "POST_SOCIAL"
+    description = 'Post a message to a social network. Payload: {"platform": "twitter", "message": "…"}'
+    real_setup_hint = (
+        "no social network integration is configured (none ships yet); keep PROOF mode on "
+        "(AOL_PROOF_MODE=1, run_aol_daemon --proof, or the proof_mode flag)."
+    )
+
+    def validate(self, payload: dict[str, Any]) -> None:
+        require_fields(payload, required={"platform": str, "message": str}, optional={"account": str})
+        platform = payload["platform"].strip().lower()
+        if platform not in PLATFORM_MAX_CHARS:
+            known = ", ".join(sorted(PLATFORM_MAX_CHARS))
+            raise InvalidPayload(f"'platform' {payload['platform']!r} is not supported (known: {known}).")
+        limit = PLATFORM_MAX_CHARS[platform]
+        if len(payload["message"]) > limit:
+            raise InvalidPayload(
+                f"'message' is {len(payload['message'])} characters; {platform} allows at most {limit}."
+            )
+
+    def execute_proof(self, action) -> ActionResult:
+        payload = action.payload
+        stamp = action.created_at.strftime("%Y%m%dT%H%M%S%fZ")
+        ref = f"post_social/{stamp}_{safe_filename_part(action.idempotency_key)}.txt"
+        # The content depends only on the action, so a re-run after a crash writes the same bytes
+        # to the same name and artifact_write leaves the first copy in place.
+        content = (
+            "AICMO PROOF artifact: nothing was posted.\n"
+            f"action_id: {action.pk}\n"
+            f"action_type: {self.action_type}\n"
+            f"idempotency_key: {action.idempotency_key}\n"
+            f"created_at: {action.created_at.isoformat()}\n"
+            f"platform: {payload['platform'].strip().lower()}\n"
+            f"account: {payload.get('account') or '-'}\n"
+            "--- message ---\n"
+            f"{payload['message']}\n"
+        ).encode()
+        sha256 = artifact_write(ref=ref, content=content)
+        return ActionResult(
+            message=f"PROOF: would post {len(payload['message'])} characters to {payload['platform']}",
+            artifact_ref=ref,
+            artifact_sha256=sha256,
+        )

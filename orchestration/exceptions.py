@@ -1,0 +1,64 @@
+"""Named errors of the orchestration layer. Each docstring is the default message."""
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class AOLError(Exception):
+    """The orchestration layer refused an operation."""
+
+    def __init__(self, message: str | None = None):
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class InvalidAction(AOLError, ValueError):
+    """The action was rejected before anything was written."""
+
+
+class UnknownActionType(InvalidAction):
+    """Unknown action type."""
+
+
+class InvalidPayload(InvalidAction):
+    """The payload is not valid for this action type."""
+
+
+class IdempotencyConflict(InvalidAction):
+    """This idempotency key is already used by an action with a different payload."""
+
+
+class AdapterError(AOLError):
+    """An adapter could not complete an action."""
+
+    #: A permanent error goes straight to the DLQ; anything else is retried with backoff.
+    permanent = False
+
+
+class PermanentAdapterError(AdapterError):
+    """The action can never succeed as it stands; retrying would not help."""
+
+    permanent = True
+
+
+class TransientAdapterError(AdapterError):
+    """The action failed this time and may succeed if retried."""
+
+
+class RealRunUnconfigured(PermanentAdapterError, ImproperlyConfigured):
+    """REAL mode was asked for, but this adapter has no real integration configured."""
+
+
+class LeaseNotHeld(AOLError):
+    """This daemon does not hold the lease (another took over, or it expired): it must stop writing."""
+
+
+class LeaseHeldElsewhere(AOLError):
+    """Another live daemon holds the lease."""
+
+    def __init__(self, message: str | None = None, *, holder: str = "", expires_at=None):
+        super().__init__(message)
+        self.holder = holder
+        self.expires_at = expires_at
+
+
+class ControlChangeRejected(AOLError):
+    """The control change was rejected."""

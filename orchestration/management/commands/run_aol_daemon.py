@@ -1,0 +1,108 @@
+"""``manage.py run_aol_daemon``: run the AOL tick loop (see orchestration/services/daemon.py)."""
+
+import os
+import signal
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
+
+from orchestration.conf import aol
+from orchestration.dburl import database_url_masked, redact
+from orchestration.management.commands._common import positive_float, positive_int
+from orchestration.services.control import control_flags_get
+from orchestration.services.daemon import EXIT_ERROR, EXIT_OK, Daemon, DaemonConfig
+
+EXIT_MESSAGES = {
+    3: "another daemon holds the lease",
+    4: "the lease was taken over; this daemon stopped",
+}
+
+
+class Command(BaseCommand):
+    help = (
+        "Run the AOL daemon: claim due actions under the database lease and run them through their "
+        "adapters, tick after tick. Exit codes: 0 done/killed/stopped, 1 cannot start (database "
+        "unreachable or unmigrated), 2 bad arguments, 3 lease held by another daemon, 4 lease lost."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--proof", action="store_true", help="Force PROOF mode (write artifacts, act on nothing).")
+        parser.add_argument(
+            "--ticks", type=positive_int, help="Exit after N ticks (default: AOL_MAX_TICKS, else run on)."
+        )
+        parser.add_argument(
+            "--interval", type=positive_float, help="Seconds between ticks (AOL_TICK_INTERVAL_SECONDS)."
+        )
+        parser.add_argument(
+            "--max-actions", type=positive_int, help="Actions claimed per tick (AOL_MAX_ACTIONS_PER_TICK)."
+        )
+        parser.add_argument(
+            "--max-tick-seconds", type=positive_float, help="Time budget of one tick (AOL_MAX_TICK_SECONDS)."
+        )
+
+    def handle(self, *args, **options):
+        url = database_url_masked()
+        self._check_database(url)
+        config = DaemonConfig.from_settings(
+            force_proof=options["proof"] or None,
+            max_ticks=options["ticks"],
+            interval_seconds=options["interval"],
+            max_actions_per_tick=options["max_actions"],
+            max_tick_seconds=options["max_tick_seconds"],
+        )
+        proof = config.force_proof or bool(aol.proof_mode) or control_flags_get().proof_mode
+        self._say(f"[AOL] Database initialized: {url}")
+        self._say(f"[AOL] PROOF mode: {proof}")
+        self._say(f"[AOL] Max ticks: {config.max_ticks if config.max_ticks is not None else 'unlimited'}")
+        self._say(
+            f"[AOL] Daemon {config.owner}: interval {config.interval_seconds:g}s, "
+            f"{config.max_actions_per_tick} action(s) per tick, lease TTL {config.lease_ttl_seconds:g}s"
+        )
+        daemon = Daemon(config, out=self._say)
+        previous = self._install_signal_handlers(daemon)
+        try:
+            code = daemon.run()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        if code != EXIT_OK:
+            raise CommandError(EXIT_MESSAGES.get(code, "daemon failed"), returncode=code)
+
+    def _say(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
+
+    def _check_database(self, url: str) -> None:
+        try:
+            connection.ensure_connection()
+            executor = MigrationExecutor(connection)
+            plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+        except DatabaseError as exc:
+            detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            raise CommandError(
+                f"Cannot reach the database at {url}: {detail}. Check DATABASE_URL and that the server is running.",
+                returncode=EXIT_ERROR,
+            ) from None
+        if plan:
+            names = ", ".join(f"{m.app_label}.{m.name}" for m, _ in plan[:5]) + (" …" if len(plan) > 5 else "")
+            raise CommandError(
+                f"{len(plan)} migration(s) are not applied to {url} ({names}). Run: python manage.py migrate",
+                returncode=EXIT_ERROR,
+            )
+
+    def _install_signal_handlers(self, daemon: Daemon) -> dict:
+        """First SIGINT/SIGTERM: finish the current action, release the lease, exit 0. Second: exit now."""
+        stopping = []
+
+        def handle(signum, frame):
+            if stopping:
+                os._exit(128 + signum)
+            stopping.append(signum)
+            daemon.request_stop(f"received {signal.Signals(signum).name}")
+
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, handle)
+        return previous

@@ -1,0 +1,192 @@
+"""The five AOL tables: control flags, tick ledger, lease, action queue, execution logs.
+
+Table names are fixed by the seeds (``aol_*``). Invariants live in the database as constraints,
+so a shell session that bypasses the services still cannot write an impossible row.
+"""
+
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+
+
+class ControlFlags(models.Model):
+    """The operators' switches for the daemon: one row, id 1."""
+
+    SINGLETON_ID = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID, editable=False)
+    paused = models.BooleanField(default=False, help_text="Ticks run but claim nothing.")
+    killed = models.BooleanField(default=False, help_text="The daemon releases its lease and exits.")
+    proof_mode = models.BooleanField(default=True, help_text="Adapters write artifacts instead of acting.")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        db_table = "aol_control_flags"
+        verbose_name = "control flags"
+        verbose_name_plural = "control flags"
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="aol_control_flags_singleton"),
+        ]
+
+    def __str__(self) -> str:
+        mode = "PROOF" if self.proof_mode else "REAL"
+        return f"paused={self.paused} killed={self.killed} mode={mode}"
+
+
+class TickStatus(models.TextChoices):
+    SUCCESS = "SUCCESS"  # every attempted action succeeded (or there was nothing to do)
+    PARTIAL = "PARTIAL"  # some attempted actions succeeded, some did not
+    FAIL = "FAIL"  # nothing attempted succeeded, or the tick itself failed
+    PAUSED = "PAUSED"  # the paused flag was set: nothing was claimed
+    KILLED = "KILLED"  # the killed flag was set: the daemon released its lease and stopped
+
+
+class TickLedger(models.Model):
+    """One row per daemon tick: what it did and how long it took."""
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=TickStatus.choices)
+    actions_attempted = models.PositiveIntegerField(default=0)
+    actions_succeeded = models.PositiveIntegerField(default=0)
+    owner = models.CharField(max_length=255, blank=True, help_text="hostname:pid of the daemon")
+    lease_token = models.BigIntegerField(null=True, blank=True)
+    notes = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "aol_tick_ledger"
+        verbose_name = "tick"
+        indexes = [models.Index(fields=["-started_at"], name="aol_tick_started_idx")]
+
+    def __str__(self) -> str:
+        return f"tick {self.pk} {self.status}"
+
+    @property
+    def duration_seconds(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class Lease(models.Model):
+    """The daemon lease: one row, id 1. Whoever holds an unexpired lease is the only worker.
+
+    ``token`` is a fencing token: it grows by one on every new acquisition (never on renewal),
+    so work claimed under an older token can be told apart and refused.
+    """
+
+    SINGLETON_ID = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID, editable=False)
+    owner = models.CharField(max_length=255, blank=True, help_text="hostname:pid; empty when released")
+    token = models.BigIntegerField(default=0)
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    renewed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "aol_lease"
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="aol_lease_singleton"),
+            models.CheckConstraint(condition=Q(token__gte=0), name="aol_lease_token_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"lease {self.owner or '(free)'} token={self.token}"
+
+
+class ActionStatus(models.TextChoices):
+    PENDING = "PENDING"  # enqueued, waiting for its not_before time and a daemon
+    READY = "READY"  # due and waiting; the queue treats it like PENDING
+    RUNNING = "RUNNING"  # claimed by the daemon holding lease token `lease_token`
+    SUCCESS = "SUCCESS"  # done; terminal
+    FAILED = "FAILED"  # given up by an operator (discarded from the DLQ); terminal
+    RETRY = "RETRY"  # failed transiently; due again at not_before
+    DLQ = "DLQ"  # dead: out of attempts or failed permanently; waits for an operator
+
+
+DUE_STATUSES = (ActionStatus.PENDING, ActionStatus.READY, ActionStatus.RETRY)
+
+
+class ActionQuerySet(models.QuerySet):
+    def due(self):
+        """Actions a daemon may claim now, in claim order (oldest due first)."""
+        return self.filter(status__in=DUE_STATUSES, not_before__lte=Now()).order_by("not_before", "id")
+
+    def running(self):
+        return self.filter(status=ActionStatus.RUNNING)
+
+    def orphaned(self, *, current_token: int):
+        """RUNNING actions claimed under an older lease token: their daemon is gone."""
+        return self.running().filter(lease_token__lt=current_token)
+
+
+class Action(models.Model):
+    """One queued marketing action."""
+
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    action_type = models.CharField(max_length=64)
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=ActionStatus.choices, default=ActionStatus.PENDING)
+    attempts = models.PositiveIntegerField(default=0, help_text="Counted when claimed.")
+    not_before = models.DateTimeField(db_default=Now(), help_text="Not claimed before this time.")
+    last_error = models.TextField(blank=True)
+    claimed_by = models.CharField(max_length=255, blank=True, help_text="hostname:pid of the last claimer")
+    lease_token = models.BigIntegerField(null=True, blank=True, help_text="Lease token of the last claim")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ActionQuerySet.as_manager()
+
+    class Meta:
+        db_table = "aol_actions"
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=ActionStatus.values), name="aol_actions_status_valid"),
+            models.CheckConstraint(
+                condition=~Q(status=ActionStatus.RUNNING) | Q(lease_token__isnull=False),
+                name="aol_actions_running_has_token",
+            ),
+        ]
+        indexes = [
+            # The dequeue query: due statuses ordered by (not_before, id); small because it only
+            # holds rows that still have to run.
+            models.Index(
+                fields=["not_before", "id"],
+                condition=Q(status__in=DUE_STATUSES),
+                name="aol_actions_due_idx",
+            ),
+            # Per-status counts and the admin's status filter.
+            models.Index(fields=["status", "action_type"], name="aol_actions_status_idx"),
+            models.Index(fields=["-created_at"], name="aol_actions_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action_type} #{self.pk} ({self.status})"
+
+
+class LogLevel(models.TextChoices):
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class ExecutionLog(models.Model):
+    """Append-only trace of what happened to actions, and of operator changes (action_id empty)."""
+
+    action_id = models.BigIntegerField(null=True, blank=True, help_text="Soft reference to aol_actions.id")
+    ts = models.DateTimeField(auto_now_add=True)
+    level = models.CharField(max_length=8, choices=LogLevel.choices, default=LogLevel.INFO)
+    message = models.TextField()
+    actor = models.CharField(max_length=255, blank=True, help_text="operator or daemon (hostname:pid)")
+    artifact_ref = models.CharField(max_length=500, blank=True, help_text="Path under AOL_ARTIFACTS_DIR")
+    artifact_sha256 = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        db_table = "aol_execution_logs"
+        verbose_name = "execution log"
+        indexes = [
+            models.Index(fields=["action_id", "id"], name="aol_logs_action_idx"),
+            models.Index(fields=["-ts"], name="aol_logs_ts_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.message[:60]}"

@@ -1,0 +1,97 @@
+"""The daemon lease: only the holder of an unexpired lease works the queue.
+
+Expiry is judged by the database's clock (``Now()``), never the caller's. Each new acquisition
+bumps ``token``; renewals keep it. Every write a daemon makes to the queue is fenced on its token
+(``lease_is_current``), so a daemon that stalled past its TTL and was replaced cannot write.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, Value
+from django.db.models.functions import Now
+
+from orchestration.models import Lease
+
+logger = logging.getLogger("orchestration")
+
+
+@dataclass(frozen=True)
+class LeaseResult:
+    ok: bool
+    reason: str
+    token: int | None = None
+    acquired: bool = False  # True when this call began a new tenure (a new token)
+    holder: str = ""
+    expires_at: datetime | None = None
+
+
+def lease_is_current(*, token: int) -> Exists:
+    """A filter expression true while ``token`` is the lease's newest token."""
+    return Exists(Lease.objects.filter(pk=Lease.SINGLETON_ID, token=token))
+
+
+def lease_acquire_or_renew(*, owner: str, ttl_seconds: float, token: int | None = None) -> LeaseResult:
+    """Renew the lease held under ``token``, or acquire it if it is free or expired."""
+    if token is not None and lease_renew(owner=owner, token=token, ttl_seconds=ttl_seconds):
+        return LeaseResult(ok=True, reason="renewed", token=token, holder=owner)
+    return _acquire(owner=owner, ttl=timedelta(seconds=ttl_seconds))
+
+
+def lease_renew(*, owner: str, token: int, ttl_seconds: float) -> bool:
+    """Extend the lease held under ``token`` (one statement); False once it expired or was taken."""
+    return bool(
+        Lease.objects.filter(pk=Lease.SINGLETON_ID, owner=owner, token=token, expires_at__gt=Now()).update(
+            renewed_at=Now(), expires_at=Now() + Value(timedelta(seconds=ttl_seconds))
+        )
+    )
+
+
+def _acquire(*, owner: str, ttl: timedelta) -> LeaseResult:
+    with transaction.atomic():
+        # Row lock on PostgreSQL; on SQLite the IMMEDIATE transaction already holds the write lock.
+        lease = Lease.objects.select_for_update().annotate(db_now=Now()).filter(pk=Lease.SINGLETON_ID).first()
+        if lease is None:
+            try:
+                with transaction.atomic():
+                    Lease.objects.create(pk=Lease.SINGLETON_ID)
+            except IntegrityError:
+                pass  # created concurrently
+            lease = Lease.objects.select_for_update().annotate(db_now=Now()).get(pk=Lease.SINGLETON_ID)
+        now = lease.db_now
+        # A live lease of another owner is refused. Our own owner name (hostname:pid) means this
+        # process is starting a new tenure, e.g. after a database error: the new token fences off
+        # whatever the old tenure left RUNNING, and recovery returns it to the queue.
+        if lease.owner and lease.owner != owner and lease.expires_at and lease.expires_at > now:
+            return LeaseResult(
+                ok=False,
+                reason=f"held by {lease.owner} until {lease.expires_at.isoformat()}",
+                holder=lease.owner,
+                expires_at=lease.expires_at,
+            )
+        previous = lease.owner
+        lease.owner = owner
+        lease.token += 1
+        lease.acquired_at = lease.renewed_at = now
+        lease.expires_at = now + ttl
+        lease.save(update_fields=["owner", "token", "acquired_at", "renewed_at", "expires_at"])
+    reason = f"acquired (previous holder {previous} expired)" if previous else "acquired"
+    logger.info("lease acquired owner=%s token=%s previous=%s", owner, lease.token, previous or "-")
+    return LeaseResult(
+        ok=True, reason=reason, token=lease.token, acquired=True, holder=owner, expires_at=lease.expires_at
+    )
+
+
+def lease_release(*, owner: str, token: int) -> bool:
+    """Give the lease up at once so a standby need not wait for the TTL. False if it was not ours."""
+    released = Lease.objects.filter(pk=Lease.SINGLETON_ID, owner=owner, token=token).update(owner="", expires_at=Now())
+    if released:
+        logger.info("lease released owner=%s token=%s", owner, token)
+    return bool(released)
+
+
+def lease_get() -> Lease | None:
+    """The lease row annotated with the database time as ``db_now``, or None before first use."""
+    return Lease.objects.annotate(db_now=Now()).filter(pk=Lease.SINGLETON_ID).first()
