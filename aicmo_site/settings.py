@@ -18,13 +18,12 @@ env = environ.Env()
 
 
 def _typed(name: str, cast, default):
-    """Read one variable, turning a malformed value into a message that names it."""
+    """Read one variable; a malformed value is kept as text for orchestration.checks to report
+    by name (``AOL_MAX_ATTEMPTS='abc' must be a number greater than zero``) instead of a traceback."""
     try:
         return cast(name, default=default)
-    except (ValueError, TypeError) as exc:
-        raise ImproperlyConfigured(
-            f"{name}={env.str(name, default='')!r} is not a valid {cast.__name__.split('.')[-1]}: {exc}"
-        ) from None
+    except (ValueError, TypeError):
+        return env.str(name)
 
 
 def _secret_key() -> str:
@@ -95,7 +94,12 @@ DEFAULT_DATABASE_URL = f"sqlite:///{VAR_DIR / 'local.db'}"
 try:
     _db = env.db_url("DATABASE_URL", default=DEFAULT_DATABASE_URL)
 except (ImproperlyConfigured, ValueError, KeyError) as exc:
-    raise ImproperlyConfigured(f"DATABASE_URL is not a database URL Django can use: {exc}") from None
+    _db = {"_error": str(exc)}
+if not _db.get("ENGINE"):
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not a database URL Django can use (expected e.g. postgresql://user@host:5432/name "
+        "or sqlite:////absolute/path.db)."
+    )
 
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     if _db["NAME"] != ":memory:":

@@ -1,0 +1,178 @@
+"""The daemon's tick, in process: dispatch, flags, budget, PROOF precedence, ledger, exit codes."""
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from orchestration.adapters import ADAPTERS
+from orchestration.adapters.artifacts import artifact_path
+from orchestration.exceptions import LeaseHeldElsewhere
+from orchestration.models import Action, ActionStatus, ExecutionLog, Lease, TickLedger
+from orchestration.services.control import control_flags_get, control_kill, control_pause, control_set_proof_mode
+from orchestration.services.daemon import EXIT_LEASE_HELD, EXIT_OK, Daemon, DaemonConfig
+from orchestration.services.queue import action_enqueue
+from tests import fake_adapters
+from tests.factories import data_statements, hold_lease, post_social
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fakes(monkeypatch):
+    for adapter in fake_adapters.ALL:
+        monkeypatch.setitem(ADAPTERS, adapter.action_type, adapter)
+
+
+def make_daemon(**overrides) -> tuple[Daemon, list[str]]:
+    lines: list[str] = []
+    config = DaemonConfig.from_settings(owner="test:1", interval_seconds=0.01, **overrides)
+    return Daemon(config, out=lines.append), lines
+
+
+def enqueue(action_type: str, key: str, **payload) -> Action:
+    return action_enqueue(action_type=action_type, payload=payload, idempotency_key=key)[0]
+
+
+def test_tick__runs_a_proof_post_social_to_success_with_a_verifiable_artifact():
+    action = post_social("launch-1")
+    daemon, _ = make_daemon()
+    report = daemon.tick(0)
+    assert (report.status, report.attempted, report.succeeded) == ("SUCCESS", 1, 1)
+    action.refresh_from_db()
+    assert action.status == ActionStatus.SUCCESS
+    log = ExecutionLog.objects.get(action_id=action.pk)
+    assert hashlib.sha256(artifact_path(log.artifact_ref).read_bytes()).hexdigest() == log.artifact_sha256
+    tick = TickLedger.objects.get()
+    assert (tick.status, tick.actions_attempted, tick.actions_succeeded, tick.owner) == ("SUCCESS", 1, 1, "test:1")
+
+
+def test_tick__claims_at_most_the_per_tick_limit():
+    for i in range(5):
+        post_social(f"k{i}")
+    daemon, _ = make_daemon(max_actions_per_tick=3)
+    assert daemon.tick(0).attempted == 3
+    assert Action.objects.filter(status=ActionStatus.PENDING).count() == 2
+
+
+def test_tick__one_failing_action_does_not_stop_the_others():
+    bad = enqueue("TEST_TRANSIENT", "bad")
+    good = post_social("good")
+    report = make_daemon()[0].tick(0)
+    assert (report.status, report.attempted, report.succeeded) == ("PARTIAL", 2, 1)
+    bad.refresh_from_db()
+    good.refresh_from_db()
+    assert (bad.status, good.status) == (ActionStatus.RETRY, ActionStatus.SUCCESS)
+    assert "ConnectionError: upstream timed out" in bad.last_error
+
+
+def test_tick__permanent_errors_and_unknown_types_go_straight_to_dlq():
+    permanent = enqueue("TEST_PERMANENT", "perm")
+    unknown = Action.objects.create(idempotency_key="u", action_type="GONE_TYPE", payload={})
+    report = make_daemon()[0].tick(0)
+    assert (report.status, report.attempted, report.succeeded) == ("FAIL", 2, 0)
+    permanent.refresh_from_db()
+    unknown.refresh_from_db()
+    assert (permanent.status, permanent.attempts) == (ActionStatus.DLQ, 1)
+    assert (unknown.status, unknown.attempts) == (ActionStatus.DLQ, 1)
+    assert "Unknown action type 'GONE_TYPE'" in unknown.last_error
+
+
+def test_tick__real_mode_refuses_post_social_to_the_dlq_with_advice():
+    control_set_proof_mode(enabled=False, actor="ops", reason="test REAL")
+    action = post_social("real")
+    make_daemon()[0].tick(0)
+    action.refresh_from_db()
+    assert action.status == ActionStatus.DLQ
+    assert "RealRunUnconfigured" in action.last_error and "keep PROOF mode on" in action.last_error
+
+
+@pytest.mark.parametrize(("force", "setting"), [(True, False), (False, True)])
+def test_tick__proof_wins_when_any_source_asks_for_it(settings, force, setting):
+    control_set_proof_mode(enabled=False, actor="ops", reason="flag says REAL")
+    settings.AOL_PROOF_MODE = setting
+    action = post_social("p")
+    make_daemon(force_proof=force)[0].tick(0)
+    action.refresh_from_db()
+    assert action.status == ActionStatus.SUCCESS
+
+
+def test_tick__paused_claims_nothing_and_records_a_paused_tick():
+    action = post_social("k")
+    control_pause(actor="ops", reason="hold")
+    report = make_daemon()[0].tick(0)
+    assert report.status == "PAUSED" and "paused by ops" in report.notes
+    action.refresh_from_db()
+    assert action.status == ActionStatus.PENDING
+    assert TickLedger.objects.get().status == "PAUSED"
+
+
+def test_tick__killed_releases_the_lease_and_asks_to_stop():
+    control_kill(actor="ops", reason="stop everything")
+    daemon, _ = make_daemon()
+    report = daemon.tick(0)
+    assert report.stop and report.status == "KILLED"
+    assert Lease.objects.get().owner == ""
+
+
+def test_tick__stops_at_its_time_budget_and_returns_unstarted_claims_uncounted():
+    slow = [enqueue("TEST_SLOW", f"s{i}", seconds=0.3) for i in range(3)]
+    report = make_daemon(max_tick_seconds=0.1)[0].tick(0)
+    assert report.attempted == 1
+    assert "tick budget of 0.1s spent; 2 claimed action(s) returned to the queue" in report.notes
+    states = {a.pk: (a.status, a.attempts) for a in Action.objects.filter(pk__in=[s.pk for s in slow])}
+    assert states[slow[0].pk] == (ActionStatus.SUCCESS, 1)
+    assert states[slow[1].pk] == states[slow[2].pk] == (ActionStatus.PENDING, 0)
+
+
+def test_tick__recovers_actions_orphaned_by_a_dead_holder_before_claiming():
+    action = post_social("orphan")
+    old = hold_lease(owner="dead:9")
+    Action.objects.filter(pk=action.pk).update(status=ActionStatus.RUNNING, attempts=1, lease_token=old)
+    Lease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    daemon, lines = make_daemon()
+    daemon.tick(0)  # recovers it to RETRY (due now) and runs it in the same tick
+    action.refresh_from_db()
+    assert (action.status, action.attempts) == (ActionStatus.SUCCESS, 2)
+    assert any("Recovered 1 action(s)" in line for line in lines)
+
+
+def test_tick__another_live_holder_stops_the_daemon_before_it_touches_anything():
+    hold_lease(owner="other:2")
+    action = post_social("k")
+    with pytest.raises(LeaseHeldElsewhere, match="held by other:2"):
+        make_daemon()[0].tick(0)
+    action.refresh_from_db()
+    assert action.status == ActionStatus.PENDING
+    assert not TickLedger.objects.exists()
+
+
+def test_tick__an_idle_tick_costs_four_statements():
+    """Renew the lease, read the flags, look for due actions, record the tick."""
+    daemon, _ = make_daemon()
+    daemon.tick(0)
+    with CaptureQueriesContext(connection) as captured:
+        daemon.tick(1)
+    assert data_statements(captured) == ["UPDATE", "SELECT", "SELECT", "INSERT"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run__stops_after_its_tick_limit_and_releases_the_lease():
+    control_flags_get()
+    daemon, lines = make_daemon(max_ticks=3)
+    assert daemon.run() == EXIT_OK
+    assert [line.split("]")[0] for line in lines] == ["[AOL Tick 0", "[AOL Tick 1", "[AOL Tick 2"]
+    assert TickLedger.objects.count() == 3
+    assert Lease.objects.get().owner == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run__exits_3_and_names_the_holder_when_the_lease_is_taken():
+    hold_lease(owner="other:2")
+    daemon, lines = make_daemon(max_ticks=1)
+    assert daemon.run() == EXIT_LEASE_HELD
+    assert "Lease held by other:2 until" in lines[-1]
+    assert Lease.objects.get().owner == "other:2"

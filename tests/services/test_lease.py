@@ -1,0 +1,67 @@
+"""The daemon lease: one live holder, fencing tokens, expiry by the database clock."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from orchestration.models import Lease
+from orchestration.services.lease import lease_acquire_or_renew, lease_release, lease_renew
+
+pytestmark = pytest.mark.django_db
+
+
+def test_lease_acquire_or_renew__free_lease_is_acquired_with_a_new_token():
+    result = lease_acquire_or_renew(owner="a:1", ttl_seconds=30)
+    assert result.ok and result.acquired
+    lease = Lease.objects.get()
+    assert (lease.owner, lease.token) == ("a:1", result.token)
+    assert timedelta(seconds=29) < lease.expires_at - lease.acquired_at <= timedelta(seconds=30)
+
+
+def test_lease_acquire_or_renew__renewal_keeps_the_token_and_extends_expiry():
+    first = lease_acquire_or_renew(owner="a:1", ttl_seconds=30)
+    before = Lease.objects.get().expires_at
+    again = lease_acquire_or_renew(owner="a:1", ttl_seconds=60, token=first.token)
+    assert again.ok and not again.acquired and again.token == first.token
+    assert Lease.objects.get().expires_at > before
+
+
+def test_lease_acquire_or_renew__live_lease_of_another_owner_is_refused_naming_the_holder():
+    lease_acquire_or_renew(owner="a:1", ttl_seconds=30)
+    result = lease_acquire_or_renew(owner="b:2", ttl_seconds=30)
+    assert not result.ok
+    assert result.holder == "a:1" and "held by a:1 until" in result.reason
+    assert Lease.objects.get().owner == "a:1"
+
+
+def test_lease_acquire_or_renew__expired_lease_is_taken_over_with_a_larger_token():
+    first = lease_acquire_or_renew(owner="a:1", ttl_seconds=30)
+    Lease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    second = lease_acquire_or_renew(owner="b:2", ttl_seconds=30)
+    assert second.ok and second.acquired and second.token > first.token
+    assert "previous holder a:1 expired" in second.reason
+    # the old holder can no longer renew: its tenure is over
+    assert not lease_renew(owner="a:1", token=first.token, ttl_seconds=30)
+    assert not lease_acquire_or_renew(owner="a:1", ttl_seconds=30, token=first.token).ok
+
+
+def test_lease_acquire_or_renew__expiry_is_judged_by_the_database_clock():
+    """A lease that the database says has expired is free, whatever the caller's clock says."""
+    lease_acquire_or_renew(owner="a:1", ttl_seconds=30)
+    Lease.objects.update(expires_at=timezone.now() - timedelta(milliseconds=1))
+    assert lease_acquire_or_renew(owner="b:2", ttl_seconds=30).ok
+
+
+def test_lease_release__frees_the_lease_at_once_but_only_for_its_holder():
+    first = lease_acquire_or_renew(owner="a:1", ttl_seconds=30)
+    assert not lease_release(owner="b:2", token=first.token)
+    assert lease_release(owner="a:1", token=first.token)
+    assert Lease.objects.get().owner == ""
+    second = lease_acquire_or_renew(owner="b:2", ttl_seconds=30)
+    assert second.ok and second.token == first.token + 1
+
+
+def test_lease_acquire_or_renew__works_when_the_row_is_missing():
+    Lease.objects.all().delete()
+    assert lease_acquire_or_renew(owner="a:1", ttl_seconds=30).ok
