@@ -117,9 +117,7 @@ def start_daemon(daemon_env, tmp_path):
     started: list[DaemonProcess] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> DaemonProcess:
-        process = DaemonProcess(
-            list(args), {**daemon_env, **(env or {})}, tmp_path / f"daemon-{len(started)}.log"
-        )
+        process = DaemonProcess(list(args), {**daemon_env, **(env or {})}, tmp_path / f"daemon-{len(started)}.log")
         started.append(process)
         return process
 

@@ -46,7 +46,11 @@ def test_control_change__round_trips_and_records_every_step():
     flags = control_flags_get()
     assert (flags.paused, flags.killed, flags.proof_mode, flags.updated_by) == (False, False, False, "erin")
     assert list(ExecutionLog.objects.order_by("id").values_list("actor", flat=True)) == [
-        "alice", "bob", "carol", "dave", "erin"
+        "alice",
+        "bob",
+        "carol",
+        "dave",
+        "erin",
     ]
 
 

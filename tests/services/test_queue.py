@@ -199,8 +199,9 @@ def test_action_mark_success__records_status_and_log_with_artifact():
     post_social("k")
     token = hold_lease()
     action = _claim_one(token)
-    action_mark_success(action=action, token=token, actor=OWNER, message="done", artifact_ref="a.txt",
-                        artifact_sha256="ab" * 32)
+    action_mark_success(
+        action=action, token=token, actor=OWNER, message="done", artifact_ref="a.txt", artifact_sha256="ab" * 32
+    )
     action.refresh_from_db()
     assert action.status == ActionStatus.SUCCESS
     log = ExecutionLog.objects.get(action_id=action.pk)
