@@ -15,6 +15,7 @@ $(VENV)/.installed: requirements.txt
 
 run: venv
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py aol_bootstrap_admin --url http://127.0.0.1:$(PORT)/
 	@echo "Starting the web console and the PROOF daemon; Ctrl+C stops both."
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AICMO_PORT=$(PORT) $(PY) -m honcho start -f Procfile
