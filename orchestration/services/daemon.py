@@ -113,6 +113,7 @@ class Daemon:
         self._wake = threading.Event()  # ends the sleep between ticks early
         self._flags_seen = {"paused": False, "killed": False}  # written by the watchdog
         self._watchdog: _Watchdog | None = None
+        self._running = False  # run() owns the watchdog; a bare tick() starts no thread
 
     # --- control from outside ------------------------------------------------------------------
 
@@ -128,6 +129,7 @@ class Daemon:
     def run(self) -> int:
         """Tick until done; returns the process exit code."""
         number = 0
+        self._running = True
         try:
             while not self._stop.is_set():
                 close_old_connections()
@@ -159,7 +161,6 @@ class Daemon:
                 number += 1
                 if self.config.max_ticks is not None and number >= self.config.max_ticks:
                     return EXIT_OK
-                self._start_watchdog()
                 self._wake.wait(self.config.interval_seconds)
             self.out(f"[AOL] Stopping: {self._stop_reason}.")
             return EXIT_OK
@@ -210,6 +211,7 @@ class Daemon:
             raise LeaseNotHeld(f"lease lost to {result.holder}")
         if result.acquired:
             self.token = result.token
+            self._start_watchdog()  # before any work, so even the first action is covered
             recovered = action_recover_orphans(token=self.token, actor=self.config.owner)
             if recovered.retried or recovered.dead:
                 self.out(
@@ -287,7 +289,7 @@ class Daemon:
     # --- lease keeping -------------------------------------------------------------------------------
 
     def _start_watchdog(self) -> None:
-        if self._watchdog is None and self.token is not None:
+        if self._running and self._watchdog is None:
             self._watchdog = _Watchdog(self)
             self._watchdog.start()
 

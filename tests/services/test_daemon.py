@@ -1,6 +1,7 @@
 """The daemon's tick, in process: dispatch, flags, budget, PROOF precedence, ledger, exit codes."""
 
 import hashlib
+import threading
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from orchestration.exceptions import LeaseHeldElsewhere
 from orchestration.models import Action, ActionStatus, ExecutionLog, Lease, TickLedger
 from orchestration.services.control import control_flags_get, control_kill, control_pause, control_set_proof_mode
 from orchestration.services.daemon import EXIT_LEASE_HELD, EXIT_OK, Daemon, DaemonConfig
+from orchestration.services.lease import lease_acquire_or_renew
 from orchestration.services.queue import action_enqueue
 from tests import fake_adapters
 from tests.factories import data_statements, hold_lease, post_social
@@ -176,3 +178,34 @@ def test_run__exits_3_and_names_the_holder_when_the_lease_is_taken():
     assert daemon.run() == EXIT_LEASE_HELD
     assert "Lease held by other:2 until" in lines[-1]
     assert Lease.objects.get().owner == "other:2"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run__heartbeat_keeps_the_lease_while_a_long_action_runs():
+    """An action 2.5 times longer than the lease TTL does not let a rival daemon take over."""
+    control_flags_get()
+    slow = enqueue("TEST_SLOW", "slow", seconds=2.5)
+    daemon, _ = make_daemon(max_ticks=1, heartbeat_seconds=0.2, lease_ttl_seconds=1.0, control_poll_seconds=0.1)
+    taken: list[str] = []
+    done = threading.Event()
+
+    def rival() -> None:
+        try:
+            while not done.wait(0.1):
+                if Action.objects.filter(pk=slow.pk, status=ActionStatus.RUNNING).exists():
+                    result = lease_acquire_or_renew(owner="rival:2", ttl_seconds=1.0)
+                    if result.ok:
+                        taken.append(result.reason)
+        finally:
+            connection.close()
+
+    rival_thread = threading.Thread(target=rival)
+    rival_thread.start()
+    try:
+        assert daemon.run() == EXIT_OK
+    finally:
+        done.set()
+        rival_thread.join(5)
+    assert taken == []
+    slow.refresh_from_db()
+    assert slow.status == ActionStatus.SUCCESS

@@ -221,7 +221,7 @@ def test_action_mark_failure__transient_retries_with_growing_backoff_then_dlq(se
         assert action.status == ActionStatus.RETRY and action.attempts == attempt
         wait = (action.not_before - before).total_seconds()
         assert 5 * attempt - 1 < wait <= 5 * attempt + 1
-        Action.objects.filter(pk=action.pk).update(not_before=timezone.now())  # make it due again
+        Action.objects.filter(pk=action.pk).update(not_before=timezone.now() - timedelta(seconds=1))  # due again
     action = _claim_one(token)
     assert action_mark_failure(action=action, token=token, actor=OWNER, error="timeout", permanent=False) == "DLQ"
     action.refresh_from_db()
