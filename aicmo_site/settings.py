@@ -192,7 +192,7 @@ AICMO_USE_LLM = _typed("AICMO_USE_LLM", env.bool, True)
 # Each request to the LLM gives up after this long; failed requests are retried this many times
 # (with the client's short backoff), so one call is bounded by about timeout × (retries + 1).
 AICMO_LLM_TIMEOUT_SECONDS = _typed("AICMO_LLM_TIMEOUT_SECONDS", env.float, 20.0)
-AICMO_LLM_MAX_RETRIES = _typed("AICMO_LLM_MAX_RETRIES", env.int, 2)
+AICMO_LLM_MAX_RETRIES = _typed("AICMO_LLM_MAX_RETRIES", env.int, 1)
 
 # --- Health and metrics -------------------------------------------------------------------------
 # Bearer token that lets a Prometheus server scrape /metrics without a staff session ("" = staff only).

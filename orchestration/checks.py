@@ -140,3 +140,30 @@ def check_real_mode_with_debug(app_configs=None, databases=None, **kwargs) -> li
             id="orchestration.E030",
         )
     ]
+
+
+@checks.register()
+def check_llm_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """The LLM's time bounds must be numbers that bound something (the key itself is optional)."""
+    from django.conf import settings
+
+    errors = []
+    timeout = getattr(settings, "AICMO_LLM_TIMEOUT_SECONDS", 20.0)
+    retries = getattr(settings, "AICMO_LLM_MAX_RETRIES", 1)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < float("inf"):
+        errors.append(
+            checks.Error(
+                f"AICMO_LLM_TIMEOUT_SECONDS={timeout!r} must be a number greater than zero.",
+                hint="Unset it to use the default (20).",
+                id="orchestration.E040",
+            )
+        )
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
+        errors.append(
+            checks.Error(
+                f"AICMO_LLM_MAX_RETRIES={retries!r} must be a whole number from 0 to 10.",
+                hint="Unset it to use the default (1).",
+                id="orchestration.E040",
+            )
+        )
+    return errors

@@ -117,9 +117,7 @@ def start_daemon(daemon_env, tmp_path):
     started: list[DaemonProcess] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> DaemonProcess:
-        process = DaemonProcess(
-            list(args), {**daemon_env, **(env or {})}, tmp_path / f"daemon-{len(started)}.log"
-        )
+        process = DaemonProcess(list(args), {**daemon_env, **(env or {})}, tmp_path / f"daemon-{len(started)}.log")
         started.append(process)
         return process
 
@@ -137,3 +135,6 @@ def wait_until(predicate, timeout: float = 15, interval: float = 0.05, message: 
             return value
         time.sleep(interval)
     raise AssertionError(f"{message} not met within {timeout}s")
+
+
+from tests.openai_server import openai_server  # noqa: E402,F401  (a fixture, shared by the suite)
