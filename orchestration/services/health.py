@@ -47,6 +47,19 @@ class DatabaseProbe:
         return self.reachable and not self.unapplied and not self.missing_aol_tables
 
     @property
+    def public_reason(self) -> str:
+        """Why the database is not ready, for anonymous callers: no host names, no driver messages."""
+        if not self.reachable:
+            if self.error.startswith("DATABASE_URL cannot be used"):
+                return "database not configured (DATABASE_URL cannot be used)"
+            return "database unreachable"
+        if self.unapplied:
+            return f"{len(self.unapplied)} migration(s) not applied"
+        if self.missing_aol_tables:
+            return f"{len(self.missing_aol_tables)} AOL table(s) missing"
+        return ""
+
+    @property
     def reason(self) -> str:
         """One short, secret-free line: why the database is not ready ('' when it is)."""
         if not self.reachable:
