@@ -23,8 +23,6 @@ from django.db import connection
 
 from tests.conftest import ROOT
 
-SECRET_KEY = "test-secret-key-for-web-server-subprocesses-0123456789"
-
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -92,7 +90,6 @@ def web_env(database_url: str, **extra: str) -> dict[str, str]:
         {
             "DATABASE_URL": database_url,
             "DJANGO_SETTINGS_MODULE": "aicmo_site.settings",
-            "SECRET_KEY": SECRET_KEY,
             "PYTHONUNBUFFERED": "1",
             **extra,
         }

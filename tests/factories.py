@@ -1,0 +1,29 @@
+"""Small builders for test data, going through the real services where they exist."""
+
+from orchestration.services.lease import lease_acquire_or_renew
+from orchestration.services.queue import action_enqueue
+
+OWNER = "test-host:1"
+
+
+def post_social(key: str | None = None, message: str = "hello from AICMO", **extra):
+    action, _ = action_enqueue(
+        action_type="POST_SOCIAL",
+        payload={"platform": "twitter", "message": message, **extra},
+        idempotency_key=key,
+    )
+    return action
+
+
+def hold_lease(owner: str = OWNER, ttl_seconds: float = 30) -> int:
+    """Acquire the lease for ``owner`` and return its token."""
+    result = lease_acquire_or_renew(owner=owner, ttl_seconds=ttl_seconds)
+    assert result.ok, result.reason
+    return result.token
+
+
+def data_statements(captured) -> list[str]:
+    """The first keyword of each captured statement, leaving out transaction control."""
+    control = {"SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT"}
+    keywords = [query["sql"].split()[0].upper() for query in captured.captured_queries]
+    return [keyword for keyword in keywords if keyword not in control]
