@@ -36,7 +36,6 @@ SYNC_DRIVERS = {
 }
 #: Query parameters whose values are secrets.
 SECRET_PARAMS = {"password", "passwd", "sslpassword", "secret", "token"}
-_USERINFO_PASSWORD = re.compile(r"(?<=:)[^:/@\s]+(?=@)")
 #: ``scheme://user:password@`` inside free text; greedy up to the last ``@`` of the authority.
 _EMBEDDED_PASSWORD = re.compile(r"(\b[A-Za-z][\w+.-]*://[^:/@\s]*:)[^\s/]+(@)")
 
@@ -51,8 +50,8 @@ def mask_url(url: str) -> str:
     except ValueError:
         return "<unparseable URL>"
     if not parts.netloc:
-        # Not scheme://…: a "user:secret@host" typed without the scheme parses as a path.
-        return _USERINFO_PASSWORD.sub("***", url)
+        # Not scheme://…: no telling what is a password, so hide everything before the last "@".
+        return f"***@{url.rsplit('@', 1)[1]}" if "@" in url else url
     if password is not None:
         netloc = parts.netloc.rsplit("@", 1)[1]
         parts = parts._replace(netloc=f"{parts.username or ''}:***@{netloc}")
