@@ -1,4 +1,4 @@
-"""Real web servers for tests: ``manage.py runserver`` subprocesses, and a database that can go away.
+"""Real web servers for tests (subprocesses serving the WSGI application), and a database that can go away.
 
 ``database_switch`` gives a DATABASE_URL for a subprocess whose database the test can take down and
 bring back without touching the machine's PostgreSQL: on PostgreSQL the URL goes through a TCP proxy
@@ -31,14 +31,14 @@ def free_port() -> int:
 
 
 class WebServer:
-    """``manage.py runserver --noreload`` on a free port, its output collected to a file."""
+    """The project's WSGI application served on a free port (tests/serve.py), its output collected to a file."""
 
     def __init__(self, env: dict[str, str], log_path: Path):
         self.port = free_port()
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115  (closed in stop())
         self.proc = subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload", "--skip-checks"],
+            [sys.executable, "-m", "tests.serve", str(self.port)],
             cwd=ROOT,
             env=env,
             stdout=self._log,
@@ -47,13 +47,13 @@ class WebServer:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"runserver exited:\n{self.output()}")
+                raise AssertionError(f"the server exited:\n{self.output()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return
             except OSError:
                 time.sleep(0.1)
-        raise AssertionError(f"runserver did not listen within 30s:\n{self.output()}")
+        raise AssertionError(f"the server did not listen within 30s:\n{self.output()}")
 
     def output(self) -> str:
         return self.log_path.read_text()
@@ -64,9 +64,9 @@ class WebServer:
         opener = urllib.request.build_opener(_NoRedirect)
         try:
             with opener.open(request, timeout=30) as response:
-                return response.status, response.read().decode(), dict(response.headers)
+                return response.status, response.read().decode(), response.headers
         except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode(), dict(exc.headers)
+            return exc.code, exc.read().decode(), exc.headers
 
     def stop(self) -> None:
         if self.proc.poll() is None:
