@@ -134,3 +134,27 @@ def test_check_sentinels__real_mode_with_debug_fails_the_system_checks(no_llm, s
     assert code == 1
     assert checks["Django system checks"]["status"] == "fail"
     assert "orchestration.E030" in checks["Django system checks"]["detail"]
+
+
+def test_sentinels__importing_them_loads_no_heavy_module():
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = (
+        "import sys, django; django.setup(); "
+        "import orchestration.sentinels, orchestration.checks, orchestration.health_views, aicmo_site.urls; "
+        "print(sorted(m for m in ('openai', 'prometheus_client', 'django.test', 'django.db.migrations.loader') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"DJANGO_SETTINGS_MODULE": "aicmo_site.settings", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
