@@ -62,6 +62,15 @@ def safe_llm_status() -> dict[str, Any]:
         "model": getattr(settings, "AICMO_OPENAI_MODEL", "") or DEFAULT_MODEL,
         "key_present": _key_present(),
         "base_url": llm_base_url_masked(),
-        "timeout_seconds": float(getattr(settings, "AICMO_LLM_TIMEOUT_SECONDS", 20.0)),
-        "max_retries": int(getattr(settings, "AICMO_LLM_MAX_RETRIES", 1)),
+        "timeout_seconds": _number("AICMO_LLM_TIMEOUT_SECONDS", 20.0, float),
+        "max_retries": _number("AICMO_LLM_MAX_RETRIES", 1, int),
     }
+
+
+def _number(name: str, default, cast):
+    """The setting as a number; a malformed value is shown as it is (orchestration.E040 reports it)."""
+    value = getattr(settings, name, default)
+    try:
+        return cast(value)
+    except (TypeError, ValueError):
+        return value

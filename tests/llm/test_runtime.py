@@ -90,3 +90,8 @@ def test_llm_runtime__imports_and_answers_without_loading_openai():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_safe_llm_status__malformed_timeout_is_shown_not_raised(settings):
+    settings.AICMO_LLM_TIMEOUT_SECONDS = "soon"
+    assert safe_llm_status()["timeout_seconds"] == "soon"
