@@ -6,10 +6,13 @@ The defaults suit a laptop: an embedded SQLite database under ``var/``, PROOF mo
 """
 
 import secrets
+import warnings
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from orchestration.dburl import mask_urls_in_text, url_for_django, validate_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -91,15 +94,25 @@ TEMPLATES = [
 # timeout instead of failing with "database is locked" when a read upgrades to a write).
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 DEFAULT_DATABASE_URL = f"sqlite:///{VAR_DIR / 'local.db'}"
-try:
-    _db = env.db_url("DATABASE_URL", default=DEFAULT_DATABASE_URL)
-except (ImproperlyConfigured, ValueError, KeyError) as exc:
-    _db = {"_error": str(exc)}
-if not _db.get("ENGINE"):
-    raise ImproperlyConfigured(
-        "DATABASE_URL is not a database URL Django can use (expected e.g. postgresql://user@host:5432/name "
-        "or sqlite:////absolute/path.db)."
-    )
+# A URL Django cannot use (an async driver, an unknown scheme, garbage) must not stop settings from
+# loading: `manage.py check` then reports it as orchestration.E010/E011, check_sentinels and the
+# diagnostics page explain it, and any database access raises one clear ImproperlyConfigured.
+# Only the masked URL is kept as a setting; the password lives in DATABASES alone.
+_database_url = env.str("DATABASE_URL", default=DEFAULT_DATABASE_URL)
+_url_check = validate_database_url(_database_url)
+DATABASE_URL_MASKED = _url_check["masked"]
+DATABASE_URL_ISSUES = list(_url_check["issues"])
+_db = {}
+if not DATABASE_URL_ISSUES:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # django-environ's warnings print the parsed URL, password included
+            _db = environ.Env.db_url_config(url_for_django(_database_url.strip()))
+    except (ImproperlyConfigured, ValueError, KeyError) as exc:
+        DATABASE_URL_ISSUES.append(f"DATABASE_URL cannot be parsed: {mask_urls_in_text(str(exc))}.")
+if DATABASE_URL_ISSUES:
+    _db = {"ENGINE": "orchestration.unusable_db", "NAME": ""}
+del _database_url
 
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     if _db["NAME"] != ":memory:":
@@ -175,3 +188,11 @@ OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
 AICMO_OPENAI_MODEL = env.str("AICMO_OPENAI_MODEL", default="gpt-4o-mini")
 AICMO_USE_LLM = _typed("AICMO_USE_LLM", env.bool, True)
+# Each request to the LLM gives up after this long; failed requests are retried this many times
+# (with the client's short backoff), so one call is bounded by about timeout × (retries + 1).
+AICMO_LLM_TIMEOUT_SECONDS = _typed("AICMO_LLM_TIMEOUT_SECONDS", env.float, 20.0)
+AICMO_LLM_MAX_RETRIES = _typed("AICMO_LLM_MAX_RETRIES", env.int, 1)
+
+# --- Health and metrics -------------------------------------------------------------------------
+# Bearer token that lets a Prometheus server scrape /metrics without a staff session ("" = staff only).
+AOL_METRICS_TOKEN = env.str("AOL_METRICS_TOKEN", default="")

@@ -1,6 +1,8 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
+
+from orchestration import health_views
 
 admin.site.site_header = "AICMO operator console"
 admin.site.site_title = "AICMO"
@@ -8,5 +10,10 @@ admin.site.index_title = "Autonomy Orchestration Layer"
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("console/", include("orchestration.urls")),
     path("admin/", admin.site.urls),
+    # Probes and metrics at the root, where load balancers and Prometheus look for them.
+    path("healthz", health_views.healthz, name="healthz"),
+    path("readyz", health_views.readyz, name="readyz"),
+    path("metrics", health_views.metrics, name="metrics"),
 ]

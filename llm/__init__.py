@@ -1,5 +1,9 @@
-"""Optional OpenAI-backed LLM. Disabled, never broken, when no key is set."""
+"""Optional OpenAI-backed LLM. Disabled, never broken, when no key is set.
 
-from llm.runtime import llm_enabled, safe_llm_status
+``llm.runtime`` (enabled? why not? status) is cheap; ``llm.client`` imports ``openai`` only when a
+client is first built.
+"""
 
-__all__ = ["llm_enabled", "safe_llm_status"]
+from llm.runtime import llm_enabled, require_llm, safe_llm_status
+
+__all__ = ["llm_enabled", "require_llm", "safe_llm_status"]

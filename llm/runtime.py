@@ -1,26 +1,76 @@
-"""Whether the LLM may be used, and a secret-free status for diagnostics."""
+"""Whether the LLM may be used, why not, and a secret-free status for diagnostics.
+
+Cheap and import-light: nothing here imports the ``openai`` package (llm/client.py does, lazily).
+"""
+
+from typing import Any
 
 from django.conf import settings
+
+from llm.exceptions import LLMDisabled
+
+DEFAULT_MODEL = "gpt-4o-mini"
+ENABLE_HOWTO = (
+    "To enable it, set OPENAI_API_KEY (and keep AICMO_USE_LLM unset or 1) in the environment of the web and "
+    "daemon processes, e.g. OPENAI_API_KEY=sk-… AICMO_USE_LLM=1; optionally AICMO_OPENAI_MODEL (default "
+    f"{DEFAULT_MODEL}) and OPENAI_BASE_URL for an OpenAI-compatible server. Then restart them."
+)
+
+
+def _key_present() -> bool:
+    return bool(getattr(settings, "OPENAI_API_KEY", ""))
+
+
+def _switched_on() -> bool:
+    return bool(getattr(settings, "AICMO_USE_LLM", True))
+
+
+def llm_disabled_reason() -> str:
+    """Why the LLM is disabled ('' when it is enabled)."""
+    if not _switched_on():
+        return "AICMO_USE_LLM is switched off (0)"
+    if not _key_present():
+        return "OPENAI_API_KEY is not set"
+    return ""
 
 
 def llm_enabled() -> bool:
     """True only when an API key is set and AICMO_USE_LLM is not switched off."""
-    return bool(getattr(settings, "OPENAI_API_KEY", "")) and bool(getattr(settings, "AICMO_USE_LLM", True))
+    return not llm_disabled_reason()
 
 
-def safe_llm_status() -> dict:
-    """Enabled or not and why, the model, and whether a key is present (never the key itself)."""
-    key_present = bool(getattr(settings, "OPENAI_API_KEY", ""))
-    use_llm = bool(getattr(settings, "AICMO_USE_LLM", True))
-    if not key_present:
-        reason = "not configured: OPENAI_API_KEY is not set"
-    elif not use_llm:
-        reason = "switched off: AICMO_USE_LLM=0"
-    else:
-        reason = "enabled"
+def require_llm() -> None:
+    """Raise LLMDisabled, saying exactly how to enable the LLM, unless it is enabled."""
+    reason = llm_disabled_reason()
+    if reason:
+        raise LLMDisabled(f"LLM disabled, because {reason}. {ENABLE_HOWTO}")
+
+
+def llm_base_url_masked() -> str:
+    """OPENAI_BASE_URL with any credentials in it masked ('' when unset: the OpenAI default)."""
+    from orchestration.dburl import mask_url
+
+    return mask_url(getattr(settings, "OPENAI_BASE_URL", "") or "")
+
+
+def safe_llm_status() -> dict[str, Any]:
+    """Enabled or not and why, the model, whether a key is present (never the key), the masked base URL."""
+    reason = llm_disabled_reason()
     return {
-        "enabled": key_present and use_llm,
-        "reason": reason,
-        "model": getattr(settings, "AICMO_OPENAI_MODEL", "gpt-4o-mini"),
-        "key_present": key_present,
+        "enabled": not reason,
+        "reason": f"disabled, because {reason}" if reason else "enabled",
+        "model": getattr(settings, "AICMO_OPENAI_MODEL", "") or DEFAULT_MODEL,
+        "key_present": _key_present(),
+        "base_url": llm_base_url_masked(),
+        "timeout_seconds": _number("AICMO_LLM_TIMEOUT_SECONDS", 20.0, float),
+        "max_retries": _number("AICMO_LLM_MAX_RETRIES", 1, int),
     }
+
+
+def _number(name: str, default, cast):
+    """The setting as a number; a malformed value is shown as it is (orchestration.E040 reports it)."""
+    value = getattr(settings, name, default)
+    try:
+        return cast(value)
+    except (TypeError, ValueError):
+        return value

@@ -54,3 +54,116 @@ def check_aol_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
             )
         )
     return errors
+
+
+@checks.register()
+def check_database_url(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """DATABASE_URL problems found while settings loaded (the URL itself is never shown unmasked)."""
+    from django.conf import settings
+
+    from orchestration.dburl import ASYNC_DRIVERS, validate_database_url
+
+    result = validate_database_url()
+    messages: list[checks.CheckMessage] = []
+    masked = result["masked"] or "(empty)"
+    issues = getattr(settings, "DATABASE_URL_ISSUES", None) or []
+    if issues:
+        is_async = result["driver"] in ASYNC_DRIVERS
+        messages.append(
+            checks.Error(
+                f"DATABASE_URL={masked} cannot be used: {' '.join(issues)}",
+                hint=(
+                    f"Use the synchronous form: {result['scheme']}://… without +{result['driver']}."
+                    if is_async
+                    else "Set DATABASE_URL to e.g. postgresql://user:password@host:5432/name, then run "
+                    "python manage.py check_sentinels."
+                ),
+                id="orchestration.E010" if is_async else "orchestration.E011",
+            )
+        )
+    if not messages:
+        for warning in result["warnings"]:
+            messages.append(
+                checks.Warning(
+                    f"DATABASE_URL={masked}: {warning}",
+                    hint="Fix DATABASE_URL, or ignore this if it is meant.",
+                    id="orchestration.W010",
+                )
+            )
+    return messages
+
+
+@checks.register()
+def check_artifacts_dir(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """PROOF artifacts need a writable directory (created on first use if its parent allows)."""
+    from orchestration.adapters.artifacts import artifacts_dir_problem
+
+    problem = artifacts_dir_problem()
+    if problem is None:
+        return []
+    missing, message = problem
+    return [
+        checks.Error(
+            message,
+            hint="Set AOL_ARTIFACTS_DIR to a directory the AOL processes can write, or create it and fix its "
+            "permissions.",
+            id="orchestration.E020" if missing else "orchestration.E021",
+        )
+    ]
+
+
+@checks.register(checks.Tags.database)
+def check_real_mode_with_debug(app_configs=None, databases=None, **kwargs) -> list[checks.CheckMessage]:
+    """REAL mode acts on the world; DEBUG leaks settings in error pages and keeps every query in memory.
+
+    Tagged ``database`` because the PROOF/REAL switch is a database flag: ``check --database default``,
+    ``migrate`` and ``check_sentinels`` run it.
+    """
+    from django.conf import settings
+    from django.db import DatabaseError
+
+    if not settings.DEBUG or aol.proof_mode or not databases or "default" not in databases:
+        return []
+    from orchestration.models import ControlFlags
+
+    try:
+        proof = ControlFlags.objects.filter(pk=ControlFlags.SINGLETON_ID).values_list("proof_mode", flat=True).first()
+    except DatabaseError:
+        return []  # no database or no table yet: nothing can run in REAL mode
+    if proof is None or proof:
+        return []
+    return [
+        checks.Error(
+            "The daemon is in REAL mode while DEBUG is on.",
+            hint="Set DEBUG=0 in production, or switch PROOF mode back on: "
+            "python manage.py aol_control proof on --reason '…'.",
+            id="orchestration.E030",
+        )
+    ]
+
+
+@checks.register()
+def check_llm_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """The LLM's time bounds must be numbers that bound something (the key itself is optional)."""
+    from django.conf import settings
+
+    errors = []
+    timeout = getattr(settings, "AICMO_LLM_TIMEOUT_SECONDS", 20.0)
+    retries = getattr(settings, "AICMO_LLM_MAX_RETRIES", 1)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < float("inf"):
+        errors.append(
+            checks.Error(
+                f"AICMO_LLM_TIMEOUT_SECONDS={timeout!r} must be a number greater than zero.",
+                hint="Unset it to use the default (20).",
+                id="orchestration.E040",
+            )
+        )
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 10:
+        errors.append(
+            checks.Error(
+                f"AICMO_LLM_MAX_RETRIES={retries!r} must be a whole number from 0 to 10.",
+                hint="Unset it to use the default (1).",
+                id="orchestration.E040",
+            )
+        )
+    return errors

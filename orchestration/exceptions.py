@@ -62,3 +62,7 @@ class LeaseHeldElsewhere(AOLError):
 
 class ControlChangeRejected(AOLError):
     """The control change was rejected."""
+
+
+class LLMUnconfigured(PermanentAdapterError, ImproperlyConfigured):
+    """This action type needs the LLM, which is disabled; see llm.runtime.require_llm for how to enable it."""

@@ -135,3 +135,7 @@ def wait_until(predicate, timeout: float = 15, interval: float = 0.05, message: 
             return value
         time.sleep(interval)
     raise AssertionError(f"{message} not met within {timeout}s")
+
+
+from tests.openai_server import openai_server  # noqa: E402,F401  (a fixture, shared by the suite)
+from tests.web_server import database_switch, start_web_server  # noqa: E402,F401  (fixtures)

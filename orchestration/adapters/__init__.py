@@ -1,10 +1,13 @@
 """The adapter registry: action type → adapter. Add an adapter by adding it to ADAPTERS."""
 
 from orchestration.adapters.base import ActionAdapter, ActionResult
+from orchestration.adapters.draft_social import DraftSocialAdapter
 from orchestration.adapters.post_social import PostSocialAdapter
 from orchestration.exceptions import UnknownActionType
 
-ADAPTERS: dict[str, ActionAdapter] = {adapter.action_type: adapter for adapter in (PostSocialAdapter(),)}
+ADAPTERS: dict[str, ActionAdapter] = {
+    adapter.action_type: adapter for adapter in (PostSocialAdapter(), DraftSocialAdapter())
+}
 
 
 def adapter_get(action_type: str) -> ActionAdapter:

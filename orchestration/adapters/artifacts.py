@@ -76,3 +76,41 @@ def artifact_verify(*, ref: str, sha256: str) -> bool:
         return sha256_bytes(artifact_path(ref).read_bytes()) == sha256
     except (OSError, ValueError):
         return False
+
+
+def artifacts_dir_problem() -> tuple[bool, str] | None:
+    """None when artifacts can be written to AOL_ARTIFACTS_DIR; else (missing, what is wrong).
+
+    A missing directory is fine when it can be created (artifact_write creates it). Checked with
+    ``os.access``, which says yes to root for any mode: a probe write (check_sentinels) is the
+    final word.
+    """
+    path = aol.artifacts_dir
+    if path.exists():
+        if not path.is_dir():
+            return False, f"AOL_ARTIFACTS_DIR={path} is not a directory."
+        if not os.access(path, os.W_OK | os.X_OK):
+            return False, f"AOL_ARTIFACTS_DIR={path} is not writable by this process."
+        return None
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        return (
+            True,
+            f"AOL_ARTIFACTS_DIR={path} does not exist and cannot be created ({ancestor} is not a writable directory).",
+        )
+    return None
+
+
+def artifacts_dir_probe() -> str:
+    """Create the artifacts directory if needed and write and delete a file in it; '' or the error."""
+    path = aol.artifacts_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=".probe-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        return f"cannot write to AOL_ARTIFACTS_DIR={path}: {exc.strerror or exc}"
+    return ""

@@ -177,5 +177,5 @@ def test_settings__invalid_values_stop_start_up_with_a_message_naming_them(daemo
 def test_settings__unusable_database_url_is_one_clear_line(daemon_env):
     result = manage("check", env={**daemon_env, "DATABASE_URL": "garbage"})
     assert result.returncode == 1
-    assert "Configuration error: DATABASE_URL is not a database URL Django can use" in result.stderr
+    assert "(orchestration.E011) DATABASE_URL=garbage cannot be used" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,0 +1,127 @@
+"""Prometheus metrics for /metrics, read from the database at scrape time.
+
+Every number comes from the five AOL tables when Prometheus asks, so it is right whichever
+process (daemon, console, a shell) did the work and survives restarts. About six small queries
+per scrape; the counts use the (status, action_type) index.
+"""
+
+import time
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
+from django.db.models import Count
+from django.db.models.functions import Now
+
+#: Statuses that are still in the queue, and those an action finished in (by outcome).
+QUEUED = ("PENDING", "READY", "RETRY", "RUNNING")
+FINISHED = ("SUCCESS", "DLQ", "FAILED")
+
+
+class AolCollector:
+    """A custom collector: ``registry.register(AolCollector())``, then ``generate_latest(registry)``."""
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        started = time.monotonic()
+        up = GaugeMetricFamily("aol_database_up", "1 when the AOL tables could be read for this scrape.")
+        try:
+            families = list(self._families(GaugeMetricFamily, CounterMetricFamily))
+        except (DatabaseError, ImproperlyConfigured):
+            up.add_metric([], 0)
+            yield up
+        else:
+            up.add_metric([], 1)
+            yield up
+            yield from families
+        duration = GaugeMetricFamily("aol_scrape_duration_seconds", "Time spent reading the metrics from the database.")
+        duration.add_metric([], time.monotonic() - started)
+        yield duration
+
+    def _families(self, Gauge, Counter):
+        from orchestration.adapters import ADAPTERS
+        from orchestration.models import Action, ControlFlags, TickLedger
+        from orchestration.services.lease import lease_get
+
+        counts = {
+            (status, action_type): n
+            for status, action_type, n in Action.objects.order_by()
+            .values_list("status", "action_type")
+            .annotate(n=Count("id"))
+        }
+        types = sorted(set(ADAPTERS) | {action_type for _, action_type in counts})
+        depth = Gauge(
+            "aol_queue_depth",
+            "Actions waiting or running, per status and action type.",
+            labels=["status", "action_type"],
+        )
+        finished = Gauge(
+            "aol_actions_finished",
+            "Actions that finished, per action type and outcome (SUCCESS, DLQ, FAILED). A gauge: operators can "
+            "requeue DLQ actions.",
+            labels=["action_type", "outcome"],
+        )
+        for action_type in types:
+            for status in QUEUED:
+                depth.add_metric([status, action_type], counts.get((status, action_type), 0))
+            for status in FINISHED:
+                finished.add_metric([action_type, status], counts.get((status, action_type), 0))
+        yield depth
+        yield finished
+
+        ticks = Counter("aol_ticks", "Daemon ticks recorded in the ledger, per status.", labels=["status"])
+        by_status = dict(TickLedger.objects.order_by().values_list("status").annotate(n=Count("id")))
+        for status in TickLedger._meta.get_field("status").choices:
+            ticks.add_metric([status[0]], by_status.get(status[0], 0))
+        yield ticks
+
+        last = (
+            TickLedger.objects.annotate(db_now=Now())
+            .order_by("-started_at", "-id")
+            .values("started_at", "finished_at", "db_now")
+            .first()
+        )
+        if last is not None:
+            age = Gauge("aol_last_tick_age_seconds", "Seconds since the last tick finished (database clock).")
+            age.add_metric([], max(0.0, (last["db_now"] - last["finished_at"]).total_seconds()))
+            took = Gauge("aol_last_tick_duration_seconds", "How long the last tick took.")
+            took.add_metric([], (last["finished_at"] - last["started_at"]).total_seconds())
+            yield age
+            yield took
+
+        lease = lease_get()
+        expires_in = None
+        if lease is not None and lease.owner and lease.expires_at:
+            expires_in = (lease.expires_at - lease.db_now).total_seconds()
+        held = Gauge("aol_lease_held", "1 when a daemon holds an unexpired lease.")
+        held.add_metric([], 1 if expires_in is not None and expires_in > 0 else 0)
+        yield held
+        if expires_in is not None:
+            expiry = Gauge("aol_lease_expires_in_seconds", "Seconds until the lease expires (negative: expired).")
+            expiry.add_metric([], expires_in)
+            yield expiry
+        token = Gauge("aol_lease_token", "The lease's fencing token: it grows with every new holder.")
+        token.add_metric([], lease.token if lease is not None else 0)
+        yield token
+
+        flags = (
+            ControlFlags.objects.filter(pk=ControlFlags.SINGLETON_ID).values("paused", "killed", "proof_mode").first()
+        )
+        flags = flags or {"paused": False, "killed": False, "proof_mode": True}
+        for name, doc in (
+            ("paused", "1 when operators paused the daemon."),
+            ("killed", "1 when the kill flag is set."),
+            ("proof_mode", "1 when the proof_mode flag is on (adapters write artifacts instead of acting)."),
+        ):
+            gauge = Gauge(f"aol_control_{name}", doc)
+            gauge.add_metric([], 1 if flags[name] else 0)
+            yield gauge
+
+
+def metrics_render() -> tuple[bytes, str]:
+    """The metrics page body and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AolCollector())
+    return generate_latest(registry), CONTENT_TYPE_LATEST
