@@ -1,0 +1,15 @@
+"""The operator console's URLs (namespace ``orchestration``), mounted under /console/."""
+
+from django.urls import path
+
+from orchestration import views
+
+app_name = "orchestration"
+
+urlpatterns = [
+    path("", views.status, name="status"),
+    path("status.json", views.status_json, name="status_json"),
+    path("control/<slug:verb>/", views.control_change, name="control"),
+    path("dlq/<slug:operation>/", views.dlq_change, name="dlq"),
+    path("enqueue/", views.enqueue, name="enqueue"),
+]
