@@ -185,18 +185,20 @@ class ActionAdmin(InspectionAdmin):
     def requeue_now(self, request, queryset):
         return self._bulk(request, queryset, "requeue_now")
 
-    def response_action(self, request, queryset):
-        # Django drops an action the user may not run ("No action selected"); record the attempt.
-        names = [name for name in request.POST.getlist("action") if name in BULK_ACTIONS]
-        if names and not self.has_manage_dlq_permission(request):
-            audit_denied(
-                actor=request.user.get_username(),
-                verb=BULK_ACTIONS[names[0]][0],
-                permission=permissions.MANAGE_DLQ,
-                reason=request.POST.get("reason", ""),
-                target="admin action on actions",
-            )
-        return super().response_action(request, queryset)
+    def changelist_view(self, request, extra_context=None):
+        # Without the permission Django does not even offer the actions and ignores a posted one;
+        # record such an attempt all the same.
+        if request.method == "POST" and not self.has_manage_dlq_permission(request):
+            names = [name for name in request.POST.getlist("action") if name in BULK_ACTIONS]
+            if names:
+                audit_denied(
+                    actor=request.user.get_username(),
+                    verb=BULK_ACTIONS[names[0]][0],
+                    permission=permissions.MANAGE_DLQ,
+                    reason=request.POST.get("reason", ""),
+                    target="admin action on actions",
+                )
+        return super().changelist_view(request, extra_context)
 
     def _bulk(self, request, queryset, name: str):
         """Show how many rows will change and ask for a reason; on confirmation, call the service.

@@ -106,10 +106,15 @@ def _refuse(request: HttpRequest, *, verb: str, permission: str, target: str) ->
         actor=request.user.get_username(),
         verb=verb,
         permission=permission,
-        reason=request.POST.get("reason", ""),
+        reason=_posted_reason(request),
         target=target,
     )
     return _denied(request, f"You do not have the permission to {verb} ({permission}). Nothing was changed.")
+
+
+def _posted_reason(request: HttpRequest) -> str:
+    """The reason typed into whichever form was posted (its field name carries the form's prefix)."""
+    return next((value for key, value in request.POST.items() if key == "reason" or key.endswith("-reason")), "")
 
 
 def _actor(request: HttpRequest) -> str:
