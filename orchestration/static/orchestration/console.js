@@ -176,6 +176,7 @@
     var svg = document.getElementById("chart-ticks");
     svg.textContent = "";
     var ticks = s.charts.tick_durations;
+    document.getElementById("ticks-count").textContent = String(ticks.length);
     if (!ticks.length) return noData(svg, "No tick recorded yet");
     var max = Math.max.apply(null, ticks.map(function (t) { return t.seconds; }).concat([0.001]));
     var slot = (W - LEFT - RIGHT) / Math.max(ticks.length, 10);
