@@ -125,10 +125,12 @@ def _status_page(request: HttpRequest, *, bound: dict[str, forms.Form] | None = 
     bound = bound or {}
     forms_by_name = {name: bound.get(name) or spec.form(prefix=name) for name, spec in CONTROLS.items()}
     user = request.user
+    snapshot = status_snapshot(detail=True)
     context = {
         **admin.site.each_context(request),
         "title": "AOL status",
-        "snapshot": status_snapshot(detail=True),
+        "snapshot": snapshot,
+        "refusing_real": [adapter for adapter in snapshot["adapters"] if not adapter["supports_real"]],
         "controls": [
             {
                 "name": name,
