@@ -7,6 +7,7 @@ The defaults suit a laptop: an embedded SQLite database under ``var/``, PROOF mo
 
 import secrets
 import warnings
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",
     "orchestration",
     "llm",
 ]
@@ -67,6 +69,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 response.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First, so that a locked-out address is refused before its password is even checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "aicmo_site.urls"
@@ -156,6 +166,44 @@ WHITENOISE_USE_FINDERS = True
 
 LOGIN_URL = "admin:login"
 
+# --- HTTPS, cookies, framing ------------------------------------------------------------------
+# AICMO_HTTPS=1 is for deployments served over HTTPS: it turns on the redirect to HTTPS, secure
+# session and CSRF cookies and a one-year HSTS policy (with subdomains and preload), so that
+# `manage.py check --deploy` is clean. Each can still be set on its own by its Django name.
+AICMO_HTTPS = _typed("AICMO_HTTPS", env.bool, False)
+SECURE_SSL_REDIRECT = _typed("SECURE_SSL_REDIRECT", env.bool, AICMO_HTTPS)
+SESSION_COOKIE_SECURE = _typed("SESSION_COOKIE_SECURE", env.bool, AICMO_HTTPS)
+CSRF_COOKIE_SECURE = _typed("CSRF_COOKIE_SECURE", env.bool, AICMO_HTTPS)
+SECURE_HSTS_SECONDS = _typed("SECURE_HSTS_SECONDS", env.int, 365 * 24 * 3600 if AICMO_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _typed("SECURE_HSTS_INCLUDE_SUBDOMAINS", env.bool, AICMO_HTTPS)
+SECURE_HSTS_PRELOAD = _typed("SECURE_HSTS_PRELOAD", env.bool, AICMO_HTTPS)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"  # no page of the console may be framed (clickjacking)
+
+# How many reverse proxies in front of the app append to X-Forwarded-For and can be trusted.
+# 0 (the default): the client address is the socket's peer, and X-Forwarded-For is ignored, so
+# a client cannot forge its address to dodge the login lockout. With N > 0, the address is the
+# N-th entry from the right of X-Forwarded-For (the one the outermost trusted proxy saw).
+AICMO_TRUSTED_PROXY_HOPS = _typed("AICMO_TRUSTED_PROXY_HOPS", env.int, 0)
+if AICMO_TRUSTED_PROXY_HOPS < 0:
+    raise ImproperlyConfigured(f"AICMO_TRUSTED_PROXY_HOPS={AICMO_TRUSTED_PROXY_HOPS} must be 0 or more.")
+if AICMO_TRUSTED_PROXY_HOPS and AICMO_HTTPS:
+    # The trusted proxy terminates TLS and says so in X-Forwarded-Proto.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Login throttling (django-axes) -----------------------------------------------------------
+# After AICMO_LOGIN_FAILURE_LIMIT failed logins from one client address, that address gets
+# HTTP 429 on the login page until AICMO_LOGIN_COOLOFF_MINUTES have passed.
+AXES_FAILURE_LIMIT = _typed("AICMO_LOGIN_FAILURE_LIMIT", env.int, 5)
+AXES_COOLOFF_TIME = timedelta(minutes=_typed("AICMO_LOGIN_COOLOFF_MINUTES", env.float, 15.0))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "orchestration/lockout.html"
+AXES_CLIENT_IP_CALLABLE = "orchestration.security.client_ip"
+if AXES_FAILURE_LIMIT < 1:
+    raise ImproperlyConfigured(f"AICMO_LOGIN_FAILURE_LIMIT={AXES_FAILURE_LIMIT} must be 1 or more.")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -181,6 +229,7 @@ AOL_LEASE_TTL_SECONDS = _typed("AOL_LEASE_TTL_SECONDS", env.float, 30.0)
 AOL_TICK_INTERVAL_SECONDS = _typed("AOL_TICK_INTERVAL_SECONDS", env.float, 5.0)
 AOL_CONTROL_POLL_SECONDS = _typed("AOL_CONTROL_POLL_SECONDS", env.float, 0.5)
 AOL_MAX_PAYLOAD_BYTES = _typed("AOL_MAX_PAYLOAD_BYTES", env.int, 64 * 1024)
+AOL_CONSOLE_REFRESH_SECONDS = _typed("AOL_CONSOLE_REFRESH_SECONDS", env.float, 3.0)
 AOL_ARTIFACTS_DIR = Path(env.str("AOL_ARTIFACTS_DIR", default=str(VAR_DIR / "artifacts")))
 
 # --- LLM (optional) ---------------------------------------------------------------------------

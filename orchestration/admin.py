@@ -1,12 +1,90 @@
-"""Admin pages for the five AOL tables: inspection tools, read-only where the data is a record."""
+"""Admin pages for the AOL tables.
 
-from django.contrib import admin
+Queue, ledger, lease, log and audit pages are inspection tools: read-only, with filters that use
+indexes and a paginator that never counts a whole large table. Changes go through the services
+(the same ones the status view uses), so every one is logged and audited.
+"""
 
-from orchestration.models import Action, ControlFlags, ExecutionLog, Lease, TickLedger
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.filters import DateFieldListFilter
+from django.contrib.admin.options import ShowFacets
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from orchestration import permissions
+from orchestration.adapters import action_types
+from orchestration.adapters.artifacts import artifact_path, artifact_verify
+from orchestration.exceptions import ControlChangeRejected
+from orchestration.forms import REAL_CONFIRMATION, ReasonForm, reason_field
+from orchestration.models import (
+    DUE_STATUSES,
+    Action,
+    ActionStatus,
+    AuditEntry,
+    ControlFlags,
+    ExecutionLog,
+    Lease,
+    TickLedger,
+)
+from orchestration.services import control
+from orchestration.services.audit import admin_log_write, audit_denied
+from orchestration.services.queue import (
+    MAX_BULK_ACTIONS,
+    action_discard_dlq,
+    action_requeue_now,
+    action_retry_dlq,
+)
+from orchestration.services.status import lease_state
+
+#: Changelists count at most this many rows (then say "more than …"), so a page load never
+#: counts a table of millions.
+COUNT_CAP = 10_000
+ACTION_LOGS_SHOWN = 200
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class CappedCountPaginator(Paginator):
+    """Counts ``COUNT_CAP`` rows at most: ``SELECT COUNT(*) FROM (… LIMIT cap + 1)``."""
+
+    capped = False
+
+    @cached_property
+    def count(self) -> int:
+        try:
+            counted = self.object_list[: COUNT_CAP + 1].count()
+        except (AttributeError, TypeError):
+            counted = len(self.object_list)
+        self.capped = counted > COUNT_CAP
+        return min(counted, COUNT_CAP)
+
+
+def badge(value: str) -> str:
+    return format_html('<span class="badge badge-{}">{}</span>', value, value)
+
+
+class InspectionAdmin(admin.ModelAdmin):
     """Append-only records: viewable, never edited or deleted through the admin."""
+
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    show_facets = ShowFacets.NEVER
+    list_per_page = 100
+
+    class Media:
+        css = {"all": ["orchestration/console.css"]}
 
     def has_add_permission(self, request):
         return False
@@ -18,36 +96,390 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+# --- Actions --------------------------------------------------------------------------------------
+
+
+class ActionTypeFilter(admin.SimpleListFilter):
+    """Types from the adapter registry: no SELECT DISTINCT over the whole table."""
+
+    title = "action type"
+    parameter_name = "action_type"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in action_types()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(action_type=self.value()) if self.value() else queryset
+
+
+class BulkReasonForm(ReasonForm):
+    pass
+
+
+#: admin action name → (audit verb, service, statuses it acts on, what happens, button label)
+BULK_ACTIONS = {
+    "retry_dlq": ("retry DLQ", action_retry_dlq, (ActionStatus.DLQ,), "go back to PENDING with attempts reset"),
+    "discard_dlq": ("discard DLQ", action_discard_dlq, (ActionStatus.DLQ,), "be marked FAILED (kept, not deleted)"),
+    "requeue_now": ("requeue now", action_requeue_now, DUE_STATUSES, "become due now"),
+}
+
+
 @admin.register(Action)
-class ActionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "action_type", "status", "attempts", "not_before", "updated_at", "idempotency_key")
-    list_filter = ("status", "action_type")
-    search_fields = ("=idempotency_key",)
+class ActionAdmin(InspectionAdmin):
+    list_display = ("id", "action_type", "status_badge", "attempts", "not_before", "updated_at", "last_error_short")
+    list_display_links = ("id", "action_type")
+    list_filter = ("status", ActionTypeFilter, ("created_at", DateFieldListFilter))
+    search_fields = ("=idempotency_key", "last_error")
+    search_help_text = "Exact idempotency key, or words from the last error."
     ordering = ("-id",)
-    show_full_result_count = False
+    actions = ("retry_dlq", "discard_dlq", "requeue_now")
+    fieldsets = (
+        (None, {"fields": ("id", "action_type", "status_badge", "idempotency_key")}),
+        ("Scheduling", {"fields": ("attempts", "not_before", "claimed_by", "lease_token", "created_at", "updated_at")}),
+        ("Payload", {"fields": ("payload_pretty",)}),
+        ("Last error", {"fields": ("last_error",)}),
+    )
+    readonly_fields = (
+        "id",
+        "action_type",
+        "status_badge",
+        "idempotency_key",
+        "attempts",
+        "not_before",
+        "claimed_by",
+        "lease_token",
+        "created_at",
+        "updated_at",
+        "payload_pretty",
+        "last_error",
+    )
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Action) -> str:
+        return badge(obj.status)
+
+    @admin.display(description="last error")
+    def last_error_short(self, obj: Action) -> str:
+        return Truncator(obj.last_error).chars(80) or "—"
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj: Action) -> str:
+        return format_html(
+            '<pre class="aol-json">{}</pre>', json.dumps(obj.payload, indent=2, ensure_ascii=False, sort_keys=True)
+        )
+
+    # --- permissions and the three bulk actions -----------------------------------------------------
+
+    def has_manage_dlq_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(permissions.MANAGE_DLQ)
+
+    @admin.action(description="Retry selected DLQ actions (back to PENDING)", permissions=["manage_dlq"])
+    def retry_dlq(self, request, queryset):
+        return self._bulk(request, queryset, "retry_dlq")
+
+    @admin.action(description="Discard selected DLQ actions (mark FAILED)", permissions=["manage_dlq"])
+    def discard_dlq(self, request, queryset):
+        return self._bulk(request, queryset, "discard_dlq")
+
+    @admin.action(description="Requeue selected waiting actions now", permissions=["manage_dlq"])
+    def requeue_now(self, request, queryset):
+        return self._bulk(request, queryset, "requeue_now")
+
+    def changelist_view(self, request, extra_context=None):
+        # Without the permission Django does not even offer the actions and ignores a posted one;
+        # record such an attempt all the same.
+        if request.method == "POST" and not self.has_manage_dlq_permission(request):
+            names = [name for name in request.POST.getlist("action") if name in BULK_ACTIONS]
+            if names:
+                audit_denied(
+                    actor=request.user.get_username(),
+                    verb=BULK_ACTIONS[names[0]][0],
+                    permission=permissions.MANAGE_DLQ,
+                    reason=request.POST.get("reason", ""),
+                    target="admin action on actions",
+                )
+        return super().changelist_view(request, extra_context)
+
+    def _bulk(self, request, queryset, name: str):
+        """Show how many rows will change and ask for a reason; on confirmation, call the service.
+
+        ``queryset`` is the selection, or everything matching the current filters when "select
+        all" was used; at most MAX_BULK_ACTIONS eligible rows (oldest first) change per request.
+        """
+        verb, service, statuses, outcome = BULK_ACTIONS[name]
+        eligible = queryset.filter(status__in=statuses).order_by("id")
+        ids = list(eligible.values_list("pk", flat=True)[: MAX_BULK_ACTIONS + 1])
+        more = len(ids) > MAX_BULK_ACTIONS
+        ids = ids[:MAX_BULK_ACTIONS]
+        if not ids:
+            wanted = "/".join(str(status) for status in statuses)
+            self.message_user(
+                request, f"{verb}: none of the chosen actions is {wanted}; nothing changed.", messages.WARNING
+            )
+            return None
+        form = BulkReasonForm(request.POST if "confirm" in request.POST else None)
+        if "confirm" in request.POST and form.is_valid():
+            try:
+                changed = service(action_ids=ids, actor=request.user.get_username(), reason=form.cleaned_data["reason"])
+            except ControlChangeRejected as exc:
+                self.message_user(request, f"{verb}: {exc}", messages.ERROR)
+                return None
+            admin_log_write(
+                user_id=request.user.pk,
+                objects=Action.objects.filter(pk__in=changed),
+                message=f"{verb} (admin action); reason: {form.cleaned_data['reason']}",
+            )
+            rest = f" More matched: run it again for the next {MAX_BULK_ACTIONS:,}." if more else ""
+            self.message_user(request, f"{verb}: {len(changed)} action(s) changed.{rest}", messages.SUCCESS)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Confirm: {verb}",
+            "opts": self.model._meta,
+            "verb": verb,
+            "action_name": name,
+            "outcome": outcome,
+            "count": len(ids),
+            "more": more,
+            "cap": MAX_BULK_ACTIONS,
+            "first_ids": ids[:20],
+            "form": form,
+            "select_across": request.POST.get("select_across", "0"),
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/orchestration/action/bulk_confirmation.html", context)
+
+    # --- the detail page: execution logs and artifact verification -----------------------------------
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/verify-artifact/<int:log_id>/",
+                self.admin_site.admin_view(self.verify_artifact_view),
+                name="orchestration_action_verify_artifact",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = extra_context or {}
+        if object_id and str(object_id).isdigit():
+            logs = list(ExecutionLog.objects.filter(action_id=int(object_id)).order_by("id")[:ACTION_LOGS_SHOWN])
+            extra_context["action_logs"] = logs
+            extra_context["action_logs_capped"] = len(logs) == ACTION_LOGS_SHOWN
+            extra_context["artifact_logs"] = [log for log in logs if log.artifact_ref]
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def verify_artifact_view(self, request, object_id: str, log_id: int):
+        """Re-hash an artifact and say whether it still matches the SHA-256 in its log row (reads only)."""
+        action = self.get_object(request, unquote(object_id))
+        if action is None:
+            raise Http404("No such action.")
+        if not self.has_view_permission(request, action):
+            raise PermissionDenied
+        log = get_object_or_404(ExecutionLog, pk=log_id, action_id=action.pk)
+        back = reverse("admin:orchestration_action_change", args=[action.pk])
+        if not log.artifact_ref or not log.artifact_sha256:
+            self.message_user(request, f"Log #{log.pk} has no artifact to verify.", messages.WARNING)
+            return HttpResponseRedirect(back)
+        try:
+            exists = artifact_path(log.artifact_ref).is_file()
+        except ValueError:
+            exists = False
+        if artifact_verify(ref=log.artifact_ref, sha256=log.artifact_sha256):
+            self.message_user(
+                request,
+                f"Artifact {log.artifact_ref} verified: its SHA-256 still matches the logged "
+                f"{log.artifact_sha256[:16]}….",
+                messages.SUCCESS,
+            )
+        elif not exists:
+            self.message_user(
+                request, f"Artifact {log.artifact_ref} is MISSING from AOL_ARTIFACTS_DIR.", messages.ERROR
+            )
+        else:
+            self.message_user(
+                request,
+                f"Artifact {log.artifact_ref} does NOT match: the file changed since log #{log.pk} recorded "
+                f"{log.artifact_sha256[:16]}….",
+                messages.ERROR,
+            )
+        return HttpResponseRedirect(back)
 
 
-@admin.register(ExecutionLog)
-class ExecutionLogAdmin(ReadOnlyAdmin):
-    list_display = ("id", "ts", "level", "action_id", "actor", "message", "artifact_ref")
-    list_filter = ("level",)
-    ordering = ("-id",)
-    show_full_result_count = False
+# --- Control flags: a singleton edited through the services -------------------------------------------
 
 
-@admin.register(TickLedger)
-class TickLedgerAdmin(ReadOnlyAdmin):
-    list_display = ("id", "started_at", "status", "actions_attempted", "actions_succeeded", "owner", "notes")
-    list_filter = ("status",)
-    ordering = ("-id",)
-    show_full_result_count = False
+class ControlFlagsForm(forms.ModelForm):
+    reason = reason_field()
+    confirm_kill = forms.BooleanField(required=False, label="Yes, kill the daemon (when ticking “killed”)")
+    confirm_real = forms.CharField(
+        required=False, max_length=20, label=f"Type {REAL_CONFIRMATION} to switch to REAL (when unticking PROOF)"
+    )
+
+    class Meta:
+        model = ControlFlags
+        fields = ("paused", "killed", "proof_mode")
+
+    def clean(self):
+        cleaned = super().clean()
+        if "killed" in self.changed_data and cleaned.get("killed") and not cleaned.get("confirm_kill"):
+            self.add_error("confirm_kill", "Tick to confirm: kill makes every daemon release its lease and exit.")
+        if "proof_mode" in self.changed_data and cleaned.get("proof_mode") is False:
+            if (cleaned.get("confirm_real") or "").strip() != REAL_CONFIRMATION:
+                self.add_error(
+                    "confirm_real", f"Type {REAL_CONFIRMATION} to confirm: in REAL mode actions act for real."
+                )
+        return cleaned
 
 
-@admin.register(Lease)
-class LeaseAdmin(ReadOnlyAdmin):
-    list_display = ("owner", "token", "acquired_at", "renewed_at", "expires_at")
+#: field → (permission needed to change it, service for True, service for False)
+FLAG_CONTROLS = {
+    "paused": (permissions.PAUSE_DAEMON, control.control_pause, control.control_resume),
+    "killed": (permissions.KILL_DAEMON, control.control_kill, control.control_revive),
+    "proof_mode": (
+        permissions.SWITCH_MODE,
+        lambda **kw: control.control_set_proof_mode(enabled=True, **kw),
+        lambda **kw: control.control_set_proof_mode(enabled=False, **kw),
+    ),
+}
 
 
 @admin.register(ControlFlags)
-class ControlFlagsAdmin(ReadOnlyAdmin):
+class ControlFlagsAdmin(admin.ModelAdmin):
+    form = ControlFlagsForm
     list_display = ("paused", "killed", "proof_mode", "updated_at", "updated_by")
+    fieldsets = (
+        ("Flags", {"fields": ("paused", "killed", "proof_mode")}),
+        ("Why (required, recorded in the audit trail)", {"fields": ("reason", "confirm_kill", "confirm_real")}),
+        ("Last change", {"fields": ("updated_at", "updated_by")}),
+    )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return any(request.user.has_perm(perm) for perm, _, _ in FLAG_CONTROLS.values())
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or self.has_change_permission(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        locked = [name for name, (perm, _, _) in FLAG_CONTROLS.items() if not request.user.has_perm(perm)]
+        return [*locked, "updated_at", "updated_by"]
+
+    def get_fieldsets(self, request, obj=None):
+        if not self.has_change_permission(request, obj):
+            return (self.fieldsets[0], self.fieldsets[2])
+        return self.fieldsets
+
+    def changelist_view(self, request, extra_context=None):
+        flags = control.control_flags_get()
+        return redirect("admin:orchestration_controlflags_change", flags.pk)
+
+    def save_model(self, request, obj, form, change):
+        """Apply each changed flag through its service (execution log + audit); never obj.save()."""
+        reason = form.cleaned_data["reason"]
+        for name in form.changed_data:
+            if name not in FLAG_CONTROLS:
+                continue
+            perm, turn_on, turn_off = FLAG_CONTROLS[name]
+            if not request.user.has_perm(perm):  # the field is read-only for them; belt and braces
+                continue
+            service = turn_on if form.cleaned_data[name] else turn_off
+            service(actor=request.user.get_username(), reason=reason)
+
+    def construct_change_message(self, request, form, formsets, add=False):
+        changed = [name for name in form.changed_data if name in FLAG_CONTROLS]
+        values = ", ".join(f"{name}={form.cleaned_data[name]}" for name in changed) or "nothing"
+        return f"Changed {values} through the control services; reason: {form.cleaned_data.get('reason', '')}"
+
+
+# --- Lease, ledger, logs, audit: read-only ------------------------------------------------------------
+
+
+@admin.register(Lease)
+class LeaseAdmin(InspectionAdmin):
+    list_display = ("holder", "state_badge", "token", "acquired_at", "renewed_at", "expires_at")
+    readonly_fields = ("owner", "token", "acquired_at", "renewed_at", "expires_at")
+
+    @admin.display(description="holder")
+    def holder(self, obj: Lease) -> str:
+        return obj.owner or "— (free)"
+
+    @admin.display(description="state")
+    def state_badge(self, obj: Lease) -> str:
+        expires_in = (obj.expires_at - timezone.now()).total_seconds() if obj.owner and obj.expires_at else None
+        state = lease_state(expires_in_seconds=expires_in)
+        return format_html('<span class="light light-{}" title="{}"></span>{}', state, state, state)
+
+
+@admin.register(TickLedger)
+class TickLedgerAdmin(InspectionAdmin):
+    list_display = ("id", "started_at", "status_badge", "duration", "actions_attempted", "actions_succeeded", "owner")
+    list_filter = ("status", ("started_at", DateFieldListFilter))
+    search_fields = ("=owner",)
+    search_help_text = "Exact owner (hostname:pid)."
+    ordering = ("-started_at", "-id")
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: TickLedger) -> str:
+        return badge(obj.status)
+
+    @admin.display(description="duration")
+    def duration(self, obj: TickLedger) -> str:
+        return f"{obj.duration_seconds:.3f} s"
+
+
+@admin.register(ExecutionLog)
+class ExecutionLogAdmin(InspectionAdmin):
+    list_display = ("id", "ts", "level_badge", "action_link", "actor", "message_short", "artifact_ref")
+    list_filter = ("level", ("ts", DateFieldListFilter))
+    search_fields = ("message", "=actor", "=artifact_sha256")
+    search_help_text = "An action id (e.g. 42 or #42), an exact actor or SHA-256, or words from the message."
+    ordering = ("-id",)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip().lstrip("#")
+        if term.isdigit():
+            return queryset.filter(Q(action_id=int(term)) | Q(message__icontains=term)), False
+        return super().get_search_results(request, queryset, search_term)
+
+    @admin.display(description="level", ordering="level")
+    def level_badge(self, obj: ExecutionLog) -> str:
+        return badge(obj.level)
+
+    @admin.display(description="action")
+    def action_link(self, obj: ExecutionLog) -> str:
+        if not obj.action_id:
+            return "—"
+        return format_html(
+            '<a href="{}">#{}</a>', reverse("admin:orchestration_action_change", args=[obj.action_id]), obj.action_id
+        )
+
+    @admin.display(description="message")
+    def message_short(self, obj: ExecutionLog) -> str:
+        return Truncator(obj.message).chars(120)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(InspectionAdmin):
+    list_display = ("ts", "actor", "verb", "outcome_badge", "target", "change", "reason")
+    list_filter = ("outcome", "verb", ("ts", DateFieldListFilter))
+    search_fields = ("=actor", "reason", "target")
+    ordering = ("-id",)
+
+    @admin.display(description="outcome", ordering="outcome")
+    def outcome_badge(self, obj: AuditEntry) -> str:
+        return badge(obj.outcome)
+
+    @admin.display(description="before → after")
+    def change(self, obj: AuditEntry) -> str:
+        def compact(value: dict) -> str:
+            return ", ".join(f"{k}={v}" for k, v in value.items() if k != "ids") or "—"
+
+        return f"{compact(obj.before)} → {compact(obj.after)}"

@@ -15,6 +15,7 @@ POSITIVE_SETTINGS = {
     "tick_interval_seconds": float,
     "control_poll_seconds": float,
     "max_payload_bytes": int,
+    "console_refresh_seconds": float,
 }
 #: The lease must outlive this many missed heartbeats before another daemon may take it over.
 TTL_HEARTBEATS = 3

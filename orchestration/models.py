@@ -25,6 +25,13 @@ class ControlFlags(models.Model):
         db_table = "aol_control_flags"
         verbose_name = "control flags"
         verbose_name_plural = "control flags"
+        # The operator console's permissions (see orchestration/permissions.py). Going back to
+        # PROOF only needs pause_daemon; going REAL needs switch_mode.
+        permissions = [
+            ("pause_daemon", "Can pause and resume the daemon, and switch it back to PROOF"),
+            ("kill_daemon", "Can kill and revive the daemon"),
+            ("switch_mode", "Can switch the daemon between PROOF and REAL mode"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(id=1), name="aol_control_flags_singleton"),
         ]
@@ -53,11 +60,18 @@ class TickLedger(models.Model):
     owner = models.CharField(max_length=255, blank=True, help_text="hostname:pid of the daemon")
     lease_token = models.BigIntegerField(null=True, blank=True)
     notes = models.TextField(blank=True)
+    queue_depth = models.JSONField(
+        default=dict, blank=True, help_text="Open actions per status when the tick ended (for the depth chart)"
+    )
 
     class Meta:
         db_table = "aol_tick_ledger"
         verbose_name = "tick"
-        indexes = [models.Index(fields=["-started_at"], name="aol_tick_started_idx")]
+        indexes = [
+            models.Index(fields=["-started_at"], name="aol_tick_started_idx"),
+            # The admin's status filter ("show me the FAIL ticks") without a scan of the ledger.
+            models.Index(fields=["status", "-started_at"], name="aol_tick_status_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"tick {self.pk} {self.status}"
@@ -105,6 +119,8 @@ class ActionStatus(models.TextChoices):
 
 
 DUE_STATUSES = (ActionStatus.PENDING, ActionStatus.READY, ActionStatus.RETRY)
+#: Statuses of actions still waiting for the daemon or an operator: the queue's depth.
+OPEN_STATUSES = (*DUE_STATUSES, ActionStatus.RUNNING, ActionStatus.DLQ)
 
 
 class ActionQuerySet(models.QuerySet):
@@ -118,6 +134,9 @@ class ActionQuerySet(models.QuerySet):
     def orphaned(self, *, current_token: int):
         """RUNNING actions claimed under an older lease token: their daemon is gone."""
         return self.running().filter(lease_token__lt=current_token)
+
+    def dead(self):
+        return self.filter(status=ActionStatus.DLQ)
 
 
 class Action(models.Model):
@@ -139,6 +158,10 @@ class Action(models.Model):
 
     class Meta:
         db_table = "aol_actions"
+        permissions = [
+            ("manage_dlq", "Can retry, discard and requeue actions"),
+            ("enqueue_action", "Can enqueue actions from the operator console"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=ActionStatus.values), name="aol_actions_status_valid"),
             models.CheckConstraint(
@@ -186,7 +209,43 @@ class ExecutionLog(models.Model):
         indexes = [
             models.Index(fields=["action_id", "id"], name="aol_logs_action_idx"),
             models.Index(fields=["-ts"], name="aol_logs_ts_idx"),
+            # The admin's level filter (ERROR rows are rare among millions) without a scan.
+            models.Index(fields=["level", "-id"], name="aol_logs_level_idx"),
         ]
 
     def __str__(self) -> str:
         return f"[{self.level}] {self.message[:60]}"
+
+
+class AuditOutcome(models.TextChoices):
+    DONE = "DONE"  # the change was made
+    NO_CHANGE = "NO_CHANGE"  # allowed, but nothing needed changing (already so, or no eligible rows)
+    DENIED = "DENIED"  # refused: the user lacks the permission; nothing changed
+
+
+class AuditEntry(models.Model):
+    """Append-only operator audit trail: who did what, when, before → after, and why.
+
+    Written by every control change (console, admin, CLI) and by every refused attempt.
+    """
+
+    ts = models.DateTimeField(auto_now_add=True)
+    actor = models.CharField(max_length=255, help_text="username, or cli:user@host")
+    verb = models.CharField(max_length=64, help_text="pause, resume, kill, revive, switch to REAL, retry DLQ, …")
+    outcome = models.CharField(max_length=16, choices=AuditOutcome.choices)
+    target = models.CharField(max_length=255, blank=True, help_text="what was acted on")
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "aol_audit_log"
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit trail"
+        constraints = [
+            models.CheckConstraint(condition=Q(outcome__in=AuditOutcome.values), name="aol_audit_outcome_valid"),
+        ]
+        indexes = [models.Index(fields=["-ts"], name="aol_audit_ts_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.verb} ({self.outcome})"

@@ -2,10 +2,15 @@
 
 from django.urls import path
 
-from orchestration import health_views
+from orchestration import health_views, views
 
 app_name = "orchestration"
 
 urlpatterns = [
     path("diagnostics/", health_views.diagnostics, name="diagnostics"),
+    path("", views.status, name="status"),
+    path("status.json", views.status_json, name="status_json"),
+    path("control/<slug:verb>/", views.control_change, name="control"),
+    path("dlq/<slug:operation>/", views.dlq_change, name="dlq"),
+    path("enqueue/", views.enqueue, name="enqueue"),
 ]

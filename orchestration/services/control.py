@@ -1,7 +1,8 @@
 """Operator control flags: pause, resume, kill, revive, PROOF/REAL.
 
 Every change names an actor and a reason and is written to the execution log (action id empty)
-in the same transaction, so the log always explains the flags' current values.
+and to the operator audit trail (before → after) in the same transaction, so the log always
+explains the flags' current values.
 """
 
 import logging
@@ -9,7 +10,8 @@ import logging
 from django.db import IntegrityError, transaction
 
 from orchestration.exceptions import ControlChangeRejected
-from orchestration.models import ControlFlags, LogLevel
+from orchestration.models import AuditOutcome, ControlFlags, LogLevel
+from orchestration.services.audit import audit_write
 from orchestration.services.logs import log_write
 
 logger = logging.getLogger("orchestration")
@@ -29,14 +31,20 @@ def control_flags_get() -> ControlFlags:
     return flags
 
 
-def _control_change(*, verb: str, changes: dict[str, bool], actor: str, reason: str) -> tuple[ControlFlags, bool]:
+def operator_reason_clean(*, reason: str, actor: str, verb: str) -> str:
+    """The stripped reason; ControlChangeRejected when it or the actor is missing, or it is too long."""
     reason = (reason or "").strip()
     if not reason:
-        raise ControlChangeRejected(f"A reason is required to {verb} the daemon.")
+        raise ControlChangeRejected(f"A reason is required to {verb}.")
     if len(reason) > MAX_REASON_LENGTH:
         raise ControlChangeRejected(f"The reason is {len(reason)} characters long; the limit is {MAX_REASON_LENGTH}.")
     if not actor:
         raise ControlChangeRejected("An actor (who is making this change) is required.")
+    return reason
+
+
+def _control_change(*, verb: str, changes: dict[str, bool], actor: str, reason: str) -> tuple[ControlFlags, bool]:
+    reason = operator_reason_clean(reason=reason, actor=actor, verb=f"{verb} the daemon")
     control_flags_get()  # make sure the row exists before locking it
     with transaction.atomic():
         flags = ControlFlags.objects.select_for_update().get(pk=ControlFlags.SINGLETON_ID)
@@ -52,6 +60,15 @@ def _control_change(*, verb: str, changes: dict[str, bool], actor: str, reason: 
             level=LogLevel.WARNING if verb in ("kill", "switch to REAL") else LogLevel.INFO,
             message=f"{verb} by {actor}: {transitions}{'' if changed else ' (no change)'}; reason: {reason}",
             actor=actor,
+        )
+        audit_write(
+            actor=actor,
+            verb=verb,
+            outcome=AuditOutcome.DONE if changed else AuditOutcome.NO_CHANGE,
+            reason=reason,
+            target="control flags",
+            before=before,
+            after=changes,
         )
     logger.info("control verb=%r actor=%s changed=%s reason=%r", verb, actor, changed, reason)
     return flags, changed

@@ -33,6 +33,7 @@ from orchestration.services.queue import (
     action_claim_due,
     action_mark_failure,
     action_mark_success,
+    action_queue_depth,
     action_recover_orphans,
     action_release_unstarted,
 )
@@ -192,6 +193,7 @@ class Daemon:
             owner=self.config.owner,
             token=self.token,
             notes=report.notes,
+            queue_depth=action_queue_depth(),
         )
         if not recorded:
             raise LeaseNotHeld(f"lease token {self.token} is no longer current; tick not recorded")

@@ -17,6 +17,7 @@ def tick_record(
     owner: str,
     token: int,
     notes: str = "",
+    queue_depth: dict[str, int] | None = None,
 ) -> bool:
     """Append a tick row if ``token`` is still the lease's current token; False if fenced out.
 
@@ -25,10 +26,14 @@ def tick_record(
     """
     ledger, lease = TickLedger._meta.db_table, Lease._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
+    depth = TickLedger._meta.get_field("queue_depth").get_db_prep_save(queue_depth or {}, connection)
+    # A bare parameter in a SELECT list is typed text on PostgreSQL, which does not cast to jsonb
+    # on its own (it would in VALUES).
+    depth_placeholder = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {ledger} (started_at, finished_at, status, actions_attempted, actions_succeeded,"
-            f" owner, lease_token, notes) SELECT %s, %s, %s, %s, %s, %s, %s, %s"
+            f" owner, lease_token, notes, queue_depth) SELECT %s, %s, %s, %s, %s, %s, %s, %s, {depth_placeholder}"
             f" WHERE EXISTS (SELECT 1 FROM {lease} WHERE id = %s AND token = %s)",
             [
                 adapt(started_at),
@@ -39,6 +44,7 @@ def tick_record(
                 owner,
                 token,
                 notes,
+                depth,
                 Lease.SINGLETON_ID,
                 token,
             ],

@@ -1,13 +1,27 @@
 """One snapshot of the AOL's state, shared by ``aol_status``, the status view and its JSON."""
 
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import Count
+from django.utils import timezone
 
+from llm import safe_llm_status
+from orchestration.adapters import ADAPTERS
 from orchestration.conf import aol
-from orchestration.models import Action, ActionStatus, TickLedger
+from orchestration.dburl import database_url_masked
+from orchestration.models import OPEN_STATUSES, Action, ActionStatus, AuditEntry, ExecutionLog, TickLedger
 from orchestration.services.control import control_flags_get
 from orchestration.services.lease import lease_get
+
+#: How much history the status view shows.
+RECENT_LOGS = 10
+RECENT_OPERATOR_ACTIONS = 10
+RECENT_DLQ = 20
+DURATION_CHART_TICKS = 50
+DEPTH_CHART_WINDOW = timedelta(hours=1)
+DEPTH_CHART_MAX_TICKS = 720  # an hour of 5-second ticks; faster daemons show a shorter window
+DEPTH_CHART_POINTS = 120
 
 
 def _iso(value) -> str | None:
@@ -23,8 +37,13 @@ def lease_state(*, expires_in_seconds: float | None) -> str:
     return "green"
 
 
-def status_snapshot() -> dict[str, Any]:
-    """Flags, lease, last tick and queue counts, as JSON-ready values (no secrets)."""
+def status_snapshot(*, detail: bool = False) -> dict[str, Any]:
+    """Flags, lease, last tick and queue counts, as JSON-ready values (no secrets).
+
+    With ``detail`` (the status view and its JSON endpoint), also the recent execution logs and
+    operator actions, the newest DLQ actions, the LLM status, the adapters' REAL support and the
+    chart series.
+    """
     flags = control_flags_get()
     lease = lease_get()
     expires_in = None
@@ -34,7 +53,7 @@ def status_snapshot() -> dict[str, Any]:
     last_tick = TickLedger.objects.order_by("-started_at", "-id").first()
     counts = {status: 0 for status in ActionStatus.values}
     counts.update(dict(Action.objects.order_by().values_list("status").annotate(n=Count("id"))))
-    return {
+    snapshot = {
         "flags": {
             "paused": flags.paused,
             "killed": flags.killed,
@@ -67,3 +86,96 @@ def status_snapshot() -> dict[str, Any]:
         },
         "counts": counts,
     }
+    if detail:
+        snapshot.update(_detail(last_tick))
+    return snapshot
+
+
+def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
+    now = timezone.now()
+    return {
+        "generated_at": now.isoformat(),
+        "database": database_url_masked(),
+        "last_tick_age_seconds": round((now - last_tick.finished_at).total_seconds(), 1) if last_tick else None,
+        "llm": safe_llm_status(),
+        "adapters": [
+            {
+                "action_type": adapter.action_type,
+                "description": adapter.description,
+                "supports_real": adapter.supports_real,
+                "real_setup_hint": "" if adapter.supports_real else adapter.real_setup_hint,
+            }
+            for _, adapter in sorted(ADAPTERS.items())
+        ],
+        "recent_logs": [
+            {
+                "id": log.pk,
+                "ts": _iso(log.ts),
+                "level": log.level,
+                "action_id": log.action_id,
+                "actor": log.actor,
+                "message": log.message,
+                "artifact_ref": log.artifact_ref,
+                "artifact_sha256": log.artifact_sha256,
+            }
+            for log in ExecutionLog.objects.order_by("-id")[:RECENT_LOGS]
+        ],
+        "operator_actions": [
+            {
+                "id": entry.pk,
+                "ts": _iso(entry.ts),
+                "actor": entry.actor,
+                "verb": entry.verb,
+                "outcome": entry.outcome,
+                "target": entry.target,
+                "before": entry.before,
+                "after": entry.after,
+                "reason": entry.reason,
+            }
+            for entry in AuditEntry.objects.order_by("-id")[:RECENT_OPERATOR_ACTIONS]
+        ],
+        "dlq": [
+            {
+                "id": action.pk,
+                "action_type": action.action_type,
+                "attempts": action.attempts,
+                "updated_at": _iso(action.updated_at),
+                "last_error": action.last_error[:200],
+            }
+            for action in Action.objects.dead().order_by("-id")[:RECENT_DLQ]
+        ],
+        "charts": {
+            "tick_durations": [
+                {
+                    "id": pk,
+                    "started_at": _iso(started),
+                    "seconds": round((finished - started).total_seconds(), 3),
+                    "status": status,
+                }
+                for pk, started, finished, status in _recent_ticks()
+            ],
+            "queue_depth_statuses": [str(status) for status in OPEN_STATUSES],
+            "queue_depth": _depth_series(since=now - DEPTH_CHART_WINDOW),
+        },
+    }
+
+
+def _recent_ticks() -> list[tuple]:
+    """The last DURATION_CHART_TICKS ticks, oldest first."""
+    rows = TickLedger.objects.order_by("-started_at", "-id").values_list("pk", "started_at", "finished_at", "status")
+    return list(rows[:DURATION_CHART_TICKS])[::-1]
+
+
+def _depth_series(*, since) -> list[dict[str, Any]]:
+    """Open actions per status at the end of recent ticks, thinned to at most DEPTH_CHART_POINTS."""
+    rows = list(
+        TickLedger.objects.filter(started_at__gte=since)
+        .order_by("-started_at", "-id")
+        .values_list("finished_at", "queue_depth")[:DEPTH_CHART_MAX_TICKS]
+    )
+    rows = [(ts, depth) for ts, depth in reversed(rows) if depth]
+    step = max(1, -(-len(rows) // DEPTH_CHART_POINTS))
+    picked = rows[::step]
+    if rows and picked[-1] is not rows[-1]:
+        picked.append(rows[-1])  # always end on the newest sample
+    return [{"t": _iso(ts), "depth": depth} for ts, depth in picked]

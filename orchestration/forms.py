@@ -1,0 +1,120 @@
+"""Forms of the operator console: every control asks for a reason; risky ones for a confirmation."""
+
+from django import forms
+
+from orchestration.adapters import action_types
+from orchestration.exceptions import InvalidPayload
+from orchestration.services.control import MAX_REASON_LENGTH
+from orchestration.services.queue import MAX_BULK_ACTIONS, MAX_IDEMPOTENCY_KEY_LENGTH, action_payload_from_json
+
+REAL_CONFIRMATION = "REAL"
+
+
+def reason_field() -> forms.CharField:
+    return forms.CharField(
+        max_length=MAX_REASON_LENGTH,
+        widget=forms.TextInput(attrs={"placeholder": "Why? (recorded in the audit trail)", "size": 34}),
+        error_messages={"required": "Give a reason: it is recorded in the audit trail."},
+    )
+
+
+class ReasonForm(forms.Form):
+    reason = reason_field()
+
+
+class KillForm(ReasonForm):
+    confirm = forms.BooleanField(
+        label="Yes, stop the daemon now",
+        error_messages={"required": "Tick the box to confirm: kill makes every daemon release its lease and exit."},
+    )
+
+
+class RealModeForm(ReasonForm):
+    confirmation = forms.CharField(
+        label=f"Type {REAL_CONFIRMATION} to confirm",
+        max_length=20,
+        widget=forms.TextInput(attrs={"size": 6, "autocomplete": "off"}),
+    )
+
+    def clean_confirmation(self) -> str:
+        value = self.cleaned_data["confirmation"].strip()
+        if value != REAL_CONFIRMATION:
+            raise forms.ValidationError(
+                f"Type {REAL_CONFIRMATION} (in capitals) to confirm: in REAL mode actions act on the world."
+            )
+        return value
+
+
+class ActionIdsField(forms.Field):
+    """Action ids sent as repeated ``action_ids`` values (the DLQ table's checkboxes)."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value) -> list[int]:
+        ids = []
+        for item in value or []:
+            try:
+                pk = int(item)
+            except (TypeError, ValueError):
+                raise forms.ValidationError(f"{item!r} is not an action id.") from None
+            if pk <= 0:
+                raise forms.ValidationError(f"{item!r} is not an action id.")
+            ids.append(pk)
+        return ids
+
+
+class DlqForm(ReasonForm):
+    SELECTED, ALL = "selected", "all"
+
+    scope = forms.ChoiceField(
+        choices=[(SELECTED, "Selected actions"), (ALL, f"All DLQ actions (oldest {MAX_BULK_ACTIONS:,} at most)")],
+        initial=SELECTED,
+        widget=forms.RadioSelect,
+    )
+    action_ids = ActionIdsField(required=False)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("scope") == self.SELECTED:
+            ids = cleaned.get("action_ids") or []
+            if not ids and "action_ids" not in self.errors:
+                self.add_error("action_ids", "Select at least one DLQ action, or choose all.")
+            elif len(ids) > MAX_BULK_ACTIONS:
+                self.add_error("action_ids", f"At most {MAX_BULK_ACTIONS:,} actions per request.")
+        return cleaned
+
+    def selected_ids(self) -> list[int] | None:
+        """The ids to act on, or None for all DLQ actions."""
+        return None if self.cleaned_data["scope"] == self.ALL else self.cleaned_data["action_ids"]
+
+
+class EnqueueForm(ReasonForm):
+    field_order = ["action_type", "payload", "idempotency_key", "not_before", "reason"]
+
+    action_type = forms.ChoiceField(choices=[])
+    payload = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 46, "spellcheck": "false"}),
+        initial='{"platform": "twitter", "message": "Hello from the AOL console"}',
+        help_text="A JSON object; the action type's adapter validates it.",
+    )
+    idempotency_key = forms.CharField(
+        required=False,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        help_text="Optional. The same key with the same payload returns the existing action.",
+    )
+    not_before = forms.DateTimeField(
+        required=False,
+        label="Not before (UTC)",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local", "step": 1}),
+        help_text="Optional; empty means as soon as possible.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["action_type"].choices = [(name, name) for name in action_types()]
+
+    def clean_payload(self):
+        try:
+            return action_payload_from_json(text=self.cleaned_data["payload"])
+        except InvalidPayload as exc:
+            raise forms.ValidationError(str(exc)) from None

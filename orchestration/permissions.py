@@ -1,0 +1,10 @@
+"""The operator console's permissions (declared on the models' Meta) and the operators' group."""
+
+PAUSE_DAEMON = "orchestration.pause_daemon"  # pause, resume, and switch back to PROOF
+KILL_DAEMON = "orchestration.kill_daemon"  # kill and revive
+SWITCH_MODE = "orchestration.switch_mode"  # go REAL
+MANAGE_DLQ = "orchestration.manage_dlq"  # retry, discard, requeue now
+ENQUEUE_ACTION = "orchestration.enqueue_action"
+
+#: Created by migration 0004 with every permission above except SWITCH_MODE.
+OPERATORS_GROUP = "AOL operators"

@@ -1,0 +1,60 @@
+"""Formatting for the status view; static/orchestration/console.js formats the refreshed values alike."""
+
+import json
+
+from django import template
+from django.utils.dateparse import parse_datetime
+
+register = template.Library()
+
+
+@register.filter
+def short_time(value) -> str:
+    """An ISO 8601 string or datetime as ``YYYY-MM-DD HH:MM:SS`` (UTC), or '—'."""
+    if not value:
+        return "—"
+    moment = parse_datetime(value) if isinstance(value, str) else value
+    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else str(value)
+
+
+@register.filter
+def seconds(value) -> str:
+    """``12.3 s``, or '—' when unknown."""
+    if value is None or value == "":
+        return "—"
+    return f"{float(value):.1f} s"
+
+
+@register.filter
+def ago(value) -> str:
+    """A number of seconds as ``12 s ago`` / ``3 min ago`` / ``2 h ago``."""
+    if value is None or value == "":
+        return "—"
+    value = max(0.0, float(value))
+    if value < 120:
+        return f"{value:.0f} s ago"
+    if value < 7200:
+        return f"{value / 60:.0f} min ago"
+    return f"{value / 3600:.1f} h ago"
+
+
+@register.filter
+def yesno_upper(value) -> str:
+    return "YES" if value else "no"
+
+
+@register.filter
+def compact_json(value) -> str:
+    """A small dict as ``key=value, …`` for the audit table."""
+    if not value:
+        return "—"
+    if isinstance(value, dict):
+        return ", ".join(
+            f"{key}={json.dumps(item) if not isinstance(item, str) else item}" for key, item in value.items()
+        )
+    return json.dumps(value)
+
+
+@register.filter
+def get_item(mapping, key):
+    return mapping.get(key) if mapping else None
