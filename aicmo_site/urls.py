@@ -9,7 +9,7 @@ admin.site.site_title = "AICMO"
 admin.site.index_title = "Autonomy Orchestration Layer"
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("", RedirectView.as_view(pattern_name="orchestration:status", permanent=False)),
     path("console/", include("orchestration.urls")),
     path("admin/", admin.site.urls),
     # Probes and metrics at the root, where load balancers and Prometheus look for them.

@@ -58,13 +58,20 @@ def safe_llm_status() -> dict[str, Any]:
     reason = llm_disabled_reason()
     return {
         "enabled": not reason,
-        "reason": f"disabled, because {reason}" if reason else "enabled",
+        "reason": _status_reason(reason),
         "model": getattr(settings, "AICMO_OPENAI_MODEL", "") or DEFAULT_MODEL,
         "key_present": _key_present(),
         "base_url": llm_base_url_masked(),
         "timeout_seconds": _number("AICMO_LLM_TIMEOUT_SECONDS", 20.0, float),
         "max_retries": _number("AICMO_LLM_MAX_RETRIES", 1, int),
     }
+
+
+def _status_reason(reason: str) -> str:
+    """'enabled', or why not, starting with 'not configured' when there is simply no key."""
+    if not reason:
+        return "enabled"
+    return f"not configured: {reason}" if not _key_present() else f"disabled, because {reason}"
 
 
 def _number(name: str, default, cast):

@@ -48,6 +48,10 @@ EXIT_LEASE_HELD = 3  # another live daemon holds the lease; nothing was touched
 EXIT_LEASE_LOST = 4  # the lease was taken over while running; this daemon stopped writing
 
 
+#: How often a tick's ledger row also records the queue depth per open status.
+QUEUE_DEPTH_SAMPLE_SECONDS = 30.0
+
+
 def default_owner() -> str:
     """``hostname:pid``, unique among live daemons."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -115,6 +119,7 @@ class Daemon:
         self._flags_seen = {"paused": False, "killed": False}  # written by the watchdog
         self._watchdog: _Watchdog | None = None
         self._running = False  # run() owns the watchdog; a bare tick() starts no thread
+        self._depth_sampled_at: float | None = None
 
     # --- control from outside ------------------------------------------------------------------
 
@@ -193,7 +198,7 @@ class Daemon:
             owner=self.config.owner,
             token=self.token,
             notes=report.notes,
-            queue_depth=action_queue_depth(),
+            queue_depth=self._sample_queue_depth(),
         )
         if not recorded:
             raise LeaseNotHeld(f"lease token {self.token} is no longer current; tick not recorded")
@@ -202,6 +207,15 @@ class Daemon:
         return report
 
     # --- inside a tick -----------------------------------------------------------------------------
+
+    def _sample_queue_depth(self) -> dict[str, int] | None:
+        """Open actions per status for the console's depth chart, counted at most every
+        QUEUE_DEPTH_SAMPLE_SECONDS: the chart needs a point every so often, not one per tick."""
+        now = time.monotonic()
+        if self._depth_sampled_at is not None and now - self._depth_sampled_at < QUEUE_DEPTH_SAMPLE_SECONDS:
+            return None
+        self._depth_sampled_at = now
+        return action_queue_depth()
 
     def _ensure_lease(self) -> None:
         result = lease_acquire_or_renew(

@@ -70,7 +70,7 @@ def test_safe_llm_status__disabled_without_key(settings):
     status = safe_llm_status()
     assert status["enabled"] is False
     assert status["key_present"] is False
-    assert status["reason"] == "disabled, because OPENAI_API_KEY is not set"
+    assert status["reason"] == "not configured: OPENAI_API_KEY is not set"
     assert status["model"]  # the default model is still reported
 
 
