@@ -237,3 +237,8 @@ def test_status_json__is_valid_json_with_the_same_snapshot_as_the_page(viewer):
     embedded = response.content.decode().split('<script id="aol-snapshot" type="application/json">', 1)[1]
     embedded = json.loads(embedded.split("</script>", 1)[0])
     assert set(embedded) == set(snapshot(client_for(viewer)))
+
+
+def test_status_view__links_to_the_diagnostics_page(viewer):
+    page = client_for(viewer).get(STATUS_URL).content.decode()
+    assert f'href="{reverse("orchestration:diagnostics")}" id="diagnostics-link"' in page
