@@ -91,7 +91,8 @@ class DlqForm(ReasonForm):
 class EnqueueForm(ReasonForm):
     field_order = ["action_type", "payload", "idempotency_key", "not_before", "reason"]
 
-    action_type = forms.ChoiceField(choices=[])
+    # The initial type matches the initial payload, and needs no LLM.
+    action_type = forms.ChoiceField(choices=[], initial="POST_SOCIAL")
     payload = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "cols": 46, "spellcheck": "false"}),
         initial='{"platform": "twitter", "message": "Hello from the AOL console"}',

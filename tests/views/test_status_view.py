@@ -242,3 +242,8 @@ def test_status_json__is_valid_json_with_the_same_snapshot_as_the_page(viewer):
 def test_status_view__links_to_the_diagnostics_page(viewer):
     page = client_for(viewer).get(STATUS_URL).content.decode()
     assert f'href="{reverse("orchestration:diagnostics")}" id="diagnostics-link"' in page
+
+
+def test_status_view__enqueue_form_starts_with_a_post_social_that_needs_no_llm(viewer):
+    page = client_for(viewer).get(STATUS_URL).content.decode()
+    assert '<option value="POST_SOCIAL" selected>POST_SOCIAL</option>' in page
