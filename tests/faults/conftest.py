@@ -31,14 +31,16 @@ def daemon_env(daemon_env):
     return {**daemon_env, "AOL_EXTRA_ADAPTERS": ",".join(FAKE_ADAPTERS)}
 
 
-class GatedDaemonProcess(DaemonProcess):
-    """A process that sets Django up once, then runs run_aol_daemon ``times`` times, at ``at + k * every``."""
+class GatedProcess(DaemonProcess):
+    """A process that sets Django up once, then runs a command ``times`` times, at ``at + k * every``."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, *, at: float, every: float, times: int):
+    def __init__(
+        self, command: str, args: list[str], env: dict[str, str], log_path: Path, *, at: float, every: float, times: int
+    ):
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115  (closed in stop())
         self.proc = subprocess.Popen(
-            [sys.executable, str(LAUNCHER), repr(at), repr(every), str(times), "run_aol_daemon", *args],
+            [sys.executable, str(LAUNCHER), repr(at), repr(every), str(times), command, *args],
             cwd=ROOT,
             env=env,
             stdout=self._log,
@@ -49,17 +51,23 @@ class GatedDaemonProcess(DaemonProcess):
 @pytest.fixture
 def start_daemons_together(daemon_env, tmp_path):
     """``start_daemons_together(3, "--proof", at=t, every=1.0, times=20)``: processes whose daemon runs
-    begin at the same instants."""
+    (or runs of another ``command``) begin at the same instants."""
     started: list[DaemonProcess] = []
 
     def start(
-        count: int, *args: str, at: float, every: float = 1.0, times: int = 1, env: dict[str, str] | None = None
+        count: int,
+        *args: str,
+        at: float,
+        every: float = 1.0,
+        times: int = 1,
+        env: dict[str, str] | None = None,
+        command: str = "run_aol_daemon",
     ) -> list[DaemonProcess]:
         batch = []
         for _ in range(count):
             log = tmp_path / f"gated-{len(started)}.log"
             process_env = {**daemon_env, **(env or {})}
-            process = GatedDaemonProcess(list(args), process_env, log, at=at, every=every, times=times)
+            process = GatedProcess(command, list(args), process_env, log, at=at, every=every, times=times)
             started.append(process)
             batch.append(process)
         return batch
