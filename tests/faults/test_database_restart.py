@@ -9,17 +9,16 @@ import pytest
 from tests.conftest import DaemonProcess, is_postgres, wait_until
 from tests.fake_adapters import FAKE_ADAPTERS
 
-pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
+# The private cluster does not depend on the suite's database, so once per run is enough: in the
+# PostgreSQL half (a module-level skip, so that the cluster is not even created on SQLite).
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not is_postgres(), reason="PostgreSQL restart: runs in the PostgreSQL half of the suite"),
+]
 
 #: The issue's "1,000 queued actions".
 ACTIONS = 1000
-
-
-@pytest.fixture(autouse=True)
-def postgres_half_only():
-    # The private cluster does not depend on the suite's database, so once per run is enough.
-    if not is_postgres():
-        pytest.skip("PostgreSQL restart: runs in the PostgreSQL half of the suite")
 
 
 def daemon_on(cluster, tmp_path, artifacts_dir, *args: str, name: str) -> DaemonProcess:

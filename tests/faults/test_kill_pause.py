@@ -1,5 +1,6 @@
 """Kill and pause take effect within a second, even in the middle of a tick (real daemon processes)."""
 
+import signal
 import time
 
 import pytest
@@ -98,3 +99,20 @@ def test_pause__set_mid_tick__no_new_claim_after_1s_and_the_queue_resumes_afterw
     for action in actions:
         assert len(success_logs(action)) == 1
     assert daemon.proc.poll() is None
+
+
+def test_sigterm__mid_sleep__stops_within_1s_releases_lease_action_back_in_queue(start_daemon):
+    """Invariant: SIGTERM asks the running attempt to stop; a cooperative one stops at once, the daemon
+    exits 0 within 1 s, releases the lease, and the action is back in the queue, attempt not counted."""
+    action = enqueue("SLEEP", {"seconds": 30}, "sigterm-mid-sleep")
+    daemon = start_daemon("--proof")
+    wait_until(lambda: Action.objects.filter(pk=action.pk, status=ActionStatus.RUNNING).exists())
+    daemon.signal(signal.SIGTERM)
+    signalled_at = time.time()
+    code, exited_at = wait_for_exit(daemon, timeout=10)
+    assert code == 0, daemon.output()
+    assert exited_at - signalled_at < 1.0
+    action.refresh_from_db()
+    assert (action.status, action.attempts) == (ActionStatus.PENDING, 0)
+    assert Lease.objects.get().owner == ""
+    assert "Stopping: received SIGTERM" in daemon.output()

@@ -22,9 +22,11 @@ def test_real_defaults__heartbeat_renews_every_5s__standby_takes_over_within_ttl
     env = {name: value for name, value in daemon_env.items() if name not in FAST_DAEMON_ENV}
     action = action_enqueue(action_type="SLEEP", payload={"seconds": 15}, idempotency_key="defaults")[0]
     holder = DaemonProcess(["--proof"], env, tmp_path / "holder.log")
-    standby = DaemonProcess(["--proof", "--standby"], env, tmp_path / "standby.log")
+    standby = None
     try:
-        holder.wait_for_output("lease TTL 30s")
+        holder.wait_for_output("Lease acquired")
+        assert "lease TTL 30s" in holder.output()
+        standby = DaemonProcess(["--proof", "--standby"], env, tmp_path / "standby.log")
         standby.wait_for_output("Standby: lease held by")
         wait_until(lambda: Action.objects.filter(pk=action.pk, status=ActionStatus.RUNNING).exists())
 
@@ -50,4 +52,5 @@ def test_real_defaults__heartbeat_renews_every_5s__standby_takes_over_within_ttl
         assert Action.objects.get(pk=action.pk).attempts == 2
     finally:
         holder.stop()
-        standby.stop()
+        if standby is not None:
+            standby.stop()

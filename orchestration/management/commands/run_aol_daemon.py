@@ -1,7 +1,9 @@
 """``manage.py run_aol_daemon``: run the AOL tick loop (see orchestration/services/daemon.py)."""
 
 import os
+import queue
 import signal
+import threading
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -124,12 +126,21 @@ class Command(BaseCommand):
     def _install_signal_handlers(self, daemon: Daemon) -> dict:
         """First SIGINT/SIGTERM: finish the current action, release the lease, exit 0. Second: exit now."""
         stopping = []
+        # The handler only hands the signal over: request_stop() sets threading.Events, whose locks
+        # the interrupted main thread may be holding (it waits on such events), which would deadlock.
+        # SimpleQueue.put is safe in a signal handler; a small thread does the rest.
+        received: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+        def relay() -> None:
+            daemon.request_stop(f"received {signal.Signals(received.get()).name}")
+
+        threading.Thread(target=relay, name="aol-signals", daemon=True).start()
 
         def handle(signum, frame):
             if stopping:
                 os._exit(128 + signum)
             stopping.append(signum)
-            daemon.request_stop(f"received {signal.Signals(signum).name}")
+            received.put(signum)
 
         previous = {}
         for signum in (signal.SIGINT, signal.SIGTERM):
