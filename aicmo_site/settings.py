@@ -231,6 +231,12 @@ AOL_CONTROL_POLL_SECONDS = _typed("AOL_CONTROL_POLL_SECONDS", env.float, 0.5)
 AOL_MAX_PAYLOAD_BYTES = _typed("AOL_MAX_PAYLOAD_BYTES", env.int, 64 * 1024)
 AOL_CONSOLE_REFRESH_SECONDS = _typed("AOL_CONSOLE_REFRESH_SECONDS", env.float, 3.0)
 AOL_ARTIFACTS_DIR = Path(env.str("AOL_ARTIFACTS_DIR", default=str(VAR_DIR / "artifacts")))
+# Adapter calls that overran their deadline run on in abandoned threads (a thread cannot be
+# killed); when this many are still alive the daemon exits with code 5 for its supervisor to
+# restart it.
+AOL_MAX_ABANDONED_THREADS = _typed("AOL_MAX_ABANDONED_THREADS", env.int, 3)
+# Dotted paths of extra adapter classes (comma-separated); the test suite's fake adapters.
+AOL_EXTRA_ADAPTERS = env.list("AOL_EXTRA_ADAPTERS", default=[])
 
 # --- LLM (optional) ---------------------------------------------------------------------------
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")

@@ -2,7 +2,9 @@
 that runs checks (runserver, migrate, run_aol_daemon) refuses to start on an error."""
 
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
+from orchestration.adapters import adapters_all
 from orchestration.conf import aol
 
 #: Settings that must be greater than zero, and whether they are whole numbers.
@@ -16,6 +18,7 @@ POSITIVE_SETTINGS = {
     "control_poll_seconds": float,
     "max_payload_bytes": int,
     "console_refresh_seconds": float,
+    "max_abandoned_threads": int,
 }
 #: The lease must outlive this many missed heartbeats before another daemon may take it over.
 TTL_HEARTBEATS = 3
@@ -52,6 +55,16 @@ def check_aol_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 f"could lose its lease between two heartbeats.",
                 hint=f"Keep the TTL at least {TTL_HEARTBEATS}× the heartbeat (the defaults are 30 and 5).",
                 id="orchestration.E002",
+            )
+        )
+    try:
+        adapters_all()
+    except ImproperlyConfigured as exc:
+        errors.append(
+            checks.Error(
+                str(exc),
+                hint="Fix or remove the entry in AOL_EXTRA_ADAPTERS (comma-separated dotted class paths).",
+                id="orchestration.E003",
             )
         )
     return errors

@@ -43,6 +43,18 @@ class TransientAdapterError(AdapterError):
     """The action failed this time and may succeed if retried."""
 
 
+class AttemptDeadlineExceeded(TransientAdapterError):
+    """The attempt exceeded its deadline (the tick's time budget) and was abandoned."""
+
+
+class AttemptInterrupted(AdapterError):
+    """The daemon asked the attempt to stop (kill flag, shutdown, lost lease) and it stopped at a safe point.
+
+    The adapter promises that running the action again is safe; the daemon returns it to the
+    queue without counting the attempt.
+    """
+
+
 class RealRunUnconfigured(PermanentAdapterError, ImproperlyConfigured):
     """REAL mode was asked for, but this adapter has no real integration configured."""
 

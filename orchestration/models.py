@@ -116,11 +116,14 @@ class ActionStatus(models.TextChoices):
     FAILED = "FAILED"  # given up by an operator (discarded from the DLQ); terminal
     RETRY = "RETRY"  # failed transiently; due again at not_before
     DLQ = "DLQ"  # dead: out of attempts or failed permanently; waits for an operator
+    NEEDS_REVIEW = "NEEDS_REVIEW"  # outcome unknown after a crash of a non-idempotent REAL attempt; a person decides
 
 
 DUE_STATUSES = (ActionStatus.PENDING, ActionStatus.READY, ActionStatus.RETRY)
 #: Statuses of actions still waiting for the daemon or an operator: the queue's depth.
-OPEN_STATUSES = (*DUE_STATUSES, ActionStatus.RUNNING, ActionStatus.DLQ)
+#: Statuses that wait for a person: retry or discard them from the console or the admin.
+ATTENTION_STATUSES = (ActionStatus.DLQ, ActionStatus.NEEDS_REVIEW)
+OPEN_STATUSES = (*DUE_STATUSES, ActionStatus.RUNNING, *ATTENTION_STATUSES)
 
 
 class ActionQuerySet(models.QuerySet):
@@ -139,6 +142,11 @@ class ActionQuerySet(models.QuerySet):
         return self.filter(status=ActionStatus.DLQ)
 
 
+class ClaimedMode(models.TextChoices):
+    PROOF = "PROOF"  # the attempt wrote an artifact instead of acting
+    REAL = "REAL"  # the attempt acted on the world
+
+
 class Action(models.Model):
     """One queued marketing action."""
 
@@ -151,6 +159,12 @@ class Action(models.Model):
     last_error = models.TextField(blank=True)
     claimed_by = models.CharField(max_length=255, blank=True, help_text="hostname:pid of the last claimer")
     lease_token = models.BigIntegerField(null=True, blank=True, help_text="Lease token of the last claim")
+    claimed_mode = models.CharField(
+        max_length=8,
+        choices=ClaimedMode.choices,
+        blank=True,
+        help_text="Mode of the last attempt; decides what recovery may do when its outcome is unknown",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

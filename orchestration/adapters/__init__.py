@@ -1,26 +1,58 @@
-"""The adapter registry: action type → adapter. Add an adapter by adding it to ADAPTERS."""
+"""The adapter registry: action type → adapter. Add an adapter by adding it to ADAPTERS.
 
-from orchestration.adapters.base import ActionAdapter, ActionResult
+``AOL_EXTRA_ADAPTERS`` (dotted paths of adapter classes) adds more without editing this file;
+the test suite uses it to register fake adapters that hang or kill their process.
+"""
+
+from functools import cache
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt
 from orchestration.adapters.draft_social import DraftSocialAdapter
 from orchestration.adapters.post_social import PostSocialAdapter
+from orchestration.adapters.sleep import SleepAdapter
+from orchestration.conf import aol
 from orchestration.exceptions import UnknownActionType
 
 ADAPTERS: dict[str, ActionAdapter] = {
-    adapter.action_type: adapter for adapter in (PostSocialAdapter(), DraftSocialAdapter())
+    adapter.action_type: adapter for adapter in (PostSocialAdapter(), DraftSocialAdapter(), SleepAdapter())
 }
+
+
+@cache
+def _extra_adapters(paths: tuple[str, ...]) -> dict[str, ActionAdapter]:
+    extra = {}
+    for path in paths:
+        try:
+            adapter = import_string(path)()
+        except (ImportError, TypeError) as exc:
+            raise ImproperlyConfigured(f"AOL_EXTRA_ADAPTERS: cannot load adapter {path!r}: {exc}") from None
+        if not isinstance(adapter, ActionAdapter):
+            raise ImproperlyConfigured(f"AOL_EXTRA_ADAPTERS: {path!r} is not an ActionAdapter subclass.")
+        extra[adapter.action_type] = adapter
+    return extra
+
+
+def adapters_all() -> dict[str, ActionAdapter]:
+    """The built-in adapters plus those named in AOL_EXTRA_ADAPTERS (read at call time)."""
+    paths = tuple(aol.extra_adapters or ())
+    return {**ADAPTERS, **_extra_adapters(paths)} if paths else ADAPTERS
 
 
 def adapter_get(action_type: str) -> ActionAdapter:
     """The adapter for ``action_type``; UnknownActionType lists the known ones."""
+    registry = adapters_all()
     try:
-        return ADAPTERS[action_type]
+        return registry[action_type]
     except (KeyError, TypeError):
-        known = ", ".join(sorted(ADAPTERS))
+        known = ", ".join(sorted(registry))
         raise UnknownActionType(f"Unknown action type {action_type!r}; known types: {known}.") from None
 
 
 def action_types() -> list[str]:
-    return sorted(ADAPTERS)
+    return sorted(adapters_all())
 
 
-__all__ = ["ADAPTERS", "ActionAdapter", "ActionResult", "action_types", "adapter_get"]
+__all__ = ["ADAPTERS", "ActionAdapter", "ActionResult", "Attempt", "action_types", "adapter_get", "adapters_all"]

@@ -1,13 +1,20 @@
 """PROOF artifacts: files under AOL_ARTIFACTS_DIR, written atomically, identified by their SHA-256."""
 
 import hashlib
+import logging
 import os
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestration.conf import aol
 from orchestration.exceptions import TransientAdapterError
+
+if TYPE_CHECKING:
+    from orchestration.models import Action
+
+logger = logging.getLogger("orchestration")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -34,19 +41,38 @@ def artifact_path(ref: str) -> Path:
     return path
 
 
+def proof_artifact_ref(*, action: "Action", folder: str, suffix: str = ".txt") -> str:
+    """The one artifact name of ``action``: from its creation time and idempotency key, never the attempt.
+
+    Every attempt of an action therefore writes to the same file, which is what lets a re-run
+    after a crash find the earlier attempt's artifact instead of writing a second one.
+    """
+    stamp = action.created_at.strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{folder}/{stamp}_{safe_filename_part(action.idempotency_key)}{suffix}"
+
+
 def artifact_write(*, ref: str, content: bytes) -> str:
-    """Write ``content`` at ``ref`` and return its SHA-256.
+    """Write ``content`` at ``ref`` and return its SHA-256 (see ``artifact_ensure``)."""
+    return artifact_ensure(ref=ref, content=content)[0]
+
+
+def artifact_ensure(*, ref: str, content: bytes) -> tuple[str, bool]:
+    """Make the file at ``ref`` hold ``content``; returns ``(sha256, already_there)``.
 
     The bytes go to a temporary file in the same directory, are flushed to disk, and are renamed
     into place, so a reader (or a crash) never sees half a file. If the file is already there
-    with the same bytes (an earlier attempt wrote it and crashed before recording success), it is
-    left alone: the effect happens once.
+    and its SHA-256 matches (an earlier attempt wrote it and crashed before recording success),
+    it is left alone and ``already_there`` is True: the effect happens once. A file with other
+    bytes under the same name is replaced (and a warning logged).
     """
     digest = sha256_bytes(content)
     path = artifact_path(ref)
     try:
-        if path.exists() and sha256_bytes(path.read_bytes()) == digest:
-            return digest
+        if path.exists():
+            if sha256_bytes(path.read_bytes()) == digest:
+                logger.info("artifact ref=%s already present with sha256=%s; not rewritten", ref, digest)
+                return digest, True
+            logger.warning("artifact ref=%s exists with other content; replacing it", ref)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
         try:
@@ -65,9 +91,10 @@ def artifact_write(*, ref: str, content: bytes) -> str:
             os.close(dir_fd)
     except OSError as exc:
         raise TransientAdapterError(
-            f"could not write artifact {ref} under AOL_ARTIFACTS_DIR={aol.artifacts_dir}: {exc.strerror or exc}"
+            f"could not write artifact {ref} under AOL_ARTIFACTS_DIR={aol.artifacts_dir}: {exc.strerror or exc} "
+            "(check that the directory exists, is writable by the daemon and has free space)"
         ) from exc
-    return digest
+    return digest, False
 
 
 def artifact_verify(*, ref: str, sha256: str) -> bool:

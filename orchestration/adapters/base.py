@@ -1,9 +1,16 @@
 """The adapter interface: one class per action type."""
 
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from orchestration.exceptions import InvalidPayload, RealRunUnconfigured
+from orchestration.exceptions import (
+    AttemptDeadlineExceeded,
+    AttemptInterrupted,
+    InvalidPayload,
+    RealRunUnconfigured,
+)
 
 if TYPE_CHECKING:
     from orchestration.models import Action
@@ -18,12 +25,63 @@ class ActionResult:
     artifact_sha256: str = ""
 
 
+@dataclass
+class Attempt:
+    """One execution of an action, as the adapter sees it.
+
+    ``idempotency_key`` is the action's key: a REAL adapter hands it to the remote API (as an
+    ``Idempotency-Key`` header, a Message-ID, a client reference …) so that a retry after a crash
+    with an unknown outcome is recognised by the remote side and has its effect once.
+
+    ``deadline`` (a ``time.monotonic()`` value) is when the daemon stops waiting: after it the
+    attempt is abandoned and recorded as a transient failure, so a long adapter should check
+    ``remaining_seconds()`` or call ``checkpoint()`` / ``sleep()`` between steps; these also raise
+    AttemptInterrupted once the daemon asks the attempt to stop (kill flag, shutdown, lost lease).
+    """
+
+    idempotency_key: str
+    number: int = 1  # 1 for the first attempt
+    proof: bool = True
+    deadline: float | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    stop_reason: str = ""
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the attempt to stop at its next check (safe from any thread)."""
+        if not self.stop.is_set():
+            self.stop_reason = reason
+            self.stop.set()
+
+    def remaining_seconds(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def checkpoint(self) -> None:
+        """Raise if the attempt must stop now: interrupted, or past its deadline."""
+        if self.stop.is_set():
+            raise AttemptInterrupted(f"stopped at a safe point: {self.stop_reason or 'stop requested'}")
+        remaining = self.remaining_seconds()
+        if remaining is not None and remaining <= 0:
+            raise AttemptDeadlineExceeded()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, waking early (and raising as ``checkpoint``) on a stop or the deadline."""
+        remaining = self.remaining_seconds()
+        wait = seconds if remaining is None else min(seconds, max(remaining, 0.0))
+        self.stop.wait(wait)
+        if self.stop.is_set() or wait < seconds:
+            self.checkpoint()
+            if wait < seconds:  # the deadline cut the sleep short
+                raise AttemptDeadlineExceeded()
+
+
 class ActionAdapter:
     """Validates and executes one action type.
 
     ``validate`` runs at enqueue time (nothing is written when it raises) and again before
-    execution. ``execute`` raises ``PermanentAdapterError`` for errors a retry cannot fix and
-    anything else for errors worth retrying with backoff.
+    execution. ``execute`` raises ``PermanentAdapterError`` for errors a retry cannot fix,
+    ``AttemptInterrupted`` when it stopped early on request (see ``Attempt``) and anything else for
+    errors worth retrying with backoff. The daemon runs it in a worker thread and stops waiting at
+    the attempt's deadline; a late result is never recorded.
     """
 
     action_type: ClassVar[str]
@@ -38,17 +96,27 @@ class ActionAdapter:
     def validate(self, payload: dict[str, Any]) -> None:
         """Raise InvalidPayload naming what is wrong with ``payload``."""
 
-    def execute(self, action: "Action", *, proof: bool) -> ActionResult:
-        if proof:
-            return self.execute_proof(action)
+    def execute(self, action: "Action", *, proof: bool | None = None, attempt: Attempt | None = None) -> ActionResult:
+        """Run ``action`` once; pass ``attempt`` (the daemon does) or just ``proof`` (unbounded attempt)."""
+        if attempt is None:
+            attempt = Attempt(idempotency_key=action.idempotency_key, number=action.attempts or 1, proof=bool(proof))
+        if attempt.proof:
+            return self.execute_proof(action, attempt=attempt)
         if not self.supports_real:
             raise RealRunUnconfigured(f"{self.action_type} cannot run in REAL mode: {self.real_setup_hint}")
-        return self.execute_real(action)
+        return self.execute_real(action, attempt=attempt)
 
-    def execute_proof(self, action: "Action") -> ActionResult:
+    def execute_proof(self, action: "Action", *, attempt: Attempt) -> ActionResult:
+        """Write what would be done as an artifact (see artifacts.artifact_write: once per key)."""
         raise NotImplementedError
 
-    def execute_real(self, action: "Action") -> ActionResult:
+    def execute_real(self, action: "Action", *, attempt: Attempt) -> ActionResult:
+        """Act for real, handing ``attempt.idempotency_key`` to the remote side.
+
+        An adapter that cannot make its effect idempotent must set ``is_idempotent = False``: an
+        attempt of it whose outcome is unknown (its daemon died, or it overran its deadline) is
+        parked as NEEDS_REVIEW instead of being retried.
+        """
         raise NotImplementedError
 
 

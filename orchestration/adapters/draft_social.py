@@ -9,7 +9,7 @@ a transient failure: the queue retries it with backoff.
 from typing import Any
 
 from orchestration.adapters.artifacts import artifact_path, artifact_write, safe_filename_part, sha256_bytes
-from orchestration.adapters.base import ActionAdapter, ActionResult, require_fields
+from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, require_fields
 from orchestration.adapters.post_social import PLATFORM_MAX_CHARS
 from orchestration.exceptions import InvalidPayload, LLMUnconfigured, PermanentAdapterError, TransientAdapterError
 
@@ -45,7 +45,7 @@ class DraftSocialAdapter(ActionAdapter):
         if len(payload.get("tone") or "") > MAX_TONE_CHARS:
             raise InvalidPayload(f"'tone' is longer than {MAX_TONE_CHARS} characters.")
 
-    def execute_proof(self, action) -> ActionResult:
+    def execute_proof(self, action, *, attempt: Attempt) -> ActionResult:
         from llm.client import llm_client_get
         from llm.exceptions import LLMCallFailed, LLMDisabled
 

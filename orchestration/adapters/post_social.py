@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from orchestration.adapters.artifacts import artifact_write, safe_filename_part
-from orchestration.adapters.base import ActionAdapter, ActionResult, require_fields
+from orchestration.adapters.artifacts import artifact_write, proof_artifact_ref
+from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, require_fields
 from orchestration.exceptions import InvalidPayload
 
 #: Platforms we know and the longest message each accepts, in characters.
@@ -39,10 +39,9 @@ class PostSocialAdapter(ActionAdapter):
                 f"'message' is {len(payload['message'])} characters; {platform} allows at most {limit}."
             )
 
-    def execute_proof(self, action) -> ActionResult:
+    def execute_proof(self, action, *, attempt: Attempt) -> ActionResult:
         payload = action.payload
-        stamp = action.created_at.strftime("%Y%m%dT%H%M%S%fZ")
-        ref = f"post_social/{stamp}_{safe_filename_part(action.idempotency_key)}.txt"
+        ref = proof_artifact_ref(action=action, folder="post_social")
         # The content depends only on the action, so a re-run after a crash writes the same bytes
         # to the same name and artifact_write leaves the first copy in place.
         content = (

@@ -2,29 +2,54 @@
 
 One tick: acquire or renew the lease → read the control flags (killed: release and stop;
 paused: record the tick and claim nothing) → recover actions orphaned by an earlier holder →
-claim due actions → run each through its adapter, stopping early when the tick's time budget is
-spent, a stop is requested or the operators pause or kill → record the tick in the ledger.
+claim one due action and run it through its adapter, again and again, stopping early when the
+tick's time budget is spent, a stop is requested or the operators pause or kill → record the
+tick in the ledger.
+
+Actions are claimed one at a time, so at most one action per daemon is RUNNING: when a daemon
+dies, the action recovery finds is exactly the one whose outcome is unknown, and no innocent
+action claimed beside it loses an attempt.
+
+Each adapter call runs on a worker thread (``AdapterRunner``) with the tick's deadline. The loop
+stops waiting at the deadline, records the attempt as a transient failure ("exceeded its
+deadline") and goes on; the abandoned thread cannot be killed, but its result is never recorded
+(only the loop records, and only what it waited for). When abandoned threads that are still
+alive pile up, the daemon exits with code 5 so that a supervisor restarts a clean process.
 
 Beside the loop, a watchdog thread renews the lease every heartbeat (so a long action does not
 lose it) and polls the control flags, so kill and pause take effect between two actions rather
-than at the next tick.
+than at the next tick; a kill, a stop request or a lost lease also asks the running attempt to
+stop at its next safe point (``Attempt.checkpoint``).
+
+With ``standby`` a daemon that finds the lease held waits and takes over when it expires or is
+released; a standby that is fenced out (lost its lease) goes back to waiting instead of exiting.
 """
 
 import logging
 import os
+import queue
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
+from typing import Any
 
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection, connections
 from django.utils import timezone
 
-from orchestration.adapters import adapter_get
+from orchestration.adapters import ActionResult, Attempt
 from orchestration.conf import aol
-from orchestration.exceptions import InvalidAction, LeaseHeldElsewhere, LeaseNotHeld
+from orchestration.dburl import redact
+from orchestration.exceptions import (
+    AttemptDeadlineExceeded,
+    AttemptInterrupted,
+    InvalidAction,
+    LeaseHeldElsewhere,
+    LeaseNotHeld,
+)
 from orchestration.models import Action, ActionStatus, ControlFlags, TickStatus
 from orchestration.services.control import control_flags_get
 from orchestration.services.lease import lease_acquire_or_renew, lease_release, lease_renew
@@ -32,10 +57,13 @@ from orchestration.services.ledger import tick_record
 from orchestration.services.queue import (
     action_claim_due,
     action_mark_failure,
+    action_mark_interrupted,
+    action_mark_needs_review,
     action_mark_success,
+    action_outcome_unknown_policy,
+    action_payload_validate,
     action_queue_depth,
     action_recover_orphans,
-    action_release_unstarted,
 )
 
 logger = logging.getLogger("orchestration")
@@ -46,6 +74,10 @@ EXIT_ERROR = 1  # could not start: database unreachable or migrations unapplied
 EXIT_USAGE = 2  # invalid arguments
 EXIT_LEASE_HELD = 3  # another live daemon holds the lease; nothing was touched
 EXIT_LEASE_LOST = 4  # the lease was taken over while running; this daemon stopped writing
+EXIT_WEDGED = 5  # adapter threads that overran their deadline pile up; restart the process
+
+# Outcomes of one attempt, for the tick's counts.
+SUCCEEDED, FAILED, INTERRUPTED = "succeeded", "failed", "interrupted"
 
 
 #: How often a tick's ledger row also records the queue depth per open status.
@@ -68,6 +100,8 @@ class DaemonConfig:
     heartbeat_seconds: float = 5.0
     lease_ttl_seconds: float = 30.0
     control_poll_seconds: float = 0.5
+    standby: bool = False
+    max_abandoned_threads: int = 3
 
     @classmethod
     def from_settings(cls, **overrides) -> "DaemonConfig":
@@ -82,6 +116,8 @@ class DaemonConfig:
             "heartbeat_seconds": aol.heartbeat_seconds,
             "lease_ttl_seconds": aol.lease_ttl_seconds,
             "control_poll_seconds": aol.control_poll_seconds,
+            "standby": False,
+            "max_abandoned_threads": aol.max_abandoned_threads,
         }
         values.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**values)
@@ -117,17 +153,32 @@ class Daemon:
         self._stop_reason = ""
         self._wake = threading.Event()  # ends the sleep between ticks early
         self._flags_seen = {"paused": False, "killed": False}  # written by the watchdog
+        self._lease_lost = threading.Event()  # set by the watchdog when a renewal is refused
+        self._attempt: Attempt | None = None  # the attempt running now, if any
+        self._progress = time.monotonic()  # the loop's own heartbeat, read by the watchdog
+        self._runner = AdapterRunner()
+        self._wedged = False
         self._watchdog: _Watchdog | None = None
-        self._running = False  # run() owns the watchdog; a bare tick() starts no thread
         self._depth_sampled_at: float | None = None
+        self._standby_holder: str | None = None
 
     # --- control from outside ------------------------------------------------------------------
 
     def request_stop(self, reason: str = "stop requested") -> None:
-        """Finish the current action, then release the lease and exit (safe from a signal handler)."""
+        """Finish the current action, then release the lease and exit (safe from a signal handler).
+
+        An adapter that checks its ``Attempt`` stops at its next safe point instead of finishing.
+        """
         if not self._stop.is_set():
             self._stop_reason = reason
             self._stop.set()
+        self._interrupt(reason)
+
+    def _interrupt(self, reason: str) -> None:
+        """Ask the running attempt to stop at its next safe point, and end the loop's sleep."""
+        attempt = self._attempt
+        if attempt is not None:
+            attempt.request_stop(reason)
         self._wake.set()
 
     # --- the loop --------------------------------------------------------------------------------
@@ -135,35 +186,51 @@ class Daemon:
     def run(self) -> int:
         """Tick until done; returns the process exit code."""
         number = 0
-        self._running = True
+        self._start_watchdog()
         try:
             while not self._stop.is_set():
-                close_old_connections()
                 self._wake.clear()
+                self._progress = time.monotonic()
+                report = None
                 try:
+                    close_old_connections()
                     report = self.tick(number)
                 except LeaseHeldElsewhere as exc:
-                    self.out(
-                        f"[AOL] Lease held by {exc.holder} until {exc.expires_at:%Y-%m-%d %H:%M:%S} UTC: "
-                        "another daemon is running. Exiting without touching anything."
-                    )
-                    return EXIT_LEASE_HELD
+                    if not self.config.standby:
+                        self.out(
+                            f"[AOL] Lease held by {exc.holder} until {exc.expires_at:%Y-%m-%d %H:%M:%S} UTC: "
+                            "another daemon is running. Exiting without touching anything."
+                        )
+                        return EXIT_LEASE_HELD
+                    if self._standby_wait(exc):
+                        return EXIT_OK
+                    continue
                 except LeaseNotHeld as exc:
-                    self.out(f"[AOL] Lost the lease ({exc}); stopped writing. Exiting.")
                     self.token = None  # nothing of ours left to release
-                    return EXIT_LEASE_LOST
+                    if not self.config.standby:
+                        self.out(f"[AOL] Lost the lease ({exc}); stopped writing. Exiting.")
+                        return EXIT_LEASE_LOST
+                    self.out(f"[AOL] Lost the lease ({exc}); stopped writing. Back to standby.")
+                    self._lease_lost.clear()
                 except DatabaseError as exc:
                     # Keep the process: log, drop the connection and start a new lease tenure next
                     # tick, whose recovery returns whatever this tick left RUNNING to the queue.
-                    logger.error("tick=%s database error, will reconnect: %s", number, exc)
+                    detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+                    logger.error("tick=%s database error, will reconnect: %s %s", number, type(exc).__name__, detail)
                     self.out(f"[AOL Tick {number}] FAIL | database error ({type(exc).__name__}); retrying next tick")
-                    connection.close()
+                    self._close_connection()
                     self.token = None
-                    report = None
                 if report is not None:
                     self.out(report.line())
                     if report.stop:
                         return EXIT_OK
+                if self._wedged:
+                    self.out(
+                        f"[AOL] {self._runner.abandoned_alive()} adapter thread(s) that overran their deadline are "
+                        f"still running (limit AOL_MAX_ABANDONED_THREADS={self.config.max_abandoned_threads}). "
+                        "Exiting so that a supervisor restarts a clean process."
+                    )
+                    return EXIT_WEDGED
                 number += 1
                 if self.config.max_ticks is not None and number >= self.config.max_ticks:
                     return EXIT_OK
@@ -172,6 +239,20 @@ class Daemon:
             return EXIT_OK
         finally:
             self._shutdown()
+
+    def _standby_wait(self, exc: LeaseHeldElsewhere) -> bool:
+        """Wait one interval for the lease; True when the daemon must exit instead (kill flag)."""
+        if self._standby_holder != exc.holder:
+            self._standby_holder = exc.holder
+            self.out(
+                f"[AOL] Standby: lease held by {exc.holder} until {exc.expires_at:%Y-%m-%d %H:%M:%S} UTC; "
+                "waiting to take over."
+            )
+        self._wake.wait(self.config.interval_seconds)
+        if self._flags_seen["killed"]:
+            self.out("[AOL] Kill flag set; the standby daemon stops.")
+            return True
+        return False
 
     def tick(self, number: int) -> TickReport:
         """One pass of the loop; raises LeaseHeldElsewhere / LeaseNotHeld when it may not work."""
@@ -188,6 +269,9 @@ class Daemon:
             report.notes = f"paused by {flags.updated_by or 'an operator'}"
         else:
             self._work(report, proof=self._proof(flags), deadline=clock + self.config.max_tick_seconds)
+            if self._flags_seen["killed"]:
+                report.status, report.stop = TickStatus.KILLED, True
+                report.notes = "; ".join(filter(None, [report.notes, "lease released"]))
         report.duration_seconds = time.monotonic() - clock
         recorded = tick_record(
             started_at=report.started_at,
@@ -225,14 +309,18 @@ class Daemon:
             if self.token is None:
                 raise LeaseHeldElsewhere(result.reason, holder=result.holder, expires_at=result.expires_at)
             raise LeaseNotHeld(f"lease lost to {result.holder}")
+        self._lease_lost.clear()
         if result.acquired:
             self.token = result.token
-            self._start_watchdog()  # before any work, so even the first action is covered
+            self._standby_holder = None
+            self.out(f"[AOL] Lease acquired: token {result.token} ({result.reason}).")
             recovered = action_recover_orphans(token=self.token, actor=self.config.owner)
-            if recovered.retried or recovered.dead:
+            if recovered.retried or recovered.dead or recovered.review:
+                total = len(recovered.retried) + len(recovered.dead) + len(recovered.review)
                 self.out(
-                    f"[AOL] Recovered {len(recovered.retried) + len(recovered.dead)} action(s) left RUNNING by an "
-                    f"earlier holder: {len(recovered.retried)} to RETRY, {len(recovered.dead)} to DLQ."
+                    f"[AOL] Recovered {total} action(s) left RUNNING by an earlier holder: "
+                    f"{len(recovered.retried)} to RETRY, {len(recovered.dead)} to DLQ, "
+                    f"{len(recovered.review)} to NEEDS_REVIEW."
                 )
 
     def _proof(self, flags: ControlFlags) -> bool:
@@ -240,21 +328,26 @@ class Daemon:
         return self.config.force_proof or bool(aol.proof_mode) or flags.proof_mode
 
     def _work(self, report: TickReport, *, proof: bool, deadline: float) -> None:
-        claimed = action_claim_due(owner=self.config.owner, token=self.token, limit=self.config.max_actions_per_tick)
-        for index, action in enumerate(claimed):
+        # One claim per action (see the module docstring): a crash orphans only the running one.
+        for _ in range(self.config.max_actions_per_tick):
             reason = self._interruption(deadline)
             if reason:
-                released = action_release_unstarted(actions=claimed[index:], token=self.token)
-                report.notes = f"{reason}; {released} claimed action(s) returned to the queue"
+                report.notes = f"{reason}; no further action started"
                 break
-            report.attempted += 1
-            if self._dispatch(action, proof=proof):
+            claimed = action_claim_due(owner=self.config.owner, token=self.token, limit=1, proof=proof)
+            if not claimed:
+                break
+            outcome = self._dispatch(claimed[0], proof=proof, deadline=deadline)
+            self._progress = time.monotonic()
+            if outcome != INTERRUPTED:
+                report.attempted += 1
+            if outcome == SUCCEEDED:
                 report.succeeded += 1
         if report.attempted and report.succeeded == 0:
             report.status = TickStatus.FAIL
         elif report.succeeded < report.attempted:
             report.status = TickStatus.PARTIAL
-        if proof and claimed:
+        if proof and report.attempted:
             report.notes = "; ".join(filter(None, ["PROOF", report.notes]))
 
     def _interruption(self, deadline: float) -> str:
@@ -265,30 +358,75 @@ class Daemon:
             return "kill flag set"
         if self._flags_seen["paused"]:
             return "paused"
+        if self._lease_lost.is_set():
+            return "lease renewal refused"
+        if self._wedged:
+            return "too many abandoned adapter threads"
         if time.monotonic() >= deadline:
             return f"tick budget of {self.config.max_tick_seconds:g}s spent"
         return ""
 
-    def _dispatch(self, action: Action, *, proof: bool) -> bool:
-        """Run one action; any error is recorded against the action, never raised (but fencing)."""
-        owner = self.config.owner
+    def _dispatch(self, action: Action, *, proof: bool, deadline: float) -> str:
+        """Run one attempt on the worker thread and record its outcome (fencing errors propagate)."""
+        attempt = Attempt(
+            idempotency_key=action.idempotency_key, number=action.attempts, proof=proof, deadline=deadline
+        )
+        self._attempt = attempt
+        # A kill, stop or lost lease that came in since the last check (pause lets it run).
+        if self._stop.is_set() or self._flags_seen["killed"] or self._lease_lost.is_set():
+            attempt.request_stop(self._stop_reason or ("kill flag set" if self._flags_seen["killed"] else "lease lost"))
         try:
-            adapter = adapter_get(action.action_type)
-            adapter.validate(action.payload)
-            result = adapter.execute(action, proof=proof)
-        except Exception as exc:  # one action's failure must not stop the daemon
-            permanent = isinstance(exc, InvalidAction) or getattr(exc, "permanent", False)
-            if not permanent and not hasattr(exc, "permanent"):
-                logger.exception("action id=%s type=%s raised unexpectedly", action.pk, action.action_type)
-            status = action_mark_failure(
-                action=action, token=self.token, actor=owner, error=f"{type(exc).__name__}: {exc}", permanent=permanent
+            job = self._runner.call(partial(_execute, action, attempt), deadline=deadline)
+        finally:
+            self._attempt = None
+        if not job.done.is_set():
+            # Overran: stop waiting. The thread runs on but nobody will read its result.
+            attempt.request_stop("deadline exceeded")
+            self._runner.abandon()
+            if self._runner.abandoned_alive() >= self.config.max_abandoned_threads:
+                self._wedged = True
+            self._record_unknown_outcome(action, AttemptDeadlineExceeded(self._overrun_message()))
+            return FAILED
+        if job.error is None:
+            self._record_success(action, job.result)
+            return SUCCEEDED
+        exc = job.error
+        if isinstance(exc, AttemptInterrupted):
+            action_mark_interrupted(action=action, token=self.token, actor=self.config.owner, reason=str(exc))
+            logger.info("action id=%s type=%s interrupted: %s", action.pk, action.action_type, exc)
+            return INTERRUPTED
+        if isinstance(exc, AttemptDeadlineExceeded):
+            self._record_unknown_outcome(action, AttemptDeadlineExceeded(self._overrun_message()))
+            return FAILED
+        permanent = isinstance(exc, InvalidAction) or getattr(exc, "permanent", False)
+        if not permanent and not hasattr(exc, "permanent"):
+            logger.error(
+                "action id=%s type=%s raised unexpectedly",
+                action.pk,
+                action.action_type,
+                exc_info=(type(exc), exc, exc.__traceback__),
             )
-            logger.info("action id=%s type=%s status=%s error=%s", action.pk, action.action_type, status, exc)
-            return False
+        status = action_mark_failure(
+            action=action,
+            token=self.token,
+            actor=self.config.owner,
+            error=f"{type(exc).__name__}: {exc}",
+            permanent=permanent,
+        )
+        logger.info("action id=%s type=%s status=%s error=%s", action.pk, action.action_type, status, exc)
+        return FAILED
+
+    def _overrun_message(self) -> str:
+        return (
+            f"exceeded its deadline (the tick budget of {self.config.max_tick_seconds:g}s, "
+            "AOL_MAX_TICK_SECONDS) and was abandoned"
+        )
+
+    def _record_success(self, action: Action, result: ActionResult) -> None:
         action_mark_success(
             action=action,
             token=self.token,
-            actor=owner,
+            actor=self.config.owner,
             message=result.message,
             artifact_ref=result.artifact_ref,
             artifact_sha256=result.artifact_sha256,
@@ -300,12 +438,24 @@ class Daemon:
             ActionStatus.SUCCESS,
             result.artifact_ref or "-",
         )
-        return True
+
+    def _record_unknown_outcome(self, action: Action, exc: Exception) -> None:
+        """An attempt that may or may not have had its effect: retry it, or park it for review."""
+        error = f"{type(exc).__name__}: {exc}"
+        policy = action_outcome_unknown_policy(action_type=action.action_type, claimed_mode=action.claimed_mode)
+        if policy == ActionStatus.NEEDS_REVIEW:
+            action_mark_needs_review(action=action, token=self.token, actor=self.config.owner, error=error)
+            status = ActionStatus.NEEDS_REVIEW
+        else:
+            status = action_mark_failure(
+                action=action, token=self.token, actor=self.config.owner, error=error, permanent=False
+            )
+        logger.warning("action id=%s type=%s status=%s error=%s", action.pk, action.action_type, status, exc)
 
     # --- lease keeping -------------------------------------------------------------------------------
 
     def _start_watchdog(self) -> None:
-        if self._running and self._watchdog is None:
+        if self._watchdog is None or not self._watchdog.is_alive():
             self._watchdog = _Watchdog(self)
             self._watchdog.start()
 
@@ -314,23 +464,108 @@ class Daemon:
             lease_release(owner=self.config.owner, token=self.token)
             self.token = None
 
+    def _close_connection(self) -> None:
+        try:
+            connection.close()
+        except DatabaseError:
+            pass  # the connection is already gone; Django opens a new one on next use
+
     def _shutdown(self) -> None:
         if self._watchdog is not None:
             self._watchdog.stop()
+        self._runner.close()
         try:
             self._release_lease()
         except DatabaseError as exc:
-            logger.error("could not release the lease on exit (it expires on its own): %s", exc)
-        connection.close()
+            logger.error("could not release the lease on exit (it expires on its own): %s", redact(str(exc)))
+        self._close_connection()
+
+
+def _execute(action: Action, attempt: Attempt) -> ActionResult:
+    """Validate the stored payload again and run the adapter (on the worker thread)."""
+    adapter, _ = action_payload_validate(action_type=action.action_type, payload=action.payload)
+    return adapter.execute(action, attempt=attempt)
+
+
+class _Job:
+    __slots__ = ("fn", "done", "result", "error")
+
+    def __init__(self, fn: Callable[[], Any]):
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+def _worker(jobs: "queue.SimpleQueue[_Job | None]") -> None:
+    try:
+        while (job := jobs.get()) is not None:
+            try:
+                job.result = job.fn()
+            except BaseException as exc:  # handed to the loop, which decides what it means
+                job.error = exc
+            finally:
+                job.done.set()
+    finally:
+        connections.close_all()  # this thread's connections, if an adapter used the database
+
+
+class AdapterRunner:
+    """Runs adapter calls on one long-lived worker thread, so the loop can stop waiting at a deadline.
+
+    A call costs a queue hand-over, not a new thread. A call that overruns is abandoned: Python
+    cannot kill a thread, so it runs on, but its result is never read; the next call starts a
+    fresh worker. ``abandoned_alive()`` counts abandoned threads that are still running.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._abandoned: list[threading.Thread] = []
+
+    def call(self, fn: Callable[[], Any], *, deadline: float) -> _Job:
+        """Run ``fn`` and wait until it is done or ``deadline`` (monotonic) passes; check ``job.done``."""
+        if self._thread is None:
+            self._jobs = queue.SimpleQueue()
+            self._thread = threading.Thread(target=_worker, args=(self._jobs,), name="aol-adapter", daemon=True)
+            self._thread.start()
+        job = _Job(fn)
+        self._jobs.put(job)
+        # Event.wait is woken by nothing but the job; signal handlers still run meanwhile.
+        job.done.wait(max(0.0, deadline - time.monotonic()))
+        return job
+
+    def abandon(self) -> None:
+        """Give up on the running call; its thread exits when (if ever) the call returns."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._abandoned.append(self._thread)
+            self._thread = self._jobs = None
+
+    def abandoned_alive(self) -> int:
+        self._abandoned = [thread for thread in self._abandoned if thread.is_alive()]
+        return len(self._abandoned)
+
+    def close(self) -> None:
+        if self._jobs is not None:
+            self._jobs.put(None)
+        self._thread = self._jobs = None
 
 
 class _Watchdog(threading.Thread):
-    """Renews the lease every heartbeat and polls the control flags while the loop works or sleeps."""
+    """Renews the lease every heartbeat and polls the control flags while the loop works or sleeps.
+
+    It never dies of an error: a database error is logged (without secrets) and retried at the
+    next poll; while the database is away the lease simply is not renewed, and fencing keeps a
+    successor safe. It stops renewing when the loop itself makes no progress for longer than a
+    tick, its pause and one TTL can explain, so that a wedged process lets a standby take over.
+    """
 
     def __init__(self, daemon: Daemon):
         super().__init__(name="aol-watchdog", daemon=True)
         self.owner = daemon
         self._halt = threading.Event()
+        self._stuck_logged = False
 
     def stop(self) -> None:
         self._halt.set()
@@ -347,8 +582,13 @@ class _Watchdog(threading.Thread):
                         next_renewal = time.monotonic() + config.heartbeat_seconds
                         self._renew()
                 except DatabaseError as exc:
-                    logger.warning("watchdog database error (will retry): %s", exc)
-                    connection.close()
+                    logger.warning("watchdog database error (will retry): %s", redact(str(exc).strip()))
+                    try:
+                        connection.close()
+                    except DatabaseError:
+                        pass
+                except Exception:
+                    logger.exception("watchdog error (will retry)")
         finally:
             connection.close()  # this thread's own connection
 
@@ -358,13 +598,25 @@ class _Watchdog(threading.Thread):
             return
         self.owner._flags_seen.update(flags)
         if flags["killed"]:
-            # Wake the loop from its sleep so the next tick records the kill at once. A tick in
-            # progress sees _flags_seen (killed or paused) and starts no further action.
-            self.owner._wake.set()
+            # Wake the loop from its sleep so the next tick records the kill at once, and ask the
+            # running attempt to stop at a safe point. A tick in progress sees _flags_seen (killed
+            # or paused) and starts no further action.
+            self.owner._interrupt("kill flag set")
 
     def _renew(self) -> None:
-        token = self.owner.token
+        daemon, config = self.owner, self.owner.config
+        token = daemon.token
         if token is None:
             return
-        if not lease_renew(owner=self.owner.config.owner, token=token, ttl_seconds=self.owner.config.lease_ttl_seconds):
-            logger.error("heartbeat could not renew lease token=%s: it expired or was taken over", token)
+        stalled = time.monotonic() - daemon._progress
+        if stalled > config.max_tick_seconds + config.interval_seconds + config.lease_ttl_seconds:
+            if not self._stuck_logged:
+                self._stuck_logged = True
+                logger.error("daemon loop made no progress for %.0fs; not renewing lease token=%s", stalled, token)
+            return
+        self._stuck_logged = False
+        if not lease_renew(owner=config.owner, token=token, ttl_seconds=config.lease_ttl_seconds):
+            if daemon.token == token:  # not a new tenure that began meanwhile
+                logger.error("heartbeat could not renew lease token=%s: it expired or was taken over", token)
+                daemon._lease_lost.set()
+                daemon._interrupt("lease lost")

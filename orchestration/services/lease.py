@@ -77,7 +77,10 @@ def _acquire(*, owner: str, ttl: timedelta) -> LeaseResult:
         lease.acquired_at = lease.renewed_at = now
         lease.expires_at = now + ttl
         lease.save(update_fields=["owner", "token", "acquired_at", "renewed_at", "expires_at"])
-    reason = f"acquired (previous holder {previous} expired)" if previous else "acquired"
+    if previous == owner:
+        reason = "acquired again: a new tenure of this daemon"
+    else:
+        reason = f"acquired (previous holder {previous} expired)" if previous else "acquired"
     logger.info("lease acquired owner=%s token=%s previous=%s", owner, lease.token, previous or "-")
     return LeaseResult(
         ok=True, reason=reason, token=lease.token, acquired=True, holder=owner, expires_at=lease.expires_at

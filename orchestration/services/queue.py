@@ -19,10 +19,25 @@ from django.db.models import Case, Count, F, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from orchestration.adapters import adapter_get
+from orchestration.adapters import ActionAdapter, adapter_get
 from orchestration.conf import aol
-from orchestration.exceptions import ControlChangeRejected, IdempotencyConflict, InvalidPayload, LeaseNotHeld
-from orchestration.models import DUE_STATUSES, OPEN_STATUSES, Action, ActionStatus, AuditOutcome, LogLevel
+from orchestration.exceptions import (
+    ControlChangeRejected,
+    IdempotencyConflict,
+    InvalidPayload,
+    LeaseNotHeld,
+    UnknownActionType,
+)
+from orchestration.models import (
+    ATTENTION_STATUSES,
+    DUE_STATUSES,
+    OPEN_STATUSES,
+    Action,
+    ActionStatus,
+    AuditOutcome,
+    ClaimedMode,
+    LogLevel,
+)
 from orchestration.services.audit import audit_write, describe_ids
 from orchestration.services.control import operator_reason_clean
 from orchestration.services.lease import lease_is_current
@@ -40,29 +55,47 @@ MAX_ERROR_LENGTH = 2000
 
 def action_payload_from_json(*, text: str) -> dict[str, Any]:
     """Parse a payload given as JSON text; InvalidPayload says what is wrong with it."""
+    if isinstance(text, str) and len(text.encode("utf-8", "surrogatepass")) > aol.max_payload_bytes:
+        raise InvalidPayload(f"Payload is larger than {aol.max_payload_bytes} bytes (AOL_MAX_PAYLOAD_BYTES).")
     try:
         payload = json.loads(text)
     except (json.JSONDecodeError, TypeError) as exc:
         raise InvalidPayload(f"Payload is not valid JSON: {exc}.") from None
+    except RecursionError:
+        raise InvalidPayload(f"Payload is nested more than {MAX_PAYLOAD_DEPTH} levels deep.") from None
     return payload
 
 
 def _check_payload_shape(payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise InvalidPayload(f"Payload must be a JSON object, not {type(payload).__name__}.")
+    # Depth first: the walk is bounded, while json.dumps of a very deep value would hit the
+    # interpreter's recursion limit.
+    if _depth(payload) > MAX_PAYLOAD_DEPTH:
+        raise InvalidPayload(f"Payload is nested more than {MAX_PAYLOAD_DEPTH} levels deep.")
     try:
         encoded = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
-    except (TypeError, ValueError) as exc:
-        raise InvalidPayload(f"Payload cannot be stored as JSON: {exc}.") from None
     except UnicodeEncodeError:
         raise InvalidPayload("Payload contains text that is not valid UTF-8.") from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"Payload cannot be stored as JSON: {exc}.") from None
     if len(encoded) > aol.max_payload_bytes:
         raise InvalidPayload(
             f"Payload is {len(encoded)} bytes; the limit is {aol.max_payload_bytes} (AOL_MAX_PAYLOAD_BYTES)."
         )
-    if _depth(payload) > MAX_PAYLOAD_DEPTH:
-        raise InvalidPayload(f"Payload is nested more than {MAX_PAYLOAD_DEPTH} levels deep.")
     return json.loads(encoded)  # normalised: exactly what the database will hand back
+
+
+def action_payload_validate(*, action_type: str, payload: Any) -> tuple[ActionAdapter, dict[str, Any]]:
+    """The adapter and the normalised payload; InvalidAction says what is wrong.
+
+    Used at enqueue time and again by the daemon before each attempt, so a row written around
+    the services (a shell, an older version) fails permanently instead of crashing anything.
+    """
+    adapter = adapter_get(action_type)
+    payload = _check_payload_shape(payload)
+    adapter.validate(payload)
+    return adapter, payload
 
 
 def _depth(value: Any, level: int = 1) -> int:
@@ -98,9 +131,7 @@ def action_enqueue(
     The same key with the same type and payload returns the existing action (``created`` False);
     the same key with anything else raises IdempotencyConflict. Nothing is written on error.
     """
-    adapter = adapter_get(action_type)
-    payload = _check_payload_shape(payload)
-    adapter.validate(payload)
+    _, payload = action_payload_validate(action_type=action_type, payload=payload)
     key = _check_key(idempotency_key, action_type)
     if not_before is not None and timezone.is_naive(not_before):
         raise InvalidPayload("not_before must include a timezone (for example 2026-11-21T12:00:00Z).")
@@ -127,13 +158,16 @@ def action_enqueue(
 # --- Claim and complete (daemon side, fenced on the lease token) --------------------------------
 
 
-def action_claim_due(*, owner: str, token: int, limit: int) -> list[Action]:
+def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None = None) -> list[Action]:
     """Mark up to ``limit`` due actions RUNNING under ``token``, oldest due first.
 
     The claim is one short transaction; the work happens after it commits. On PostgreSQL the
     rows are locked with SKIP LOCKED so two claimers never get the same row and never wait on
     each other; SQLite has no row locks, but the IMMEDIATE transaction serialises writers.
+    ``proof`` records the mode the attempt runs in (None: unknown), which recovery needs to
+    decide whether an attempt with an unknown outcome may be retried.
     """
+    mode = "" if proof is None else ClaimedMode.PROOF if proof else ClaimedMode.REAL
     with transaction.atomic():
         due = Action.objects.due()
         if connection.features.has_select_for_update_skip_locked:
@@ -149,6 +183,7 @@ def action_claim_due(*, owner: str, token: int, limit: int) -> list[Action]:
                 attempts=F("attempts") + 1,
                 claimed_by=owner,
                 lease_token=token,
+                claimed_mode=mode,
                 updated_at=Now(),
             )
         )
@@ -159,6 +194,7 @@ def action_claim_due(*, owner: str, token: int, limit: int) -> list[Action]:
         action.attempts += 1
         action.claimed_by = owner
         action.lease_token = token
+        action.claimed_mode = mode
     return actions
 
 
@@ -213,6 +249,66 @@ def action_mark_failure(*, action: Action, token: int, actor: str, error: str, p
     return action.status
 
 
+def action_mark_interrupted(*, action: Action, token: int, actor: str, reason: str) -> None:
+    """Return an attempt that stopped early on request to the queue, its attempt uncounted.
+
+    Only for AttemptInterrupted: the adapter stopped at a point where running again is safe.
+    """
+    with transaction.atomic():
+        if not _fenced(action, token).update(
+            status=Case(When(attempts__lte=1, then=Value(ActionStatus.PENDING)), default=Value(ActionStatus.RETRY)),
+            attempts=F("attempts") - 1,
+            not_before=Now(),
+            updated_at=Now(),
+        ):
+            raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not returned")
+        log_write(
+            action_id=action.pk,
+            level=LogLevel.WARNING,
+            message=f"attempt {action.attempts} interrupted ({reason}); returned to the queue, attempt not counted",
+            actor=actor,
+        )
+    action.attempts -= 1
+    action.status = ActionStatus.PENDING if action.attempts == 0 else ActionStatus.RETRY
+
+
+def action_mark_needs_review(*, action: Action, token: int, actor: str, error: str) -> None:
+    """Park an attempt whose outcome is unknown for a person (non-idempotent REAL adapters)."""
+    error = error[:MAX_ERROR_LENGTH]
+    with transaction.atomic():
+        if not _fenced(action, token).update(status=ActionStatus.NEEDS_REVIEW, last_error=error, updated_at=Now()):
+            raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not parked")
+        log_write(
+            action_id=action.pk,
+            level=LogLevel.ERROR,
+            message=f"{NEEDS_REVIEW_MESSAGE}: {error}",
+            actor=actor,
+        )
+    action.status = ActionStatus.NEEDS_REVIEW
+    action.last_error = error
+
+
+NEEDS_REVIEW_MESSAGE = (
+    "outcome unknown and the adapter is not idempotent, so it is not retried automatically; "
+    "parked as NEEDS_REVIEW: check whether the action took effect, then retry or discard it"
+)
+
+
+def action_outcome_unknown_policy(*, action_type: str, claimed_mode: str) -> str:
+    """What to do with an attempt whose outcome is unknown: RETRY, or NEEDS_REVIEW.
+
+    PROOF attempts and idempotent adapters are retried (a re-run has the effect once); a REAL
+    attempt (or one of unknown mode) of an adapter that is not idempotent waits for a person.
+    """
+    if claimed_mode == ClaimedMode.PROOF:
+        return ActionStatus.RETRY
+    try:
+        adapter = adapter_get(action_type)
+    except UnknownActionType:
+        return ActionStatus.RETRY  # it cannot have run: its next attempt fails permanently
+    return ActionStatus.RETRY if adapter.is_idempotent else ActionStatus.NEEDS_REVIEW
+
+
 def action_release_unstarted(*, actions: list[Action], token: int) -> int:
     """Give claimed-but-unstarted actions back to the queue, uncounting their attempt."""
     if not actions:
@@ -233,44 +329,61 @@ def action_release_unstarted(*, actions: list[Action], token: int) -> int:
 class RecoveryReport:
     retried: list[int]
     dead: list[int]
+    review: list[int]
 
 
 def action_recover_orphans(*, token: int, actor: str) -> RecoveryReport:
     """Return actions left RUNNING under an older lease token to RETRY, or DLQ if out of attempts.
 
     Their daemon died or was replaced mid-attempt, so the outcome is unknown; the attempt it
-    started still counts. Called by a daemon right after it acquires the lease.
+    started still counts. A REAL attempt of an adapter that is not idempotent is parked as
+    NEEDS_REVIEW instead (see ``action_outcome_unknown_policy``). Called by a daemon right after
+    it acquires the lease.
     """
     with transaction.atomic():
-        orphans = list(Action.objects.orphaned(current_token=token).values_list("pk", "attempts", "claimed_by"))
+        orphans = list(
+            Action.objects.orphaned(current_token=token).values_list(
+                "pk", "attempts", "claimed_by", "action_type", "claimed_mode"
+            )
+        )
         if not orphans:
-            return RecoveryReport(retried=[], dead=[])
-        dead = [pk for pk, attempts, _ in orphans if attempts >= aol.max_attempts]
-        retried = [pk for pk, attempts, _ in orphans if attempts < aol.max_attempts]
+            return RecoveryReport(retried=[], dead=[], review=[])
+        review = [
+            pk
+            for pk, _, _, action_type, mode in orphans
+            if action_outcome_unknown_policy(action_type=action_type, claimed_mode=mode) == ActionStatus.NEEDS_REVIEW
+        ]
+        dead = [pk for pk, attempts, *_ in orphans if pk not in review and attempts >= aol.max_attempts]
+        retried = [pk for pk, attempts, *_ in orphans if pk not in review and attempts < aol.max_attempts]
         base = Action.objects.filter(status=ActionStatus.RUNNING, lease_token__lt=token).filter(
             lease_is_current(token=token)
         )
-        error = "worker lost during attempt: its daemon stopped before recording a result"
+        error = WORKER_LOST
+        if review:
+            base.filter(pk__in=review).update(status=ActionStatus.NEEDS_REVIEW, last_error=error, updated_at=Now())
         if dead:
             base.filter(pk__in=dead).update(status=ActionStatus.DLQ, last_error=error, updated_at=Now())
         if retried:
             base.filter(pk__in=retried).update(
                 status=ActionStatus.RETRY, last_error=error, not_before=Now(), updated_at=Now()
             )
+        outcome = {pk: "returned to the queue as RETRY" for pk in retried}
+        outcome.update({pk: "moved to DLQ: no attempts left" for pk in dead})
+        outcome.update({pk: NEEDS_REVIEW_MESSAGE for pk in review})
         log_write_many(
             log_entry(
                 action_id=pk,
-                level=LogLevel.ERROR if pk in dead else LogLevel.WARNING,
-                message=(
-                    f"{error} (attempt {attempts}, claimed by {claimed_by or '?'}); "
-                    + ("moved to DLQ: no attempts left" if pk in dead else "returned to the queue as RETRY")
-                ),
+                level=LogLevel.WARNING if pk in retried else LogLevel.ERROR,
+                message=f"{error} (attempt {attempts}, claimed by {claimed_by or '?'}); {outcome[pk]}",
                 actor=actor,
             )
-            for pk, attempts, claimed_by in orphans
+            for pk, attempts, claimed_by, *_ in orphans
         )
-    logger.warning("recovered orphaned actions retried=%s dead=%s", retried, dead)
-    return RecoveryReport(retried=retried, dead=dead)
+    logger.warning("recovered orphaned actions retried=%s dead=%s review=%s", retried, dead, review)
+    return RecoveryReport(retried=retried, dead=dead, review=review)
+
+
+WORKER_LOST = "worker lost during attempt: its daemon stopped before recording a result"
 
 
 # --- Operator side ---------------------------------------------------------------------------
@@ -362,14 +475,14 @@ def _operator_update(
 def action_retry_dlq(
     *, action_ids: Iterable[int] | None = None, actor: str, reason: str, limit: int = MAX_BULK_ACTIONS
 ) -> list[int]:
-    """Send dead-lettered actions back to PENDING with their attempts reset, due now.
+    """Send dead-lettered (or NEEDS_REVIEW) actions back to PENDING with attempts reset, due now.
 
-    ``action_ids`` None means every DLQ action, oldest first, up to ``limit``. Ids that are not in
-    the DLQ are left alone. Returns the ids changed.
+    ``action_ids`` None means every such action, oldest first, up to ``limit``. Ids in any other
+    status are left alone. Returns the ids changed.
     """
     return _operator_update(
         verb="retry DLQ",
-        eligible=[ActionStatus.DLQ],
+        eligible=ATTENTION_STATUSES,
         action_ids=action_ids,
         actor=actor,
         reason=reason,
@@ -382,10 +495,10 @@ def action_retry_dlq(
 def action_discard_dlq(
     *, action_ids: Iterable[int] | None = None, actor: str, reason: str, limit: int = MAX_BULK_ACTIONS
 ) -> list[int]:
-    """Give dead-lettered actions up: DLQ → FAILED (terminal). Rows are kept, never deleted."""
+    """Give dead-lettered (or NEEDS_REVIEW) actions up → FAILED (terminal). Rows are never deleted."""
     return _operator_update(
         verb="discard DLQ",
-        eligible=[ActionStatus.DLQ],
+        eligible=ATTENTION_STATUSES,
         action_ids=action_ids,
         actor=actor,
         reason=reason,

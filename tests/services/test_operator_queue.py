@@ -159,3 +159,12 @@ def test_tick_record__stores_the_queue_depth():
         queue_depth=depth,
     )
     assert TickLedger.objects.get().queue_depth == depth
+
+
+@pytest.mark.parametrize(("operation", "after"), [(action_retry_dlq, "PENDING"), (action_discard_dlq, "FAILED")])
+def test_action_attention__needs_review_actions_are_retried_or_discarded_like_the_dlq(operation, after):
+    parked = dead_action(1)
+    Action.objects.filter(pk=parked.pk).update(status=ActionStatus.NEEDS_REVIEW)
+    assert operation(action_ids=[parked.pk], actor="alice", reason="checked the mailbox") == [parked.pk]
+    parked.refresh_from_db()
+    assert parked.status == after

@@ -1,7 +1,10 @@
 """``manage.py run_aol_daemon``: run the AOL tick loop (see orchestration/services/daemon.py)."""
 
 import os
+import queue
 import signal
+import threading
+import time
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection
@@ -11,11 +14,20 @@ from orchestration.conf import aol
 from orchestration.dburl import database_url_masked, redact
 from orchestration.management.commands._common import positive_float, positive_int
 from orchestration.services.control import control_flags_get
-from orchestration.services.daemon import EXIT_ERROR, EXIT_OK, Daemon, DaemonConfig
+from orchestration.services.daemon import (
+    EXIT_ERROR,
+    EXIT_LEASE_HELD,
+    EXIT_LEASE_LOST,
+    EXIT_OK,
+    EXIT_WEDGED,
+    Daemon,
+    DaemonConfig,
+)
 
 EXIT_MESSAGES = {
-    3: "another daemon holds the lease",
-    4: "the lease was taken over; this daemon stopped",
+    EXIT_LEASE_HELD: "another daemon holds the lease",
+    EXIT_LEASE_LOST: "the lease was taken over; this daemon stopped",
+    EXIT_WEDGED: "adapter threads that overran their deadline piled up; restart the daemon",
 }
 
 
@@ -23,11 +35,19 @@ class Command(BaseCommand):
     help = (
         "Run the AOL daemon: claim due actions under the database lease and run them through their "
         "adapters, tick after tick. Exit codes: 0 done/killed/stopped, 1 cannot start (database "
-        "unreachable or unmigrated), 2 bad arguments, 3 lease held by another daemon, 4 lease lost."
+        "unreachable or unmigrated), 2 bad arguments, 3 lease held by another daemon, 4 lease lost, "
+        "5 overrunning adapter threads piled up (restart it). With --standby, a held lease is waited for "
+        "and a lost one is waited for again, instead of exits 3 and 4."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--proof", action="store_true", help="Force PROOF mode (write artifacts, act on nothing).")
+        parser.add_argument(
+            "--standby",
+            action="store_true",
+            help="When another daemon holds the lease, wait and take over when it expires or is released "
+            "(also when the database is not reachable yet at start).",
+        )
         parser.add_argument(
             "--ticks", type=positive_int, help="Exit after N ticks (default: AOL_MAX_TICKS, else run on)."
         )
@@ -43,21 +63,23 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         url = database_url_masked()
-        self._check_database(url)
         config = DaemonConfig.from_settings(
             force_proof=options["proof"] or None,
             max_ticks=options["ticks"],
             interval_seconds=options["interval"],
             max_actions_per_tick=options["max_actions"],
             max_tick_seconds=options["max_tick_seconds"],
+            standby=options["standby"] or None,
         )
-        proof = config.force_proof or bool(aol.proof_mode) or control_flags_get().proof_mode
+        flags = self._wait_for_database(url, config)
+        proof = config.force_proof or bool(aol.proof_mode) or flags.proof_mode
         self._say(f"[AOL] Database initialized: {url}")
         self._say(f"[AOL] PROOF mode: {proof}")
         self._say(f"[AOL] Max ticks: {config.max_ticks if config.max_ticks is not None else 'unlimited'}")
         self._say(
             f"[AOL] Daemon {config.owner}: interval {config.interval_seconds:g}s, "
             f"{config.max_actions_per_tick} action(s) per tick, lease TTL {config.lease_ttl_seconds:g}s"
+            + (", standby" if config.standby else "")
         )
         daemon = Daemon(config, out=self._say)
         previous = self._install_signal_handlers(daemon)
@@ -73,17 +95,27 @@ class Command(BaseCommand):
         self.stdout.write(line)
         self.stdout.flush()
 
+    def _wait_for_database(self, url: str, config: DaemonConfig):
+        """Check the database and return the control flags; a standby waits for an unreachable one."""
+        while True:
+            try:
+                self._check_database(url)
+                return control_flags_get()
+            except DatabaseError as exc:
+                detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+                message = (
+                    f"Cannot reach the database at {url}: {detail}. Check DATABASE_URL and that the server is running."
+                )
+                if not config.standby:
+                    raise CommandError(message, returncode=EXIT_ERROR) from None
+                self._say(f"[AOL] {message} Standby: retrying in {config.interval_seconds:g}s.")
+                connection.close()
+                time.sleep(config.interval_seconds)
+
     def _check_database(self, url: str) -> None:
-        try:
-            connection.ensure_connection()
-            executor = MigrationExecutor(connection)
-            plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-        except DatabaseError as exc:
-            detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
-            raise CommandError(
-                f"Cannot reach the database at {url}: {detail}. Check DATABASE_URL and that the server is running.",
-                returncode=EXIT_ERROR,
-            ) from None
+        connection.ensure_connection()
+        executor = MigrationExecutor(connection)
+        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
         if plan:
             names = ", ".join(f"{m.app_label}.{m.name}" for m, _ in plan[:5]) + (" …" if len(plan) > 5 else "")
             raise CommandError(
@@ -94,12 +126,21 @@ class Command(BaseCommand):
     def _install_signal_handlers(self, daemon: Daemon) -> dict:
         """First SIGINT/SIGTERM: finish the current action, release the lease, exit 0. Second: exit now."""
         stopping = []
+        # The handler only hands the signal over: request_stop() sets threading.Events, whose locks
+        # the interrupted main thread may be holding (it waits on such events), which would deadlock.
+        # SimpleQueue.put is safe in a signal handler; a small thread does the rest.
+        received: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+        def relay() -> None:
+            daemon.request_stop(f"received {signal.Signals(received.get()).name}")
+
+        threading.Thread(target=relay, name="aol-signals", daemon=True).start()
 
         def handle(signum, frame):
             if stopping:
                 os._exit(128 + signum)
             stopping.append(signum)
-            daemon.request_stop(f"received {signal.Signals(signum).name}")
+            received.put(signum)
 
         previous = {}
         for signum in (signal.SIGINT, signal.SIGTERM):

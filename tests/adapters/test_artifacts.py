@@ -1,0 +1,44 @@
+"""PROOF artifacts: written once per key, verified by SHA-256, transient errors on an unwritable disk."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from orchestration.adapters.artifacts import artifact_ensure, artifact_verify
+from orchestration.exceptions import TransientAdapterError
+
+
+def test_artifact_ensure__same_content_twice__second_call_finds_it_and_leaves_the_file_alone(artifacts_dir):
+    digest, found = artifact_ensure(ref="x/one.txt", content=b"hello")
+    path = artifacts_dir / "x" / "one.txt"
+    before = path.stat()
+    assert (digest, found) == (hashlib.sha256(b"hello").hexdigest(), False)
+    assert artifact_ensure(ref="x/one.txt", content=b"hello") == (digest, True)
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert artifact_verify(ref="x/one.txt", sha256=digest)
+
+
+def test_artifact_ensure__other_content_under_the_name__replaced_atomically(artifacts_dir):
+    artifact_ensure(ref="x/one.txt", content=b"old")
+    digest, found = artifact_ensure(ref="x/one.txt", content=b"new")
+    assert not found and (artifacts_dir / "x" / "one.txt").read_bytes() == b"new"
+    assert [p.name for p in (artifacts_dir / "x").iterdir()] == ["one.txt"]  # no temporary file left
+    assert artifact_verify(ref="x/one.txt", sha256=digest)
+
+
+def test_artifact_ensure__read_only_directory__transient_error_naming_the_directory(artifacts_dir):
+    artifacts_dir.mkdir()
+    root = os.geteuid() == 0
+    if root and shutil.which("chattr") is None:
+        pytest.skip("running as root without chattr: cannot make a directory read-only")
+    subprocess.run(["chattr", "+i", str(artifacts_dir)], check=True) if root else artifacts_dir.chmod(0o555)
+    try:
+        with pytest.raises(TransientAdapterError) as error:
+            artifact_ensure(ref="x/one.txt", content=b"hello")
+    finally:
+        subprocess.run(["chattr", "-i", str(artifacts_dir)], check=True) if root else artifacts_dir.chmod(0o755)
+    assert str(artifacts_dir) in str(error.value) and "writable" in str(error.value)
+    assert not error.value.permanent
