@@ -115,15 +115,13 @@ def check_artifacts_dir(app_configs=None, **kwargs) -> list[checks.CheckMessage]
     problem = artifacts_dir_problem()
     if problem is None:
         return []
-    missing, message = problem
-    return [
-        checks.Error(
-            message,
-            hint="Set AOL_ARTIFACTS_DIR to a directory the AOL processes can write, or create it and fix its "
-            "permissions.",
-            id="orchestration.E020" if missing else "orchestration.E021",
-        )
-    ]
+    kind, message = problem
+    hint = "Set AOL_ARTIFACTS_DIR to a directory the AOL processes can write, or create it and fix its permissions."
+    if kind == "not_writable":
+        # A warning, not an error: permissions can come back (a remount, a full disk freed), and
+        # until then PROOF attempts fail transiently and are retried, so the daemon may start.
+        return [checks.Warning(message, hint=hint, id="orchestration.W021")]
+    return [checks.Error(message, hint=hint, id="orchestration.E020" if kind == "missing" else "orchestration.E021")]
 
 
 @checks.register(checks.Tags.database)

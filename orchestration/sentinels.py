@@ -55,6 +55,7 @@ COVERED_CHECK_IDS = {
     "orchestration.W010",
     "orchestration.E020",
     "orchestration.E021",
+    "orchestration.W021",
 }
 
 

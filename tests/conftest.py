@@ -22,6 +22,18 @@ FAST_DAEMON_ENV = {
 }
 
 
+def pytest_collection_modifyitems(config, items):
+    """Deselect tests marked for the other database, so that neither half reports them as skipped."""
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"]
+    other = "sqlite_only" if engine.endswith("postgresql") else "postgres_only"
+    deselected = [item for item in items if item.get_closest_marker(other)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker(other)]
+
+
 @pytest.fixture(autouse=True)
 def artifacts_dir(tmp_path, settings) -> Path:
     """Every test writes PROOF artifacts to its own directory."""

@@ -1,5 +1,13 @@
 """Small builders for test data, going through the real services where they exist."""
 
+import os
+import shutil
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
 from orchestration.services.lease import lease_acquire_or_renew
 from orchestration.services.queue import action_enqueue
 
@@ -27,3 +35,16 @@ def data_statements(captured) -> list[str]:
     control = {"SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT"}
     keywords = [query["sql"].split()[0].upper() for query in captured.captured_queries]
     return [keyword for keyword in keywords if keyword not in control]
+
+
+@contextmanager
+def read_only_directory(path: Path):
+    """Make ``path`` unwritable for the duration, even for root (chmod does not stop root; chattr +i does)."""
+    root = os.geteuid() == 0
+    if root and shutil.which("chattr") is None:
+        pytest.fail("running as root without chattr (e2fsprogs): cannot make a directory read-only")
+    subprocess.run(["chattr", "+i", str(path)], check=True) if root else path.chmod(0o555)
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True) if root else path.chmod(0o755)

@@ -9,6 +9,7 @@ from orchestration.checks import (
     check_real_mode_with_debug,
 )
 from orchestration.services.control import control_set_proof_mode
+from tests.factories import read_only_directory
 
 
 def ids(messages) -> list[str]:
@@ -72,3 +73,11 @@ def test_check_real_mode_with_debug__e030_only_in_real_mode_with_debug(settings)
     assert check_real_mode_with_debug(databases=None) == []  # not asked to touch the database
     settings.DEBUG = False
     assert check_real_mode_with_debug(databases=["default"]) == []
+
+
+def test_check_artifacts_dir__unwritable_directory_is_only_a_warning_w021(settings, tmp_path):
+    """The daemon may start: its PROOF attempts fail transiently until the directory is writable."""
+    settings.AOL_ARTIFACTS_DIR = tmp_path / "ro"
+    settings.AOL_ARTIFACTS_DIR.mkdir()
+    with read_only_directory(settings.AOL_ARTIFACTS_DIR):
+        assert ids(check_artifacts_dir()) == ["orchestration.W021"]

@@ -105,8 +105,9 @@ def artifact_verify(*, ref: str, sha256: str) -> bool:
         return False
 
 
-def artifacts_dir_problem() -> tuple[bool, str] | None:
-    """None when artifacts can be written to AOL_ARTIFACTS_DIR; else (missing, what is wrong).
+def artifacts_dir_problem() -> tuple[str, str] | None:
+    """None when artifacts can be written to AOL_ARTIFACTS_DIR; else (kind, what is wrong), kind one
+    of "missing" (and cannot be created), "not_a_directory" or "not_writable".
 
     A missing directory is fine when it can be created (artifact_write creates it). Checked with
     ``os.access``, which says yes to root for any mode: a probe write (check_sentinels) is the
@@ -115,16 +116,16 @@ def artifacts_dir_problem() -> tuple[bool, str] | None:
     path = aol.artifacts_dir
     if path.exists():
         if not path.is_dir():
-            return False, f"AOL_ARTIFACTS_DIR={path} is not a directory."
+            return "not_a_directory", f"AOL_ARTIFACTS_DIR={path} is not a directory."
         if not os.access(path, os.W_OK | os.X_OK):
-            return False, f"AOL_ARTIFACTS_DIR={path} is not writable by this process."
+            return "not_writable", f"AOL_ARTIFACTS_DIR={path} is not writable by this process."
         return None
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         return (
-            True,
+            "missing",
             f"AOL_ARTIFACTS_DIR={path} does not exist and cannot be created ({ancestor} is not a writable directory).",
         )
     return None

@@ -1,14 +1,12 @@
 """PROOF artifacts: written once per key, verified by SHA-256, transient errors on an unwritable disk."""
 
 import hashlib
-import os
-import shutil
-import subprocess
 
 import pytest
 
 from orchestration.adapters.artifacts import artifact_ensure, artifact_verify
 from orchestration.exceptions import TransientAdapterError
+from tests.factories import read_only_directory
 
 
 def test_artifact_ensure__same_content_twice__second_call_finds_it_and_leaves_the_file_alone(artifacts_dir):
@@ -31,14 +29,7 @@ def test_artifact_ensure__other_content_under_the_name__replaced_atomically(arti
 
 def test_artifact_ensure__read_only_directory__transient_error_naming_the_directory(artifacts_dir):
     artifacts_dir.mkdir()
-    root = os.geteuid() == 0
-    if root and shutil.which("chattr") is None:
-        pytest.skip("running as root without chattr: cannot make a directory read-only")
-    subprocess.run(["chattr", "+i", str(artifacts_dir)], check=True) if root else artifacts_dir.chmod(0o555)
-    try:
-        with pytest.raises(TransientAdapterError) as error:
-            artifact_ensure(ref="x/one.txt", content=b"hello")
-    finally:
-        subprocess.run(["chattr", "-i", str(artifacts_dir)], check=True) if root else artifacts_dir.chmod(0o755)
+    with read_only_directory(artifacts_dir), pytest.raises(TransientAdapterError) as error:
+        artifact_ensure(ref="x/one.txt", content=b"hello")
     assert str(artifacts_dir) in str(error.value) and "writable" in str(error.value)
     assert not error.value.permanent

@@ -6,16 +6,12 @@ import time
 
 import pytest
 
-from tests.conftest import DaemonProcess, is_postgres, wait_until
+from tests.conftest import DaemonProcess, wait_until
 from tests.fake_adapters import FAKE_ADAPTERS
 
 # The private cluster does not depend on the suite's database, so once per run is enough: in the
-# PostgreSQL half (a module-level skip, so that the cluster is not even created on SQLite).
-pytestmark = [
-    pytest.mark.faults,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not is_postgres(), reason="PostgreSQL restart: runs in the PostgreSQL half of the suite"),
-]
+# PostgreSQL half (deselected in the SQLite half, so that the cluster is not even created there).
+pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
 
 #: The issue's "1,000 queued actions".
 ACTIONS = 1000

@@ -1,8 +1,5 @@
 """Disk and payload faults: an unwritable artifacts directory, poison payloads (real daemon processes)."""
 
-import os
-import shutil
-import subprocess
 import time
 
 import pytest
@@ -12,26 +9,10 @@ from orchestration.exceptions import InvalidPayload
 from orchestration.models import Action, ActionStatus, ExecutionLog
 from orchestration.services.queue import action_enqueue, action_payload_from_json
 from tests.conftest import wait_until
+from tests.factories import read_only_directory
 from tests.faults.conftest import artifact_files, assert_nothing_running, success_logs
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
-
-
-def make_read_only(path) -> None:
-    """Read-only for the daemon even when the tests run as root (chmod does not stop root; chattr +i does)."""
-    if os.geteuid() == 0:
-        if shutil.which("chattr") is None:
-            pytest.skip("running as root without chattr: cannot make a directory read-only")
-        subprocess.run(["chattr", "+i", str(path)], check=True)
-    else:
-        path.chmod(0o555)
-
-
-def make_writable(path) -> None:
-    if os.geteuid() == 0:
-        subprocess.run(["chattr", "-i", str(path)], check=True)
-    else:
-        path.chmod(0o755)
 
 
 def test_artifacts_dir_read_only__transient_failure_with_clear_message__succeeds_once_writable(
@@ -41,8 +22,7 @@ def test_artifacts_dir_read_only__transient_failure_with_clear_message__succeeds
     with a message naming the directory and what to check; the daemon keeps running; once the directory
     is writable again the action succeeds, with exactly one artifact."""
     artifacts_dir.mkdir(parents=True)
-    make_read_only(artifacts_dir)
-    try:
+    with read_only_directory(artifacts_dir):
         action = action_enqueue(action_type="SLEEP", payload={"seconds": 0}, idempotency_key="read-only")[0]
         daemon = start_daemon("--proof", env={"AOL_MAX_ATTEMPTS": "10"})
         wait_until(lambda: Action.objects.get(pk=action.pk).attempts >= 2, message="two failed attempts")
@@ -52,8 +32,6 @@ def test_artifacts_dir_read_only__transient_failure_with_clear_message__succeeds
         assert "could not write artifact" in failure and str(artifacts_dir) in failure
         assert "writable" in failure  # says what to check
         assert "retrying in" in failure
-    finally:
-        make_writable(artifacts_dir)
     wait_until(lambda: Action.objects.get(pk=action.pk).status == ActionStatus.SUCCESS, message="success when writable")
     assert len(success_logs(action)) == 1
     assert len(artifact_files(artifacts_dir, "sleep")) == 1

@@ -11,7 +11,7 @@ from django.test import Client
 from orchestration.models import Action, ActionStatus, TickLedger
 from orchestration.services.control import control_pause, control_resume
 from orchestration.services.queue import action_enqueue
-from tests.conftest import is_postgres, wait_until
+from tests.conftest import wait_until
 from tests.faults.conftest import assert_nothing_running, success_logs
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
@@ -26,13 +26,12 @@ PAGES = [
 ]
 
 
+@pytest.mark.sqlite_only  # PostgreSQL has row locks and no database-wide write lock
 def test_sqlite_console_hammering__no_database_locked_reaches_a_user_or_the_daemon_no_500(start_daemon):
     """Invariant: with console traffic at ~20 requests/s (admin pages read; enqueues and pause/resume flips
     write, through the same services the console's views call) against the SQLite file the daemon is
     ticking on, no request fails or returns a 5xx, no "database is locked" reaches the daemon, the daemon
     keeps ticking, and every enqueued action runs exactly once."""
-    if is_postgres():
-        pytest.skip("SQLite lock contention only: PostgreSQL has row locks and no database-wide write lock")
     admin = get_user_model().objects.create_superuser("ops", "ops@example.com", "unused-password-1")
     daemon = start_daemon("--proof")
     daemon.wait_for_output("Lease acquired")

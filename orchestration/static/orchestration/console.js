@@ -12,7 +12,8 @@
   var refreshMs = Math.max(500, parseInt(root.dataset.refreshMs, 10) || 3000);
   var SVG = "http://www.w3.org/2000/svg";
   var TICK_COLOURS = {SUCCESS: "#2e7d32", PARTIAL: "#ef8f00", FAIL: "#c62828", PAUSED: "#8d8d8d", KILLED: "#222"};
-  var DEPTH_COLOURS = {PENDING: "#1565c0", READY: "#00838f", RETRY: "#ef8f00", RUNNING: "#2e7d32", DLQ: "#c62828"};
+  var DEPTH_COLOURS = {PENDING: "#1565c0", READY: "#00838f", RETRY: "#ef8f00", RUNNING: "#2e7d32", DLQ: "#c62828",
+                       NEEDS_REVIEW: "#6a1b9a"};
   var LEASE_LABELS = {green: "running", amber: "lease about to expire", red: "no daemon running"};
 
   function get(obj, path) {
