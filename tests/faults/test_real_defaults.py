@@ -10,7 +10,12 @@ from orchestration.models import Action, ActionStatus, Lease
 from orchestration.services.queue import action_enqueue
 from tests.conftest import FAST_DAEMON_ENV, DaemonProcess, wait_until
 
-pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.postgres_only,
+]  # database-agnostic timings: once per run is enough
 
 TTL, HEARTBEAT, INTERVAL = 30.0, 5.0, 5.0
 
