@@ -3,10 +3,11 @@
 from orchestration.adapters.base import ActionAdapter, ActionResult
 from orchestration.adapters.draft_social import DraftSocialAdapter
 from orchestration.adapters.post_social import PostSocialAdapter
+from orchestration.adapters.send_email import SendEmailAdapter
 from orchestration.exceptions import UnknownActionType
 
 ADAPTERS: dict[str, ActionAdapter] = {
-    adapter.action_type: adapter for adapter in (PostSocialAdapter(), DraftSocialAdapter())
+    adapter.action_type: adapter for adapter in (PostSocialAdapter(), DraftSocialAdapter(), SendEmailAdapter())
 }
 
 

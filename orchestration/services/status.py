@@ -102,10 +102,12 @@ def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
             {
                 "action_type": adapter.action_type,
                 "description": adapter.description,
-                "supports_real": adapter.supports_real,
-                "real_setup_hint": "" if adapter.supports_real else adapter.real_setup_hint,
+                # False also when the integration exists but is not configured (SEND_EMAIL without EMAIL_HOST).
+                "supports_real": not problem,
+                "real_setup_hint": problem,
             }
             for _, adapter in sorted(ADAPTERS.items())
+            for problem in [adapter.real_problem()]
         ],
         "recent_logs": [
             {
