@@ -37,6 +37,7 @@ from orchestration.services.queue import (
     action_recover_orphans,
     action_release_unstarted,
 )
+from orchestration.services.schedules import schedule_fire_due
 
 logger = logging.getLogger("orchestration")
 
@@ -187,7 +188,10 @@ class Daemon:
             report.status = TickStatus.PAUSED
             report.notes = f"paused by {flags.updated_by or 'an operator'}"
         else:
+            # Schedules (issue 7): while holding the lease, queue the due periods before claiming.
+            fired = schedule_fire_due(token=self.token, actor=self.config.owner)
             self._work(report, proof=self._proof(flags), deadline=clock + self.config.max_tick_seconds)
+            report.notes = "; ".join(filter(None, [report.notes, fired.note()]))
         report.duration_seconds = time.monotonic() - clock
         recorded = tick_record(
             started_at=report.started_at,

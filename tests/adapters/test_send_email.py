@@ -75,7 +75,9 @@ def test_send_email__a_single_address_string_is_accepted():
     assert action.payload["to"] == "ann@example.com"
 
 
-def test_send_email__proof_writes_the_complete_message_as_eml_with_its_sha256(artifacts_dir, smtp_settings, smtp_server):
+def test_send_email__proof_writes_the_complete_message_as_eml_with_its_sha256(
+    artifacts_dir, smtp_settings, smtp_server
+):
     action = enqueue_email("newsletter/2026-01")
     Action.objects.filter(pk=action.pk).update(created_at=datetime(2026, 1, 2, 9, 30, tzinfo=UTC))
     action.refresh_from_db()
