@@ -266,3 +266,15 @@ EMAIL_BACKEND = env.str(
     if EMAIL_HOST
     else "django.core.mail.backends.dummy.EmailBackend",
 )
+
+# --- Retention (aol_prune) and storage warnings --------------------------------------------------
+# aol_prune deletes SUCCESS/FAILED actions, execution logs, ticks and PROOF artifact files older than
+# these many days (never an action still open, nor the logs and artifacts of one).
+AOL_RETENTION_ACTIONS_DAYS = _typed("AOL_RETENTION_ACTIONS_DAYS", env.float, 30)
+AOL_RETENTION_LOGS_DAYS = _typed("AOL_RETENTION_LOGS_DAYS", env.float, 30)
+AOL_RETENTION_TICKS_DAYS = _typed("AOL_RETENTION_TICKS_DAYS", env.float, 7)
+AOL_RETENTION_ARTIFACTS_DAYS = _typed("AOL_RETENTION_ARTIFACTS_DAYS", env.float, 30)
+AOL_PRUNE_BATCH_SIZE = _typed("AOL_PRUNE_BATCH_SIZE", env.int, 1000)
+# The status view and check_sentinels warn when a table holds more rows, or the artifacts more MB.
+AOL_WARN_ROWS = _typed("AOL_WARN_ROWS", env.int, 1_000_000)
+AOL_WARN_ARTIFACTS_MB = _typed("AOL_WARN_ARTIFACTS_MB", env.float, 1024)

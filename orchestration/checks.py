@@ -214,3 +214,34 @@ def check_email_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage
             )
         )
     return errors
+
+
+#: Retention and storage-warning settings (issue 7): each must be a number greater than zero.
+RETENTION_SETTINGS = {
+    "retention_actions_days": float,
+    "retention_logs_days": float,
+    "retention_ticks_days": float,
+    "retention_artifacts_days": float,
+    "prune_batch_size": int,
+    "warn_rows": int,
+    "warn_artifacts_mb": float,
+}
+
+
+@checks.register()
+def check_retention_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    errors = []
+    for name, kind in RETENTION_SETTINGS.items():
+        value = getattr(aol, name)
+        bad_kind = not isinstance(value, int) if kind is int else not isinstance(value, int | float)
+        if isinstance(value, bool) or bad_kind or not 0 < value < float("inf"):
+            errors.append(
+                checks.Error(
+                    f"AOL_{name.upper()}={value!r} must be a {'whole ' if kind is int else ''}number "
+                    "greater than zero.",
+                    hint=f"Set AOL_{name.upper()} to a positive {'whole number' if kind is int else 'number'}, "
+                    "or unset it to use the default (see docs/flow-control.md).",
+                    id="orchestration.E060",
+                )
+            )
+    return errors

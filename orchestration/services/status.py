@@ -13,6 +13,7 @@ from orchestration.dburl import database_url_masked
 from orchestration.models import OPEN_STATUSES, Action, ActionStatus, AuditEntry, ExecutionLog, TickLedger
 from orchestration.services.control import control_flags_get
 from orchestration.services.lease import lease_get
+from orchestration.services.retention import storage_sizes
 
 #: How much history the status view shows.
 RECENT_LOGS = 10
@@ -146,6 +147,8 @@ def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
             }
             for action in Action.objects.dead().order_by("-id")[:RECENT_DLQ]
         ],
+        # Table and artifact sizes (issue 7, retention); measured at most once a minute per process.
+        "storage": storage_sizes(),
         "charts": {
             "tick_durations": [
                 {
