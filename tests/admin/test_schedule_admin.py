@@ -90,3 +90,21 @@ def test_schedule_admin__a_viewer_cannot_add(viewer):
     response = client_for(viewer).post(ADD, form())
     assert response.status_code == 403
     assert not Schedule.objects.exists()
+
+
+def test_schedule_admin__the_operators_group_may_manage_schedules(operator):
+    response = client_for(operator).post(ADD, form())
+    assert response.status_code == 302
+    assert Schedule.objects.get().name == "weekly newsletter"
+    assert AuditEntry.objects.get(verb="add schedule").actor == "oper"
+
+
+def test_status_view__lists_schedules_with_their_next_run(superuser):
+    client = client_for(superuser)
+    client.post(ADD, form())
+    page = client.get(reverse("orchestration:status")).content.decode()
+    assert 'id="card-schedules"' in page and "weekly newsletter" in page and "0 9 * * 1" in page
+    data = client.get(reverse("orchestration:status_json")).json()
+    [schedule] = data["schedules"]
+    assert (schedule["name"], schedule["rule"], schedule["enabled"]) == ("weekly newsletter", "0 9 * * 1", True)
+    assert schedule["next_run_at"].endswith("+00:00")
