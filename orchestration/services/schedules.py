@@ -16,7 +16,7 @@ from typing import Any
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from orchestration.adapters import ADAPTERS, action_types
@@ -51,6 +51,10 @@ def cron_problem(expression: str) -> str:
         croniter(text, EPOCH)
     except (CroniterError, ValueError, KeyError) as exc:
         return f"{text!r} is not a valid cron expression ({exc}). {CRON_HELP}"
+    try:
+        period_next(cron=text, interval_seconds=None, after=timezone.now())
+    except (CroniterError, ValueError) as exc:  # e.g. '0 0 31 2 *': valid fields, but no such date
+        return f"{text!r} never matches a date ({exc}). {CRON_HELP}"
     return ""
 
 
@@ -221,7 +225,13 @@ def schedule_fire_due(*, now: datetime | None = None, token: int | None = None, 
         .values_list("pk", flat=True)
     )
     for pk in due:
-        _fire_one(pk=pk, now=now, token=token, actor=actor, report=report)
+        try:
+            _fire_one(pk=pk, now=now, token=token, actor=actor, report=report)
+        except DatabaseError:
+            raise  # the daemon's loop handles these (reconnect, new lease tenure)
+        except Exception as exc:  # a row broken behind the admin's back must not stop the daemon
+            logger.exception("schedule id=%s could not be fired", pk)
+            report.errors.append(f"schedule #{pk}: {type(exc).__name__}: {exc}")
     return report
 
 

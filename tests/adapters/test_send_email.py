@@ -213,3 +213,18 @@ def test_send_email_tick__smtp_answer_decides_the_action_status(smtp_settings, s
             "TransientAdapterError" if status == "RETRY" else "PermanentAdapterError"
         ), action.last_error
         assert smtp_server.messages == []
+
+
+def test_status_view__names_send_email_as_refusing_real_until_email_host_is_set(settings, django_user_model):
+    from django.test import Client
+
+    settings.EMAIL_BACKEND, settings.EMAIL_HOST = "django.core.mail.backends.dummy.EmailBackend", ""
+    client = Client()
+    client.force_login(django_user_model.objects.create_superuser("root", "", "pw-long-enough-123"))
+    adapters = {a["action_type"]: a for a in client.get("/console/status.json").json()["adapters"]}
+    assert adapters["SEND_EMAIL"]["supports_real"] is False
+    assert "EMAIL_HOST" in adapters["SEND_EMAIL"]["real_setup_hint"]
+    assert "<strong>SEND_EMAIL</strong>: EMAIL_BACKEND is Django" in client.get("/console/").content.decode()
+    settings.EMAIL_BACKEND, settings.EMAIL_HOST = "django.core.mail.backends.smtp.EmailBackend", "smtp.example.com"
+    adapters = {a["action_type"]: a for a in client.get("/console/status.json").json()["adapters"]}
+    assert adapters["SEND_EMAIL"]["supports_real"] is True

@@ -1,59 +1,20 @@
-"""Retention: aol_prune deletes only old terminal records in batches; storage sizes and their warning."""
+"""Retention service: only old terminal records are pruned, in batches; storage sizes and their warning."""
 
 import json
-import os
-import subprocess
-import sys
 import time
-from datetime import timedelta
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
-from orchestration.adapters.artifacts import artifact_write
 from orchestration.models import Action, ActionStatus, ExecutionLog, TickLedger
 from orchestration.sentinels import sentinels_run
 from orchestration.services.logs import log_write
-from orchestration.services.queue import action_enqueue
 from orchestration.services.retention import PRUNABLE_STATUSES, retention_prune, storage_sizes
-from tests.conftest import ROOT, is_postgres
+from tests.conftest import is_postgres
+from tests.factories import action_with_status, aged_artifact, old_log, old_tick
 
 pytestmark = pytest.mark.django_db
-
-OLD = timezone.now() - timedelta(days=90)
-
-
-def action_with_status(status: str, *, old: bool = True, n: int = 0) -> Action:
-    action, _ = action_enqueue(
-        action_type="POST_SOCIAL", payload={"platform": "twitter", "message": f"{status} {n}"}, idempotency_key=None
-    )
-    fields = {"status": status, "lease_token": 1 if status == ActionStatus.RUNNING else None}
-    if old:
-        fields.update(created_at=OLD, updated_at=OLD)
-    Action.objects.filter(pk=action.pk).update(**fields)
-    return action
-
-
-def old_log(**fields) -> ExecutionLog:
-    entry = log_write(message="something happened", **fields)
-    ExecutionLog.objects.filter(pk=entry.pk).update(ts=OLD)
-    return entry
-
-
-def old_tick() -> TickLedger:
-    return TickLedger.objects.create(started_at=OLD, finished_at=OLD, status="SUCCESS")
-
-
-def aged_artifact(ref: str, *, old: bool = True) -> str:
-    artifact_write(ref=ref, content=ref.encode())
-    if old:
-        from orchestration.adapters.artifacts import artifact_path
-
-        os.utime(artifact_path(ref), (OLD.timestamp(), OLD.timestamp()))
-    return ref
 
 
 def test_retention_prune__never_touches_an_action_that_is_not_success_or_failed():
@@ -127,65 +88,6 @@ def test_retention_prune__retention_ages_come_from_settings(settings):
     action_with_status(ActionStatus.SUCCESS)
     assert retention_prune().actions == 0
     assert retention_prune(actions_days=60).actions == 1
-
-
-# --- the command -------------------------------------------------------------------------------------------
-
-
-def test_aol_prune__reports_counts(artifacts_dir):
-    action_with_status(ActionStatus.SUCCESS)
-    action_with_status(ActionStatus.DLQ)
-    old_log()
-    old_log()
-    old_tick()
-    aged_artifact("post_social/a.txt")
-    out = StringIO()
-    call_command("aol_prune", "--batch-size", "10", "--max-seconds", "30", stdout=out, no_color=True)
-    text = out.getvalue()
-    assert "1 actions, 2 logs, 1 ticks and 1 artifact files deleted." in text
-    assert "the longest held its transaction" in text
-    assert Action.objects.get().status == ActionStatus.DLQ
-
-
-@pytest.mark.parametrize(
-    ("args", "error"),
-    [
-        (["--actions-days", "0"], "--actions-days: must be a number greater than zero, got 0"),
-        (["--logs-days", "-3"], "must be a number greater than zero, got -3"),
-        (["--batch-size", "many"], "'many' is not a whole number"),
-        (["--max-seconds", "0"], "must be a number greater than zero"),
-    ],
-)
-def test_aol_prune__bad_arguments_are_refused_and_nothing_is_deleted(args, error):
-    action_with_status(ActionStatus.SUCCESS)
-    with pytest.raises(CommandError, match=error):
-        call_command("aol_prune", *args)
-    assert Action.objects.count() == 1
-
-
-def test_aol_prune__a_malformed_setting_exits_2_naming_it(settings):
-    settings.AOL_RETENTION_TICKS_DAYS = "soon"
-    action_with_status(ActionStatus.SUCCESS)
-    with pytest.raises(CommandError, match="retention for ticks must be a number of days greater than zero") as e:
-        call_command("aol_prune")
-    assert e.value.returncode == 2
-    assert Action.objects.count() == 1
-
-
-@pytest.mark.django_db(transaction=True)
-def test_aol_prune__as_a_process_with_dry_run(daemon_env):
-    action_with_status(ActionStatus.SUCCESS)
-    done = subprocess.run(
-        [sys.executable, "manage.py", "aol_prune", "--dry-run"],
-        cwd=ROOT,
-        env=daemon_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "1 actions, 0 logs, 0 ticks and 0 artifact files would be deleted." in done.stdout
-    assert Action.objects.count() == 1
 
 
 # --- sizes: status view and sentinel -------------------------------------------------------------------------

@@ -208,3 +208,37 @@ def test_schedule_fire_due__template_the_adapter_no_longer_accepts_logs_one_erro
     assert "'myspace' is not supported" in ExecutionLog.objects.get(level=LogLevel.ERROR).message
     assert schedule_fire_due(now=T0 + timedelta(seconds=62)).errors == []  # the period was passed over
     assert Schedule.objects.get().next_run_at == T0 + timedelta(seconds=120)
+
+
+def test_schedule_clean__a_cron_expression_that_never_matches_is_refused():
+    schedule = Schedule(name="never", action_type="POST_SOCIAL", payload_template=POST, cron="0 0 31 2 *")
+    with pytest.raises(ValidationError, match="never matches a date"):
+        schedule.full_clean()
+
+
+def test_schedule_fire_due__a_row_broken_behind_the_admins_back_does_not_stop_the_others():
+    broken = make_schedule(name="broken")
+    make_schedule(name="fine")
+    Schedule.objects.filter(pk=broken.pk).update(cron="not a cron", interval_seconds=None)
+    report = schedule_fire_due(now=T0 + timedelta(seconds=61))
+    assert len(report.created) == 1 and len(report.errors) == 1
+    assert f"schedule #{broken.pk}" in report.errors[0]
+
+
+def test_tick__fires_due_schedules_before_claiming_but_not_while_paused():
+    from django.utils import timezone
+
+    from orchestration.services.control import control_pause, control_resume
+    from orchestration.services.daemon import Daemon, DaemonConfig
+
+    schedule = make_schedule(now=timezone.now() - timedelta(minutes=5))
+    daemon = Daemon(DaemonConfig.from_settings(owner="test:1"), out=lambda line: None)
+    control_pause(actor="ops", reason="maintenance")
+    daemon.tick(0)
+    assert not Action.objects.exists()
+    control_resume(actor="ops", reason="done")
+    report = daemon.tick(1)
+    action = Action.objects.get()
+    assert action.idempotency_key.startswith(f"schedule:{schedule.pk}:")
+    assert action.status == "SUCCESS"  # queued before the claim: run in the same tick
+    assert "schedules queued 1 action(s)" in report.notes
