@@ -147,7 +147,8 @@ class SendEmailAdapter(ActionAdapter):
         """The RFC 5322 message as the SMTP backend sends it (CRLF line endings)."""
         return message.message().as_bytes(linesep="\r\n")
 
-    def execute_proof(self, action) -> ActionResult:
+    # ``attempt`` is the daemon's Attempt (deadline, stop request) where the adapter base passes one.
+    def execute_proof(self, action, *, attempt=None) -> ActionResult:
         message = self.build_message(action)
         content = self.message_bytes(message)
         stamp = action.created_at.strftime("%Y%m%dT%H%M%S%fZ")
@@ -160,12 +161,19 @@ class SendEmailAdapter(ActionAdapter):
             artifact_sha256=sha256,
         )
 
-    def execute_real(self, action) -> ActionResult:
+    def execute_real(self, action, *, attempt=None) -> ActionResult:
         problem = real_email_problem()
         if problem:
             raise RealRunUnconfigured(f"{self.action_type} cannot run in REAL mode: {problem}")
+        options = {}
+        remaining = attempt.remaining_seconds() if attempt is not None else None
+        if remaining is not None and settings.EMAIL_TIMEOUT:
+            # Let the SMTP conversation give up before the daemon stops waiting for this attempt.
+            options["timeout"] = max(1.0, min(float(settings.EMAIL_TIMEOUT), remaining))
+        if attempt is not None:
+            attempt.checkpoint()  # asked to stop (or out of time) before sending: send nothing
         try:
-            connection = get_connection(fail_silently=False)
+            connection = get_connection(fail_silently=False, **options)
         except (ValueError, ImportError, TypeError) as exc:  # e.g. EMAIL_USE_TLS and EMAIL_USE_SSL both on
             raise RealRunUnconfigured(f"{self.action_type}: the email backend cannot be set up: {exc}") from None
         message = self.build_message(action, connection=connection)
