@@ -251,3 +251,36 @@ AICMO_LLM_MAX_RETRIES = _typed("AICMO_LLM_MAX_RETRIES", env.int, 1)
 # --- Health and metrics -------------------------------------------------------------------------
 # Bearer token that lets a Prometheus server scrape /metrics without a staff session ("" = staff only).
 AOL_METRICS_TOKEN = env.str("AOL_METRICS_TOKEN", default="")
+
+# --- Email: the SEND_EMAIL adapter's REAL mode ---------------------------------------------------
+# Django's SMTP backend, configured from these variables. Without EMAIL_HOST the default backend is
+# Django's dummy one (it sends nothing) and SEND_EMAIL refuses REAL mode, naming these variables.
+# EMAIL_HOST_PASSWORD is only ever handed to the SMTP connection: never shown, logged or stored.
+EMAIL_HOST = env.str("EMAIL_HOST", default="")
+EMAIL_PORT = _typed("EMAIL_PORT", env.int, 25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = _typed("EMAIL_USE_TLS", env.bool, False)
+EMAIL_USE_SSL = _typed("EMAIL_USE_SSL", env.bool, False)
+# Seconds before a connect or a command to the SMTP server gives up (a transient failure, retried).
+EMAIL_TIMEOUT = _typed("EMAIL_TIMEOUT", env.float, 10.0)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="aicmo@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_BACKEND = env.str(
+    "EMAIL_BACKEND",
+    default="django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.dummy.EmailBackend",
+)
+
+# --- Retention (aol_prune) and storage warnings --------------------------------------------------
+# aol_prune deletes SUCCESS/FAILED actions, execution logs, ticks and PROOF artifact files older than
+# these many days (never an action still open, nor the logs and artifacts of one).
+AOL_RETENTION_ACTIONS_DAYS = _typed("AOL_RETENTION_ACTIONS_DAYS", env.float, 30)
+AOL_RETENTION_LOGS_DAYS = _typed("AOL_RETENTION_LOGS_DAYS", env.float, 30)
+AOL_RETENTION_TICKS_DAYS = _typed("AOL_RETENTION_TICKS_DAYS", env.float, 7)
+AOL_RETENTION_ARTIFACTS_DAYS = _typed("AOL_RETENTION_ARTIFACTS_DAYS", env.float, 30)
+AOL_PRUNE_BATCH_SIZE = _typed("AOL_PRUNE_BATCH_SIZE", env.int, 1000)
+# The status view and check_sentinels warn when a table holds more rows, or the artifacts more MB.
+AOL_WARN_ROWS = _typed("AOL_WARN_ROWS", env.int, 1_000_000)
+AOL_WARN_ARTIFACTS_MB = _typed("AOL_WARN_ARTIFACTS_MB", env.float, 1024)

@@ -179,3 +179,80 @@ def check_llm_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
             )
         )
     return errors
+
+
+@checks.register()
+def check_email_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """The SMTP settings SEND_EMAIL uses in REAL mode must parse and agree (the password is never shown)."""
+    from django.conf import settings
+
+    errors = []
+    port = getattr(settings, "EMAIL_PORT", 25)
+    timeout = getattr(settings, "EMAIL_TIMEOUT", None)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        errors.append(
+            checks.Error(
+                f"EMAIL_PORT={port!r} must be a port number (1-65535).",
+                hint="Usually 587 with EMAIL_USE_TLS=1, 465 with EMAIL_USE_SSL=1, or 25.",
+                id="orchestration.E050",
+            )
+        )
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < float("inf")
+    ):
+        errors.append(
+            checks.Error(
+                f"EMAIL_TIMEOUT={timeout!r} must be a number of seconds greater than zero.",
+                hint="Unset it to use the default (10).",
+                id="orchestration.E050",
+            )
+        )
+    for name in ("EMAIL_USE_TLS", "EMAIL_USE_SSL"):
+        if not isinstance(getattr(settings, name, False), bool):
+            errors.append(
+                checks.Error(
+                    f"{name}={getattr(settings, name)!r} must be a boolean (1/0, true/false).",
+                    hint=f"Set {name}=1 or {name}=0.",
+                    id="orchestration.E050",
+                )
+            )
+    if getattr(settings, "EMAIL_USE_TLS", False) is True and getattr(settings, "EMAIL_USE_SSL", False) is True:
+        errors.append(
+            checks.Error(
+                "EMAIL_USE_TLS and EMAIL_USE_SSL are both on; they are mutually exclusive.",
+                hint="Use EMAIL_USE_TLS=1 (STARTTLS, usually port 587) or EMAIL_USE_SSL=1 (usually port 465).",
+                id="orchestration.E050",
+            )
+        )
+    return errors
+
+
+#: Retention and storage-warning settings (issue 7): each must be a number greater than zero.
+RETENTION_SETTINGS = {
+    "retention_actions_days": float,
+    "retention_logs_days": float,
+    "retention_ticks_days": float,
+    "retention_artifacts_days": float,
+    "prune_batch_size": int,
+    "warn_rows": int,
+    "warn_artifacts_mb": float,
+}
+
+
+@checks.register()
+def check_retention_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    errors = []
+    for name, kind in RETENTION_SETTINGS.items():
+        value = getattr(aol, name)
+        bad_kind = not isinstance(value, int) if kind is int else not isinstance(value, int | float)
+        if isinstance(value, bool) or bad_kind or not 0 < value < float("inf"):
+            errors.append(
+                checks.Error(
+                    f"AOL_{name.upper()}={value!r} must be a {'whole ' if kind is int else ''}number "
+                    "greater than zero.",
+                    hint=f"Set AOL_{name.upper()} to a positive {'whole number' if kind is int else 'number'}, "
+                    "or unset it to use the default (see docs/flow-control.md).",
+                    id="orchestration.E060",
+                )
+            )
+    return errors

@@ -25,6 +25,14 @@ DEFAULTS = {
     "AOL_CONSOLE_REFRESH_SECONDS": 3.0,
     "AOL_MAX_ABANDONED_THREADS": 3,
     "AOL_EXTRA_ADAPTERS": (),
+    # Retention (issue 7): see orchestration/services/retention.py and docs/flow-control.md.
+    "AOL_RETENTION_ACTIONS_DAYS": 30,
+    "AOL_RETENTION_LOGS_DAYS": 30,
+    "AOL_RETENTION_TICKS_DAYS": 7,
+    "AOL_RETENTION_ARTIFACTS_DAYS": 30,
+    "AOL_PRUNE_BATCH_SIZE": 1000,
+    "AOL_WARN_ROWS": 1_000_000,
+    "AOL_WARN_ARTIFACTS_MB": 1024,
 }
 
 

@@ -263,3 +263,90 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.verb} ({self.outcome})"
+
+
+# --- Schedules (issue 7, part A) ---------------------------------------------------------------------
+# Kept apart at the end of the module: recurring actions the lease holder enqueues once per period.
+
+
+class Schedule(models.Model):
+    """A recurring action: fired by the lease holder once per period (cron expression or interval).
+
+    Periods are instants in UTC: for a cron expression, its matching minutes; for an interval, the
+    multiples of ``interval_seconds`` since the Unix epoch (so 3600 fires on the hour). Each fired
+    action's idempotency key is ``schedule:<id>:<period start>``, so a period can never be queued
+    twice, whichever daemon fires it and however often.
+    """
+
+    MAX_CATCH_UP = 100
+
+    name = models.CharField(max_length=100, unique=True)
+    action_type = models.CharField(max_length=64)
+    payload_template = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The payload of every fired action. In its text values {period} becomes the period's start "
+        "(ISO 8601, UTC) and {schedule} the schedule's name.",
+    )
+    cron = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Cron expression in UTC, five fields: minute hour day-of-month month day-of-week "
+        "(e.g. '0 9 * * 1-5'), or @hourly/@daily/@weekly/@monthly. Leave empty to use an interval.",
+    )
+    interval_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Fire every this many seconds instead of on a cron expression."
+    )
+    enabled = models.BooleanField(default=True)
+    catch_up = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="After the daemon was down, at most this many missed periods fire (the newest); "
+        f"1 to {MAX_CATCH_UP}. Periods while the schedule is disabled are skipped, not missed.",
+    )
+    last_period_at = models.DateTimeField(
+        null=True, blank=True, help_text="Start of the newest period already fired (or passed over)."
+    )
+    next_run_at = models.DateTimeField(
+        null=True, blank=True, help_text="Start of the next period to fire; empty while disabled."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "aol_schedules"
+        ordering = ("name",)
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(cron="") & Q(interval_seconds__isnull=False) & Q(interval_seconds__gt=0))
+                | (~Q(cron="") & Q(interval_seconds__isnull=True)),
+                name="aol_schedules_cron_xor_interval",
+            ),
+            models.CheckConstraint(
+                condition=Q(catch_up__gte=1) & Q(catch_up__lte=100), name="aol_schedules_catch_up_range"
+            ),
+        ]
+        indexes = [
+            # The daemon's per-tick question "is any schedule due?": a tiny index of enabled rows.
+            models.Index(fields=["next_run_at"], condition=Q(enabled=True), name="aol_schedules_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        """Saves with ``next_run_at`` worked out from the rule (see ``schedule_prepare_save``)."""
+        from orchestration.services.schedules import schedule_prepare_save
+
+        schedule_prepare_save(schedule=self)
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "next_run_at", "last_period_at"}
+        super().save(*args, **kwargs)
+
+    @property
+    def rule(self) -> str:
+        return self.cron or f"every {self.interval_seconds}s"
+
+    def clean(self) -> None:
+        from orchestration.services.schedules import schedule_clean
+
+        schedule_clean(schedule=self)

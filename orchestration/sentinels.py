@@ -361,3 +361,28 @@ def _lease_heartbeat() -> tuple[str, float, float]:
     beat = lease.renewed_at or lease.acquired_at
     age = (lease.db_now - beat).total_seconds() if beat else float("inf")
     return lease.owner, age, (lease.expires_at - lease.db_now).total_seconds()
+
+
+@sentinel("orchestration.S013", "Storage size")
+def check_storage_size(run: SentinelRun) -> tuple[str, str, str]:
+    """Table row estimates and the artifacts directory against AOL_WARN_ROWS / AOL_WARN_ARTIFACTS_MB."""
+    if not run.probe.ready:
+        return SKIP, f"not measured: the database is not ready ({run.probe.reason})", "Fix the database first."
+    from orchestration.services.retention import storage_sizes
+
+    sizes = storage_sizes(max_age_seconds=0)
+    artifacts = sizes["artifacts"]
+    tables = ", ".join(f"{t['table']} {'~' if t['estimated'] else ''}{t['rows']:,} rows" for t in sizes["tables"])
+    more = "+" if artifacts["truncated"] else ""
+    detail = f"{tables}; artifacts {artifacts['files']:,}{more} files, {artifacts['mb']:,.1f} MB"
+    if not sizes["warn"]:
+        return PASS, detail, ""
+    over = [f"{t['table']} above {sizes['warn_rows']:,} rows (AOL_WARN_ROWS)" for t in sizes["tables"] if t["warn"]]
+    if artifacts["warn"]:
+        over.append(f"artifacts above {sizes['warn_artifacts_mb']:,g} MB (AOL_WARN_ARTIFACTS_MB)")
+    return (
+        WARN,
+        f"{'; '.join(over)}: {detail}",
+        "Prune old records: python manage.py aol_prune --dry-run, then without --dry-run (schedule it daily); "
+        "or lower AOL_RETENTION_*_DAYS.",
+    )

@@ -4,11 +4,16 @@ import os
 import shutil
 import subprocess
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
+from orchestration.adapters.artifacts import artifact_path, artifact_write
+from orchestration.models import Action, ActionStatus, ExecutionLog, TickLedger
 from orchestration.services.lease import lease_acquire_or_renew
+from orchestration.services.logs import log_write
 from orchestration.services.queue import action_enqueue
 
 OWNER = "test-host:1"
@@ -48,3 +53,37 @@ def read_only_directory(path: Path):
         yield path
     finally:
         subprocess.run(["chattr", "-i", str(path)], check=True) if root else path.chmod(0o755)
+
+
+# --- aged records for the retention tests ------------------------------------------------------------------
+
+#: Older than every default retention.
+OLD = timezone.now() - timedelta(days=90)
+
+
+def action_with_status(status: str, *, old: bool = True, n: int = 0) -> Action:
+    action, _ = action_enqueue(
+        action_type="POST_SOCIAL", payload={"platform": "twitter", "message": f"{status} {n}"}, idempotency_key=None
+    )
+    fields = {"status": status, "lease_token": 1 if status == ActionStatus.RUNNING else None}
+    if old:
+        fields.update(created_at=OLD, updated_at=OLD)
+    Action.objects.filter(pk=action.pk).update(**fields)
+    return action
+
+
+def old_log(**fields) -> ExecutionLog:
+    entry = log_write(message="something happened", **fields)
+    ExecutionLog.objects.filter(pk=entry.pk).update(ts=OLD)
+    return entry
+
+
+def old_tick() -> TickLedger:
+    return TickLedger.objects.create(started_at=OLD, finished_at=OLD, status="SUCCESS")
+
+
+def aged_artifact(ref: str, *, old: bool = True) -> str:
+    artifact_write(ref=ref, content=ref.encode())
+    if old:
+        os.utime(artifact_path(ref), (OLD.timestamp(), OLD.timestamp()))
+    return ref

@@ -12,12 +12,14 @@ from django.utils.module_loading import import_string
 from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt
 from orchestration.adapters.draft_social import DraftSocialAdapter
 from orchestration.adapters.post_social import PostSocialAdapter
+from orchestration.adapters.send_email import SendEmailAdapter
 from orchestration.adapters.sleep import SleepAdapter
 from orchestration.conf import aol
 from orchestration.exceptions import UnknownActionType
 
 ADAPTERS: dict[str, ActionAdapter] = {
-    adapter.action_type: adapter for adapter in (PostSocialAdapter(), DraftSocialAdapter(), SleepAdapter())
+    adapter.action_type: adapter
+    for adapter in (PostSocialAdapter(), DraftSocialAdapter(), SendEmailAdapter(), SleepAdapter())
 }
 
 

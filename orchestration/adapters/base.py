@@ -96,6 +96,11 @@ class ActionAdapter:
     def validate(self, payload: dict[str, Any]) -> None:
         """Raise InvalidPayload naming what is wrong with ``payload``."""
 
+    def real_problem(self) -> str:
+        """Why REAL mode would be refused right now, or '' when it would run (adapters with settings
+        to check override this)."""
+        return "" if self.supports_real else self.real_setup_hint
+
     def execute(self, action: "Action", *, proof: bool | None = None, attempt: Attempt | None = None) -> ActionResult:
         """Run ``action`` once; pass ``attempt`` (the daemon does) or just ``proof`` (unbounded attempt)."""
         if attempt is None:

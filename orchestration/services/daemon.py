@@ -65,6 +65,7 @@ from orchestration.services.queue import (
     action_queue_depth,
     action_recover_orphans,
 )
+from orchestration.services.schedules import schedule_fire_due
 
 logger = logging.getLogger("orchestration")
 
@@ -268,7 +269,10 @@ class Daemon:
             report.status = TickStatus.PAUSED
             report.notes = f"paused by {flags.updated_by or 'an operator'}"
         else:
+            # Schedules (issue 7): while holding the lease, queue the due periods before claiming.
+            fired = schedule_fire_due(token=self.token, actor=self.config.owner)
             self._work(report, proof=self._proof(flags), deadline=clock + self.config.max_tick_seconds)
+            report.notes = "; ".join(filter(None, [report.notes, fired.note()]))
             if self._flags_seen["killed"]:
                 report.status, report.stop = TickStatus.KILLED, True
                 report.notes = "; ".join(filter(None, [report.notes, "lease released"]))

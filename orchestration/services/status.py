@@ -10,14 +10,24 @@ from llm import safe_llm_status
 from orchestration.adapters import ADAPTERS
 from orchestration.conf import aol
 from orchestration.dburl import database_url_masked
-from orchestration.models import OPEN_STATUSES, Action, ActionStatus, AuditEntry, ExecutionLog, TickLedger
+from orchestration.models import (
+    OPEN_STATUSES,
+    Action,
+    ActionStatus,
+    AuditEntry,
+    ExecutionLog,
+    Schedule,
+    TickLedger,
+)
 from orchestration.services.control import control_flags_get
 from orchestration.services.lease import lease_get
+from orchestration.services.retention import storage_sizes
 
 #: How much history the status view shows.
 RECENT_LOGS = 10
 RECENT_OPERATOR_ACTIONS = 10
 RECENT_DLQ = 20
+RECENT_SCHEDULES = 20
 DURATION_CHART_TICKS = 50
 DEPTH_CHART_WINDOW = timedelta(hours=1)
 DEPTH_CHART_MAX_TICKS = 720  # an hour of 5-second ticks; faster daemons show a shorter window
@@ -102,10 +112,12 @@ def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
             {
                 "action_type": adapter.action_type,
                 "description": adapter.description,
-                "supports_real": adapter.supports_real,
-                "real_setup_hint": "" if adapter.supports_real else adapter.real_setup_hint,
+                # False also when the integration exists but is not configured (SEND_EMAIL without EMAIL_HOST).
+                "supports_real": not problem,
+                "real_setup_hint": problem,
             }
             for _, adapter in sorted(ADAPTERS.items())
+            for problem in [adapter.real_problem()]
         ],
         "recent_logs": [
             {
@@ -143,6 +155,21 @@ def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
                 "last_error": action.last_error[:200],
             }
             for action in Action.objects.dead().order_by("-id")[:RECENT_DLQ]
+        ],
+        # Table and artifact sizes (issue 7, retention); measured at most once a minute per process.
+        "storage": storage_sizes(),
+        "schedules": [
+            {
+                "id": schedule.pk,
+                "name": schedule.name,
+                "action_type": schedule.action_type,
+                "rule": schedule.rule,
+                "enabled": schedule.enabled,
+                "catch_up": schedule.catch_up,
+                "last_period_at": _iso(schedule.last_period_at),
+                "next_run_at": _iso(schedule.next_run_at),
+            }
+            for schedule in Schedule.objects.order_by("-enabled", "next_run_at", "name")[:RECENT_SCHEDULES]
         ],
         "charts": {
             "tick_durations": [

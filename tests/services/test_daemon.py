@@ -156,13 +156,14 @@ def test_tick__another_live_holder_stops_the_daemon_before_it_touches_anything()
     assert not TickLedger.objects.exists()
 
 
-def test_tick__an_idle_tick_costs_four_statements():
-    """Renew the lease, read the flags, look for due actions, record the tick."""
+def test_tick__an_idle_tick_costs_five_statements():
+    """Renew the lease, read the flags, look for due schedules, look for due actions, record the tick."""
     daemon, _ = make_daemon()
     daemon.tick(0)
     with CaptureQueriesContext(connection) as captured:
         daemon.tick(1)
-    assert data_statements(captured) == ["UPDATE", "SELECT", "SELECT", "INSERT"]
+    assert data_statements(captured) == ["UPDATE", "SELECT", "SELECT", "SELECT", "INSERT"]
+    assert sum("aol_schedules" in query["sql"] for query in captured.captured_queries) == 1
 
 
 @pytest.mark.django_db(transaction=True)

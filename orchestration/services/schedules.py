@@ -1,0 +1,295 @@
+"""Schedules: recurring actions fired by the lease holder exactly once per period.
+
+A period is an instant in UTC: a cron expression's matching minute, or a multiple of the
+interval since the Unix epoch. ``schedule_fire_due`` enqueues, for every enabled schedule whose
+``next_run_at`` has come, the newest ``catch_up`` periods that are due, each with the idempotency
+key ``schedule:<id>:<period start ISO>``. The key is what makes "once per period" hold: if two
+daemons (a standby taking over, a stalled holder waking up) or two calls fire the same period,
+the second enqueue returns the first action. Older missed periods are passed over, so a daemon
+that was down for a day does not flood the queue.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from croniter import CroniterBadDateError, CroniterError, croniter
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from orchestration.adapters import ADAPTERS, action_types
+from orchestration.exceptions import IdempotencyConflict, InvalidAction
+from orchestration.models import Action, LogLevel, Schedule
+from orchestration.services.lease import lease_is_current
+from orchestration.services.logs import log_write
+from orchestration.services.queue import _check_payload_shape, action_enqueue
+
+logger = logging.getLogger("orchestration")
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
+CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+CRON_HELP = "Use five fields: minute hour day-of-month month day-of-week (e.g. '0 9 * * 1-5'), or @hourly/@daily."
+
+
+# --- Periods ----------------------------------------------------------------------------------------
+
+
+def cron_problem(expression: str) -> str:
+    """Why ``expression`` is not a cron expression we accept, or ''."""
+    text = expression.strip()
+    if not text:
+        return "The cron expression is empty."
+    if text.startswith("@"):
+        return "" if text.lower() in CRON_ALIASES else f"{text!r} is not a known alias. {CRON_HELP}"
+    fields = text.split()
+    if len(fields) != 5:
+        return f"{text!r} has {len(fields)} field(s), not 5. {CRON_HELP}"
+    try:
+        croniter(text, EPOCH)
+    except (CroniterError, ValueError, KeyError) as exc:
+        return f"{text!r} is not a valid cron expression ({exc}). {CRON_HELP}"
+    try:
+        period_next(cron=text, interval_seconds=None, after=timezone.now())
+    except (CroniterError, ValueError) as exc:  # e.g. '0 0 31 2 *': valid fields, but no such date
+        return f"{text!r} never matches a date ({exc}). {CRON_HELP}"
+    return ""
+
+
+def _interval_index(moment: datetime, interval_seconds: int) -> int:
+    """How many whole intervals since the epoch ``moment`` is (floor)."""
+    return (moment - EPOCH) // timedelta(seconds=interval_seconds)
+
+
+def period_next(*, cron: str, interval_seconds: int | None, after: datetime) -> datetime:
+    """The first period start strictly after ``after``."""
+    if cron:
+        return croniter(cron.strip(), after.astimezone(UTC)).get_next(datetime).astimezone(UTC)
+    index = _interval_index(after, interval_seconds) + 1
+    return EPOCH + timedelta(seconds=interval_seconds) * index
+
+
+def periods_due(
+    *, cron: str, interval_seconds: int | None, first: datetime, now: datetime, limit: int
+) -> tuple[list[datetime], bool]:
+    """The newest ``limit`` period starts p with first <= p <= now, oldest first; and whether older
+    due periods were left out."""
+    if now < first:
+        return [], False
+    if not cron:
+        step = timedelta(seconds=interval_seconds)
+        newest = _interval_index(now, interval_seconds)
+        oldest = -(-(first - EPOCH) // step)  # ceil: the first period start at or after `first`
+        start = max(oldest, newest - limit + 1)
+        return [EPOCH + step * index for index in range(start, newest + 1)], start > oldest
+    found: list[datetime] = []
+    walker = croniter(cron.strip(), (now + ONE_MICROSECOND).astimezone(UTC))
+    while True:
+        try:
+            moment = walker.get_prev(datetime).astimezone(UTC)
+        except CroniterBadDateError:
+            break
+        if moment < first:
+            return found[::-1], False
+        if len(found) == limit:
+            return found[::-1], True
+        found.append(moment)
+    return found[::-1], False
+
+
+def schedule_period_next(*, schedule: Schedule, after: datetime) -> datetime:
+    return period_next(cron=schedule.cron, interval_seconds=schedule.interval_seconds, after=after)
+
+
+def schedule_key(*, schedule_id: int, period: datetime) -> str:
+    """``schedule:<id>:<period start, ISO 8601 UTC>``: one action per schedule and period."""
+    return f"schedule:{schedule_id}:{period.astimezone(UTC).isoformat()}"
+
+
+def schedule_render_payload(*, template: Any, schedule_name: str, period: datetime) -> Any:
+    """The template with {period} and {schedule} replaced in its text values (nothing else is
+    interpreted, so braces in a message are safe)."""
+    if isinstance(template, str):
+        return template.replace("{period}", period.astimezone(UTC).isoformat()).replace("{schedule}", schedule_name)
+    if isinstance(template, dict):
+        return {
+            key: schedule_render_payload(template=value, schedule_name=schedule_name, period=period)
+            for key, value in template.items()
+        }
+    if isinstance(template, list):
+        return [
+            schedule_render_payload(template=value, schedule_name=schedule_name, period=period) for value in template
+        ]
+    return template
+
+
+# --- Validation and saving ---------------------------------------------------------------------------
+
+
+def schedule_clean(*, schedule: Schedule) -> None:
+    """Raise ValidationError naming every problem (by field) of ``schedule``; nothing is written."""
+    errors: dict[str, list[str]] = {}
+
+    def problem(name: str, message: str) -> None:
+        errors.setdefault(name, []).append(message)
+
+    cron = (schedule.cron or "").strip()
+    schedule.cron = cron
+    interval = schedule.interval_seconds
+    if cron and interval is not None:
+        problem("interval_seconds", "Give either a cron expression or an interval, not both.")
+    elif not cron and interval is None:
+        problem("cron", "Give a cron expression or an interval in seconds.")
+    elif cron:
+        message = cron_problem(cron)
+        if message:
+            problem("cron", message)
+    elif isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0:
+        problem(
+            "interval_seconds", f"The interval must be a whole number of seconds greater than zero, not {interval!r}."
+        )
+    catch_up = schedule.catch_up
+    if isinstance(catch_up, bool) or not isinstance(catch_up, int) or not 1 <= catch_up <= Schedule.MAX_CATCH_UP:
+        problem("catch_up", f"Catch-up must be a whole number from 1 to {Schedule.MAX_CATCH_UP}, not {catch_up!r}.")
+    adapter = ADAPTERS.get(schedule.action_type) if isinstance(schedule.action_type, str) else None
+    if adapter is None:
+        problem(
+            "action_type",
+            f"Unknown action type {schedule.action_type!r}; known types: {', '.join(action_types())}.",
+        )
+    else:
+        sample = schedule_render_payload(
+            template=schedule.payload_template, schedule_name=schedule.name or "schedule", period=timezone.now()
+        )
+        try:
+            adapter.validate(_check_payload_shape(sample))
+        except InvalidAction as exc:
+            problem("payload_template", f"{schedule.action_type} rejects this payload: {exc}")
+    if errors:
+        raise ValidationError(errors)
+
+
+def schedule_prepare_save(*, schedule: Schedule, now: datetime | None = None) -> None:
+    """Set ``next_run_at`` (and restart the periods of a re-enabled schedule) before it is saved.
+
+    A new or re-enabled schedule starts with the first period after now: periods that passed while
+    it did not exist or was disabled are not missed ones. A changed rule starts after the newest
+    period already fired.
+    """
+    now = now or timezone.now()
+    was_enabled = None
+    if schedule.pk is not None:
+        was_enabled = Schedule.objects.filter(pk=schedule.pk).values_list("enabled", flat=True).first()
+    if not schedule.enabled:
+        schedule.next_run_at = None
+        return
+    if was_enabled is not True:  # new, or disabled until now
+        schedule.last_period_at = None
+    start = schedule.last_period_at or now
+    schedule.next_run_at = schedule_period_next(schedule=schedule, after=start)
+
+
+# --- Firing (the daemon's tick) ---------------------------------------------------------------------
+
+
+@dataclass
+class ScheduleFireReport:
+    created: list[int] = field(default_factory=list)  # ids of actions queued by this call
+    existing: list[int] = field(default_factory=list)  # periods someone had already queued
+    skipped_periods: int = 0  # schedules that passed over missed periods beyond their catch-up
+    errors: list[str] = field(default_factory=list)
+
+    def note(self) -> str:
+        parts = []
+        if self.created:
+            parts.append(f"schedules queued {len(self.created)} action(s)")
+        if self.errors:
+            parts.append(f"{len(self.errors)} schedule error(s)")
+        return ", ".join(parts)
+
+
+def schedule_fire_due(*, now: datetime | None = None, token: int | None = None, actor: str = "") -> ScheduleFireReport:
+    """Enqueue the due periods of every enabled schedule (see the module docstring).
+
+    One query when nothing is due. Each due schedule is handled in its own short transaction that
+    locks its row, so two callers fire a period once between them; with ``token`` (the daemon's
+    lease token) a caller that lost the lease fires nothing.
+    """
+    now = now or timezone.now()
+    report = ScheduleFireReport()
+    due = list(
+        Schedule.objects.filter(enabled=True, next_run_at__lte=now)
+        .order_by("next_run_at", "id")
+        .values_list("pk", flat=True)
+    )
+    for pk in due:
+        try:
+            _fire_one(pk=pk, now=now, token=token, actor=actor, report=report)
+        except DatabaseError:
+            raise  # the daemon's loop handles these (reconnect, new lease tenure)
+        except Exception as exc:  # a row broken behind the admin's back must not stop the daemon
+            logger.exception("schedule id=%s could not be fired", pk)
+            report.errors.append(f"schedule #{pk}: {type(exc).__name__}: {exc}")
+    return report
+
+
+def _fire_one(*, pk: int, now: datetime, token: int | None, actor: str, report: ScheduleFireReport) -> None:
+    with transaction.atomic():
+        rows = Schedule.objects.select_for_update().filter(pk=pk, enabled=True, next_run_at__lte=now)
+        if token is not None:
+            rows = rows.filter(lease_is_current(token=token))
+        schedule = rows.first()
+        if schedule is None:  # fired, disabled or deleted meanwhile, or our lease is gone
+            return
+        periods, skipped = periods_due(
+            cron=schedule.cron,
+            interval_seconds=schedule.interval_seconds,
+            first=schedule.next_run_at,
+            now=now,
+            limit=schedule.catch_up,
+        )
+        for period in periods:
+            _enqueue_period(schedule=schedule, period=period, actor=actor, report=report)
+        if skipped:
+            report.skipped_periods += 1
+            log_write(
+                level=LogLevel.WARNING,
+                message=f"schedule {schedule.name!r} (#{schedule.pk}): missed periods older than "
+                f"{periods[0].isoformat()} were passed over (catch-up {schedule.catch_up})",
+                actor=actor,
+            )
+        newest = periods[-1] if periods else schedule.next_run_at
+        Schedule.objects.filter(pk=pk).update(
+            last_period_at=newest,
+            next_run_at=schedule_period_next(schedule=schedule, after=max(now, newest)),
+            updated_at=timezone.now(),
+        )
+
+
+def _enqueue_period(*, schedule: Schedule, period: datetime, actor: str, report: ScheduleFireReport) -> None:
+    key = schedule_key(schedule_id=schedule.pk, period=period)
+    payload = schedule_render_payload(template=schedule.payload_template, schedule_name=schedule.name, period=period)
+    try:
+        with transaction.atomic():
+            action, created = action_enqueue(
+                action_type=schedule.action_type, payload=payload, idempotency_key=key, not_before=period
+            )
+    except IdempotencyConflict:
+        # The period was queued before the template changed: it has fired, with the old payload.
+        report.existing.extend(Action.objects.filter(idempotency_key=key).values_list("pk", flat=True))
+        return
+    except InvalidAction as exc:
+        # The adapter no longer accepts the template (or the type is gone): the period is passed
+        # over with one error row, rather than retried (and logged) on every tick.
+        message = f"schedule {schedule.name!r} (#{schedule.pk}) could not queue period {period.isoformat()}: {exc}"
+        report.errors.append(message)
+        logger.error("schedule id=%s period=%s error=%s", schedule.pk, period.isoformat(), exc)
+        log_write(level=LogLevel.ERROR, message=message, actor=actor)
+        return
+    if created:
+        report.created.append(action.pk)
+        logger.info("schedule id=%s fired period=%s action=%s", schedule.pk, period.isoformat(), action.pk)
+    else:
+        report.existing.append(action.pk)
