@@ -25,6 +25,10 @@ DEFAULTS = {
     "AOL_CONSOLE_REFRESH_SECONDS": 3.0,
     "AOL_MAX_ABANDONED_THREADS": 3,
     "AOL_EXTRA_ADAPTERS": (),
+    # Flow control (docs/flow-control.md)
+    "AOL_ACTION_TYPES": {},
+    "AOL_APPROVAL_REQUIRED_TYPES": None,  # None: DEFAULT_APPROVAL_REQUIRED_TYPES (unknown names ignored)
+    "AOL_RATE_LIMITS": (),
 }
 
 
