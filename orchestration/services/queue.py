@@ -277,10 +277,11 @@ def _claim_rows(actions: list[Action], *, owner: str, token: int, mode: str, rat
         "claimed_by": owner,
         "lease_token": token,
         "claimed_mode": mode,
+        "deferred_note": "",
         "updated_at": Now(),
     }
     if rate_key is not None:
-        fields.update(rate_key=rate_key, rate_counted_at=Now(), deferred_note="")
+        fields.update(rate_key=rate_key, rate_counted_at=Now())
     claimed = (
         Action.objects.filter(pk__in=[a.pk for a in actions]).filter(lease_is_current(token=token)).update(**fields)
     )
@@ -714,6 +715,8 @@ def action_enqueue_by_operator(
     payload: Any,
     idempotency_key: str | None = None,
     not_before: datetime | None = None,
+    priority: int = 0,
+    requires_approval: bool = False,
     actor: str,
     reason: str,
 ) -> tuple[Action, bool]:
@@ -725,7 +728,12 @@ def action_enqueue_by_operator(
     reason = operator_reason_clean(reason=reason, actor=actor, verb="enqueue an action")
     with transaction.atomic():
         action, created = action_enqueue(
-            action_type=action_type, payload=payload, idempotency_key=idempotency_key, not_before=not_before
+            action_type=action_type,
+            payload=payload,
+            idempotency_key=idempotency_key,
+            not_before=not_before,
+            priority=priority,
+            requires_approval=requires_approval,
         )
         if created:
             log_write(action_id=action.pk, message=f"enqueued by {actor}; reason: {reason}", actor=actor)
@@ -736,7 +744,12 @@ def action_enqueue_by_operator(
             reason=reason,
             target=f"action #{action.pk} ({action.action_type})",
             before={} if created else {"status": action.status},
-            after={"status": action.status, "idempotency_key": action.idempotency_key},
+            after={
+                "status": action.status,
+                "idempotency_key": action.idempotency_key,
+                **({"priority": action.priority} if action.priority else {}),
+                **({"requires_approval": True} if action.requires_approval else {}),
+            },
         )
     return action, created
 
