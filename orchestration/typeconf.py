@@ -93,6 +93,8 @@ def action_type_settings_problems() -> list[str]:
     configured = aol.action_types
     if configured in (None, ""):
         return []
+    if isinstance(configured, str):
+        return [f"AOL_ACTION_TYPES={configured[:80]!r} is not a JSON object."]
     if not isinstance(configured, dict):
         return [
             f"AOL_ACTION_TYPES must be an object mapping action types to settings, not {type(configured).__name__}."
