@@ -190,6 +190,8 @@ class ActionIdsTextField(forms.CharField):
 class QueueActionsForm(ReasonForm):
     """Cancel actions, or change their priority, by id."""
 
+    field_order = ["action_ids", "priority", "reason"]
+
     action_ids = ActionIdsTextField(
         label="Action ids",
         max_length=20000,

@@ -199,9 +199,16 @@ def _default_limits() -> list[Limit]:
 
 
 def _from_row(row: RateLimit) -> Limit:
+    try:
+        fields = key_fields_parse(row.key_fields)
+    except ValueError as exc:
+        # Written around the admin's validation: count the whole type under one key, the
+        # strictest reading, rather than not limiting at all.
+        logger.warning("rate limit id=%s has invalid key fields (%s); applying it to the whole type", row.pk, exc)
+        fields = ()
     return Limit(
         action_type=row.action_type,
-        key_fields=key_fields_parse(row.key_fields),
+        key_fields=fields,
         max_count=row.max_count,
         period_seconds=row.period_seconds,
         source=f"rate limit #{row.pk}",

@@ -217,3 +217,9 @@ def test_rate_limit_table__rejects_zero_even_around_the_validation(column):
     with pytest.raises(IntegrityError), transaction.atomic():
         RateLimit.objects.create(**{"action_type": "POST_SOCIAL", "max_count": 5, "period_seconds": HOUR, column: 0})
     assert not RateLimit.objects.exists()
+
+
+def test_claim__a_row_with_broken_key_fields_written_around_validation_limits_the_whole_type():
+    RateLimit.objects.create(action_type="POST_SOCIAL", key_fields="plat form!", max_count=1, period_seconds=HOUR)
+    post(1), post(2, account="globex")
+    assert len(claim_all(hold_lease())) == 1
