@@ -238,6 +238,20 @@ AOL_MAX_ABANDONED_THREADS = _typed("AOL_MAX_ABANDONED_THREADS", env.int, 3)
 # Dotted paths of extra adapter classes (comma-separated); the test suite's fake adapters.
 AOL_EXTRA_ADAPTERS = env.list("AOL_EXTRA_ADAPTERS", default=[])
 
+# --- Flow control (docs/flow-control.md) ----------------------------------------------------------
+# Per-type settings as JSON: {"POST_SOCIAL": {"max_attempts": 5, "backoff": "exponential", …}}.
+AOL_ACTION_TYPES = _typed("AOL_ACTION_TYPES", env.json, {})
+# Action types whose REAL runs wait for a person to approve their PROOF artifact (comma-separated;
+# set but empty: none). Unset: POST_SOCIAL and SEND_EMAIL.
+AOL_APPROVAL_REQUIRED_TYPES = (
+    [name.strip() for name in env.str("AOL_APPROVAL_REQUIRED_TYPES").split(",") if name.strip()]
+    if "AOL_APPROVAL_REQUIRED_TYPES" in env.ENVIRON
+    else None
+)
+# Default rate limits as JSON, used for types without rows in the admin's rate-limit table:
+# [{"action_type": "POST_SOCIAL", "key_fields": ["platform", "account"], "max_count": 5, "period_seconds": 3600}]
+AOL_RATE_LIMITS = _typed("AOL_RATE_LIMITS", env.json, [])
+
 # --- LLM (optional) ---------------------------------------------------------------------------
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")

@@ -29,22 +29,29 @@ from django.utils.text import Truncator
 from orchestration import permissions
 from orchestration.adapters import action_types
 from orchestration.adapters.artifacts import artifact_path, artifact_verify
-from orchestration.exceptions import ControlChangeRejected
+from orchestration.exceptions import ControlChangeRejected, InvalidAction
 from orchestration.forms import REAL_CONFIRMATION, ReasonForm, reason_field
 from orchestration.models import (
+    CANCELLABLE_STATUSES,
     DUE_STATUSES,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    REPRIORITISABLE_STATUSES,
     Action,
     ActionStatus,
+    ActionTypePause,
     AuditEntry,
     AuditOutcome,
     ControlFlags,
     ExecutionLog,
     Lease,
+    RateLimit,
     Schedule,
     TickLedger,
 )
 from orchestration.services import control
 from orchestration.services.audit import admin_log_write, audit_denied, audit_write
+from orchestration.services.flow import action_cancel, action_set_priority
 from orchestration.services.queue import (
     MAX_BULK_ACTIONS,
     action_discard_dlq,
@@ -119,26 +126,76 @@ class BulkReasonForm(ReasonForm):
     pass
 
 
+class BulkPriorityForm(ReasonForm):
+    priority = forms.IntegerField(
+        min_value=MIN_PRIORITY,
+        max_value=MAX_PRIORITY,
+        help_text=f"{MIN_PRIORITY} to {MAX_PRIORITY}; higher runs first.",
+        error_messages={"required": "Give the new priority."},
+    )
+
+
+def _cancel_ids(**kwargs) -> list[int]:
+    report = action_cancel(**kwargs)
+    return [*report.cancelled, *report.stop_requested]
+
+
 #: admin action name → (audit verb, service, statuses it acts on, what happens, button label)
 BULK_ACTIONS = {
     "retry_dlq": ("retry DLQ", action_retry_dlq, (ActionStatus.DLQ,), "go back to PENDING with attempts reset"),
     "discard_dlq": ("discard DLQ", action_discard_dlq, (ActionStatus.DLQ,), "be marked FAILED (kept, not deleted)"),
     "requeue_now": ("requeue now", action_requeue_now, DUE_STATUSES, "become due now"),
+    # Flow control (docs/flow-control.md)
+    "cancel_actions": (
+        "cancel",
+        _cancel_ids,
+        (*CANCELLABLE_STATUSES, ActionStatus.RUNNING),
+        "be CANCELLED (kept, not deleted; running ones are asked to stop first)",
+    ),
+    "set_priority": ("set priority", action_set_priority, REPRIORITISABLE_STATUSES, "get the priority below"),
 }
+#: admin action name → its confirmation form, when it needs more than a reason
+BULK_FORMS = {"set_priority": BulkPriorityForm}
 
 
 @admin.register(Action)
 class ActionAdmin(InspectionAdmin):
-    list_display = ("id", "action_type", "status_badge", "attempts", "not_before", "updated_at", "last_error_short")
+    list_display = (
+        "id",
+        "action_type",
+        "status_badge",
+        "priority",
+        "attempts",
+        "not_before",
+        "updated_at",
+        "last_error_short",
+    )
     list_display_links = ("id", "action_type")
     list_filter = ("status", ActionTypeFilter, ("created_at", DateFieldListFilter))
     search_fields = ("=idempotency_key", "last_error")
     search_help_text = "Exact idempotency key, or words from the last error."
     ordering = ("-id",)
-    actions = ("retry_dlq", "discard_dlq", "requeue_now")
+    actions = ("retry_dlq", "discard_dlq", "requeue_now", "cancel_actions", "set_priority")
     fieldsets = (
         (None, {"fields": ("id", "action_type", "status_badge", "idempotency_key")}),
         ("Scheduling", {"fields": ("attempts", "not_before", "claimed_by", "lease_token", "created_at", "updated_at")}),
+        (
+            "Flow control",
+            {
+                "fields": (
+                    "priority",
+                    "requires_approval",
+                    "approval_artifact_ref",
+                    "approval_sha256",
+                    "approved_by",
+                    "approved_at",
+                    "cancel_requested",
+                    "deferred_note",
+                    "rate_key",
+                    "rate_counted_at",
+                )
+            },
+        ),
         ("Payload", {"fields": ("payload_pretty",)}),
         ("Last error", {"fields": ("last_error",)}),
     )
@@ -155,6 +212,16 @@ class ActionAdmin(InspectionAdmin):
         "updated_at",
         "payload_pretty",
         "last_error",
+        "priority",
+        "requires_approval",
+        "approval_artifact_ref",
+        "approval_sha256",
+        "approved_by",
+        "approved_at",
+        "cancel_requested",
+        "deferred_note",
+        "rate_key",
+        "rate_counted_at",
     )
 
     @admin.display(description="status", ordering="status")
@@ -188,6 +255,14 @@ class ActionAdmin(InspectionAdmin):
     def requeue_now(self, request, queryset):
         return self._bulk(request, queryset, "requeue_now")
 
+    @admin.action(description="Cancel selected waiting or running actions", permissions=["manage_dlq"])
+    def cancel_actions(self, request, queryset):
+        return self._bulk(request, queryset, "cancel_actions")
+
+    @admin.action(description="Change the priority of selected waiting actions", permissions=["manage_dlq"])
+    def set_priority(self, request, queryset):
+        return self._bulk(request, queryset, "set_priority")
+
     def changelist_view(self, request, extra_context=None):
         # Without the permission Django does not even offer the actions and ignores a posted one;
         # record such an attempt all the same.
@@ -220,11 +295,14 @@ class ActionAdmin(InspectionAdmin):
                 request, f"{verb}: none of the chosen actions is {wanted}; nothing changed.", messages.WARNING
             )
             return None
-        form = BulkReasonForm(request.POST if "confirm" in request.POST else None)
+        form = BULK_FORMS.get(name, BulkReasonForm)(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
+            extra = {key: value for key, value in form.cleaned_data.items() if key != "reason"}
             try:
-                changed = service(action_ids=ids, actor=request.user.get_username(), reason=form.cleaned_data["reason"])
-            except ControlChangeRejected as exc:
+                changed = service(
+                    action_ids=ids, actor=request.user.get_username(), reason=form.cleaned_data["reason"], **extra
+                )
+            except (ControlChangeRejected, InvalidAction) as exc:
                 self.message_user(request, f"{verb}: {exc}", messages.ERROR)
                 return None
             admin_log_write(
@@ -534,9 +612,6 @@ class ScheduleAdmin(admin.ModelAdmin):
         ("Firing", {"fields": ("last_period_at", "next_run_at", "created_at", "updated_at")}),
     )
 
-    class Media:
-        css = {"all": ["orchestration/console.css"]}
-
     @admin.display(description="rule")
     def rule(self, obj: Schedule) -> str:
         return obj.rule
@@ -573,3 +648,74 @@ class ScheduleAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for schedule in queryset:
             self.delete_model(request, schedule)
+
+
+# --- Flow control: rate limits (edited here, audited) and paused types (read-only) ----------------------
+
+
+@admin.register(RateLimit)
+class RateLimitAdmin(admin.ModelAdmin):
+    """Operators edit rate limits here; every save and delete is audited. Validation (known type,
+    positive numbers, key fields the type's payload has, one key per type) lives on the model."""
+
+    list_display = ("action_type", "key_fields", "max_count", "period_seconds", "enabled", "updated_at", "updated_by")
+    list_filter = ("action_type", "enabled")
+    readonly_fields = ("updated_at", "updated_by")
+    fields = ("action_type", "key_fields", "max_count", "period_seconds", "enabled", "updated_at", "updated_by")
+
+    class Media:
+        css = {"all": ["orchestration/console.css"]}
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "action_type":
+            return forms.ChoiceField(
+                choices=[("", "---------"), *((name, name) for name in action_types())],
+                help_text="The rows of a type replace its AOL_RATE_LIMITS defaults.",
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    @staticmethod
+    def _values(obj: RateLimit) -> dict:
+        return {
+            "action_type": obj.action_type,
+            "key_fields": obj.key_fields,
+            "max_count": obj.max_count,
+            "period_seconds": obj.period_seconds,
+            "enabled": obj.enabled,
+        }
+
+    def save_model(self, request, obj, form, change):
+        before = self._values(RateLimit.objects.get(pk=obj.pk)) if change else {}
+        obj.updated_by = request.user.get_username()[:255]
+        super().save_model(request, obj, form, change)
+        audit_write(
+            actor=request.user.get_username(),
+            verb="change rate limit" if change else "add rate limit",
+            outcome=AuditOutcome.DONE,
+            target=f"rate limit #{obj.pk} ({obj.action_type})",
+            before=before,
+            after=self._values(obj),
+        )
+
+    def delete_model(self, request, obj):
+        before, pk = self._values(obj), obj.pk
+        super().delete_model(request, obj)
+        audit_write(
+            actor=request.user.get_username(),
+            verb="delete rate limit",
+            outcome=AuditOutcome.DONE,
+            target=f"rate limit #{pk} ({before['action_type']})",
+            before=before,
+        )
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+@admin.register(ActionTypePause)
+class ActionTypePauseAdmin(InspectionAdmin):
+    """Paused action types: pause and resume them on the status view or with ``aol_control pause --type``."""
+
+    list_display = ("action_type", "paused_by", "paused_at", "reason")
+    ordering = ("paused_at",)

@@ -256,3 +256,35 @@ def check_retention_settings(app_configs=None, **kwargs) -> list[checks.CheckMes
                 )
             )
     return errors
+
+
+def check_flow_control_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """AOL_ACTION_TYPES (E070), AOL_APPROVAL_REQUIRED_TYPES (E071) and AOL_RATE_LIMITS (E072)."""
+    from orchestration.services.rate_limits import default_rate_limits_problems
+    from orchestration.typeconf import action_type_settings_problems, approval_types_problems
+
+    try:
+        adapters_all()
+    except ImproperlyConfigured:
+        return []  # E003 already says why; the type names cannot be checked without the registry
+    found = [
+        (
+            action_type_settings_problems(),
+            "Fix AOL_ACTION_TYPES (a JSON object: action type → {max_attempts, backoff, backoff_seconds, "
+            "backoff_max_seconds, jitter, timeout_seconds, orphan_policy}); see docs/flow-control.md.",
+            "orchestration.E070",
+        ),
+        (
+            approval_types_problems(),
+            "List known action types whose adapters can re-render their PROOF artifact in "
+            "AOL_APPROVAL_REQUIRED_TYPES (comma-separated), or unset it for the default (POST_SOCIAL, SEND_EMAIL).",
+            "orchestration.E071",
+        ),
+        (
+            default_rate_limits_problems(),
+            'Fix AOL_RATE_LIMITS (a JSON list of {"action_type", "key_fields", "max_count", "period_seconds"}); '
+            "see docs/flow-control.md.",
+            "orchestration.E072",
+        ),
+    ]
+    return [checks.Error(problem, hint=hint, id=check_id) for problems, hint, check_id in found for problem in problems]

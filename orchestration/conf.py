@@ -33,6 +33,10 @@ DEFAULTS = {
     "AOL_PRUNE_BATCH_SIZE": 1000,
     "AOL_WARN_ROWS": 1_000_000,
     "AOL_WARN_ARTIFACTS_MB": 1024,
+    # Flow control (docs/flow-control.md)
+    "AOL_ACTION_TYPES": {},
+    "AOL_APPROVAL_REQUIRED_TYPES": None,  # None: DEFAULT_APPROVAL_REQUIRED_TYPES (unknown names ignored)
+    "AOL_RATE_LIMITS": (),
 }
 
 

@@ -78,3 +78,18 @@ class ControlChangeRejected(AOLError):
 
 class LLMUnconfigured(PermanentAdapterError, ImproperlyConfigured):
     """This action type needs the LLM, which is disabled; see llm.runtime.require_llm for how to enable it."""
+
+
+# --- Flow control (docs/flow-control.md) ---------------------------------------------------------------
+
+
+class InvalidPriority(InvalidAction):
+    """The priority must be a whole number from -100 to 100."""
+
+
+class ApprovalRefused(ControlChangeRejected):
+    """The approval or rejection was refused; nothing changed."""
+
+
+class CancelRefused(ControlChangeRejected):
+    """The cancellation was refused; nothing changed."""

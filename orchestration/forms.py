@@ -4,6 +4,7 @@ from django import forms
 
 from orchestration.adapters import action_types
 from orchestration.exceptions import InvalidPayload
+from orchestration.models import MAX_PRIORITY, MIN_PRIORITY
 from orchestration.services.control import MAX_REASON_LENGTH
 from orchestration.services.queue import MAX_BULK_ACTIONS, MAX_IDEMPOTENCY_KEY_LENGTH, action_payload_from_json
 
@@ -89,7 +90,15 @@ class DlqForm(ReasonForm):
 
 
 class EnqueueForm(ReasonForm):
-    field_order = ["action_type", "payload", "idempotency_key", "not_before", "reason"]
+    field_order = [
+        "action_type",
+        "payload",
+        "idempotency_key",
+        "not_before",
+        "priority",
+        "requires_approval",
+        "reason",
+    ]
 
     # The initial type matches the initial payload, and needs no LLM.
     action_type = forms.ChoiceField(choices=[], initial="POST_SOCIAL")
@@ -110,6 +119,24 @@ class EnqueueForm(ReasonForm):
         help_text="Optional; empty means as soon as possible.",
     )
 
+    priority = forms.IntegerField(
+        required=False,
+        initial=0,
+        min_value=MIN_PRIORITY,
+        max_value=MAX_PRIORITY,
+        widget=forms.NumberInput(attrs={"style": "width: 5em"}),
+        help_text=f"{MIN_PRIORITY} to {MAX_PRIORITY}; higher runs first (empty: 0).",
+    )
+
+    def clean_priority(self) -> int:
+        return self.cleaned_data["priority"] or 0
+
+    requires_approval = forms.BooleanField(
+        required=False,
+        label="Requires approval",
+        help_text="In REAL mode, a person approves its PROOF artifact before it runs for real.",
+    )
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["action_type"].choices = [(name, name) for name in action_types()]
@@ -119,3 +146,62 @@ class EnqueueForm(ReasonForm):
             return action_payload_from_json(text=self.cleaned_data["payload"])
         except InvalidPayload as exc:
             raise forms.ValidationError(str(exc)) from None
+
+
+# --- Flow control (docs/flow-control.md) -------------------------------------------------------------
+
+
+class ApproveForm(ReasonForm):
+    """Approve the artifact the person reviewed: its SHA-256 travels with the form."""
+
+    sha256 = forms.CharField(max_length=64, widget=forms.HiddenInput)
+
+
+class RejectForm(ReasonForm):
+    pass
+
+
+class TypePauseForm(ReasonForm):
+    action_type = forms.ChoiceField(choices=[], label="Action type")
+
+    def __init__(self, *args, paused: list[str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Known types, plus any paused name whose adapter has gone (so it can still be resumed).
+        names = sorted(set(action_types()) | set(paused or ()))
+        self.fields["action_type"].choices = [(name, name) for name in names]
+
+
+class ActionIdsTextField(forms.CharField):
+    """Action ids typed as ``12, 13 14`` or ``#12 #13``."""
+
+    def to_python(self, value) -> list[int]:
+        text = super().to_python(value)
+        ids = []
+        for item in text.replace(",", " ").split():
+            item = item.lstrip("#")
+            if not item.isdigit() or int(item) <= 0:
+                raise forms.ValidationError(f"{item!r} is not an action id.")
+            ids.append(int(item))
+        if len(ids) > MAX_BULK_ACTIONS:
+            raise forms.ValidationError(f"At most {MAX_BULK_ACTIONS:,} actions per request.")
+        return ids
+
+
+class QueueActionsForm(ReasonForm):
+    """Cancel actions, or change their priority, by id."""
+
+    field_order = ["action_ids", "priority", "reason"]
+
+    action_ids = ActionIdsTextField(
+        label="Action ids",
+        max_length=20000,
+        widget=forms.TextInput(attrs={"placeholder": "e.g. 12, 13, 20", "size": 24}),
+        error_messages={"required": "Name at least one action id."},
+    )
+    priority = forms.IntegerField(
+        required=False,
+        min_value=MIN_PRIORITY,
+        max_value=MAX_PRIORITY,
+        widget=forms.NumberInput(attrs={"style": "width: 5em"}),
+        help_text=f"For “Set priority”: {MIN_PRIORITY} to {MAX_PRIORITY}.",
+    )

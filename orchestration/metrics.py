@@ -13,8 +13,8 @@ from django.db.models import Count
 from django.db.models.functions import Now
 
 #: Statuses that are still in the queue, and those an action finished in (by outcome).
-QUEUED = ("PENDING", "READY", "RETRY", "RUNNING")
-FINISHED = ("SUCCESS", "DLQ", "FAILED")
+QUEUED = ("PENDING", "READY", "RETRY", "RUNNING", "AWAITING_APPROVAL")
+FINISHED = ("SUCCESS", "DLQ", "FAILED", "CANCELLED", "REJECTED")
 
 
 class AolCollector:
@@ -57,8 +57,8 @@ class AolCollector:
         )
         finished = Gauge(
             "aol_actions_finished",
-            "Actions that finished, per action type and outcome (SUCCESS, DLQ, FAILED). A gauge: operators can "
-            "requeue DLQ actions.",
+            "Actions that finished, per action type and outcome (SUCCESS, DLQ, FAILED, CANCELLED, REJECTED). A "
+            "gauge: operators can requeue DLQ actions.",
             labels=["action_type", "outcome"],
         )
         for action_type in types:
@@ -116,6 +116,24 @@ class AolCollector:
             gauge = Gauge(f"aol_control_{name}", doc)
             gauge.add_metric([], 1 if flags[name] else 0)
             yield gauge
+        yield from self._flow_control(Gauge, types)
+
+    def _flow_control(self, Gauge, types):
+        """Per-type pauses and rate-limit deferrals (docs/flow-control.md)."""
+        from orchestration.models import Action, ActionTypePause
+
+        paused = set(ActionTypePause.objects.values_list("action_type", flat=True))
+        gauge = Gauge("aol_action_type_paused", "1 when operators paused this action type.", labels=["action_type"])
+        for action_type in sorted(set(types) | paused):
+            gauge.add_metric([action_type], 1 if action_type in paused else 0)
+        yield gauge
+        deferred = dict(Action.objects.deferred().order_by().values_list("action_type").annotate(n=Count("id")))
+        gauge = Gauge(
+            "aol_actions_deferred", "Waiting actions a rate limit pushed back, per action type.", labels=["action_type"]
+        )
+        for action_type in sorted(set(types) | set(deferred)):
+            gauge.add_metric([action_type], deferred.get(action_type, 0))
+        yield gauge
 
 
 def metrics_render() -> tuple[bytes, str]:

@@ -4,6 +4,7 @@ Table names are fixed by the seeds (``aol_*``). Invariants live in the database 
 so a shell session that bypasses the services still cannot write an impossible row.
 """
 
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
@@ -117,19 +118,32 @@ class ActionStatus(models.TextChoices):
     RETRY = "RETRY"  # failed transiently; due again at not_before
     DLQ = "DLQ"  # dead: out of attempts or failed permanently; waits for an operator
     NEEDS_REVIEW = "NEEDS_REVIEW"  # outcome unknown after a crash of a non-idempotent REAL attempt; a person decides
+    # Flow control (docs/flow-control.md):
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"  # its PROOF artifact waits for a person to approve the REAL run
+    REJECTED = "REJECTED"  # a person rejected its PROOF artifact; never runs for real; terminal
+    CANCELLED = "CANCELLED"  # cancelled by an operator before it ran (or stopped on request); terminal
 
 
 DUE_STATUSES = (ActionStatus.PENDING, ActionStatus.READY, ActionStatus.RETRY)
 #: Statuses of actions still waiting for the daemon or an operator: the queue's depth.
 #: Statuses that wait for a person: retry or discard them from the console or the admin.
 ATTENTION_STATUSES = (ActionStatus.DLQ, ActionStatus.NEEDS_REVIEW)
-OPEN_STATUSES = (*DUE_STATUSES, ActionStatus.RUNNING, *ATTENTION_STATUSES)
+OPEN_STATUSES = (*DUE_STATUSES, ActionStatus.RUNNING, *ATTENTION_STATUSES, ActionStatus.AWAITING_APPROVAL)
+#: Statuses an action never leaves on its own (operators cannot retry them either).
+TERMINAL_STATUSES = (ActionStatus.SUCCESS, ActionStatus.FAILED, ActionStatus.REJECTED, ActionStatus.CANCELLED)
+#: Statuses an operator may cancel outright; a RUNNING action can only be asked to stop.
+CANCELLABLE_STATUSES = (*DUE_STATUSES, ActionStatus.AWAITING_APPROVAL)
+#: Statuses whose priority an operator may still change.
+REPRIORITISABLE_STATUSES = (*DUE_STATUSES, ActionStatus.AWAITING_APPROVAL)
+#: Statuses counted by rate limits: actions that acted (or are acting) in the window.
+RATE_COUNTED_STATUSES = (ActionStatus.SUCCESS, ActionStatus.RUNNING)
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
 
 
 class ActionQuerySet(models.QuerySet):
     def due(self):
-        """Actions a daemon may claim now, in claim order (oldest due first)."""
-        return self.filter(status__in=DUE_STATUSES, not_before__lte=Now()).order_by("not_before", "id")
+        """Actions a daemon may claim now, in claim order: highest priority first, then oldest due first."""
+        return self.filter(status__in=DUE_STATUSES, not_before__lte=Now()).order_by("-priority", "not_before", "id")
 
     def running(self):
         return self.filter(status=ActionStatus.RUNNING)
@@ -140,6 +154,13 @@ class ActionQuerySet(models.QuerySet):
 
     def dead(self):
         return self.filter(status=ActionStatus.DLQ)
+
+    def awaiting_approval(self):
+        return self.filter(status=ActionStatus.AWAITING_APPROVAL)
+
+    def deferred(self):
+        """Waiting actions a rate limit pushed back (see services/rate_limits.py), soonest first."""
+        return self.filter(status__in=DUE_STATUSES).exclude(deferred_note="").order_by("not_before", "id")
 
 
 class ClaimedMode(models.TextChoices):
@@ -153,7 +174,7 @@ class Action(models.Model):
     idempotency_key = models.CharField(max_length=255, unique=True)
     action_type = models.CharField(max_length=64)
     payload = models.JSONField(default=dict)
-    status = models.CharField(max_length=16, choices=ActionStatus.choices, default=ActionStatus.PENDING)
+    status = models.CharField(max_length=20, choices=ActionStatus.choices, default=ActionStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0, help_text="Counted when claimed.")
     not_before = models.DateTimeField(db_default=Now(), help_text="Not claimed before this time.")
     last_error = models.TextField(blank=True)
@@ -167,6 +188,35 @@ class Action(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # --- Flow control (docs/flow-control.md) ---
+    priority = models.SmallIntegerField(
+        default=0,
+        validators=[MinValueValidator(MIN_PRIORITY), MaxValueValidator(MAX_PRIORITY)],
+        help_text=f"Higher runs first ({MIN_PRIORITY} to {MAX_PRIORITY}); first in, first out within a priority.",
+    )
+    requires_approval = models.BooleanField(
+        default=False, help_text="In REAL mode, a person approves its PROOF artifact first (also set per type)."
+    )
+    approval_artifact_ref = models.CharField(
+        max_length=500, blank=True, help_text="The PROOF artifact shown for approval (under AOL_ARTIFACTS_DIR)"
+    )
+    approval_sha256 = models.CharField(
+        max_length=64, blank=True, help_text="SHA-256 of that artifact; the REAL run is bound to it once approved"
+    )
+    approved_by = models.CharField(max_length=255, blank=True)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(
+        default=False, help_text="An operator asked the running attempt to stop; it ends CANCELLED."
+    )
+    deferred_note = models.CharField(
+        max_length=500, blank=True, help_text="Why a rate limit pushed not_before back; cleared when claimed"
+    )
+    rate_key = models.CharField(
+        max_length=255, blank=True, help_text="Rate-limit key taken from the payload (e.g. platform|account)"
+    )
+    rate_counted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a claim of it was counted against its rate limits"
+    )
 
     objects = ActionQuerySet.as_manager()
 
@@ -175,6 +225,7 @@ class Action(models.Model):
         permissions = [
             ("manage_dlq", "Can retry, discard and requeue actions"),
             ("enqueue_action", "Can enqueue actions from the operator console"),
+            ("approve_action", "Can approve or reject PROOF artifacts before their REAL run"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(status__in=ActionStatus.values), name="aol_actions_status_valid"),
@@ -182,14 +233,25 @@ class Action(models.Model):
                 condition=~Q(status=ActionStatus.RUNNING) | Q(lease_token__isnull=False),
                 name="aol_actions_running_has_token",
             ),
+            models.CheckConstraint(
+                condition=Q(priority__gte=MIN_PRIORITY, priority__lte=MAX_PRIORITY),
+                name="aol_actions_priority_range",
+            ),
         ]
         indexes = [
-            # The dequeue query: due statuses ordered by (not_before, id); small because it only
-            # holds rows that still have to run.
+            # The dequeue query: due statuses ordered by (-priority, not_before, id); small because
+            # it only holds rows that still have to run.
             models.Index(
-                fields=["not_before", "id"],
+                fields=["-priority", "not_before", "id"],
                 condition=Q(status__in=DUE_STATUSES),
                 name="aol_actions_due_idx",
+            ),
+            # Rate limits: counted runs of one key in a window, and the slots already promised to
+            # deferred actions of that key. Only rows of rate-limited types are in it.
+            models.Index(
+                fields=["action_type", "rate_key", "rate_counted_at"],
+                condition=~Q(rate_key=""),
+                name="aol_actions_rate_idx",
             ),
             # Per-status counts and the admin's status filter.
             models.Index(fields=["status", "action_type"], name="aol_actions_status_idx"),
@@ -350,3 +412,67 @@ class Schedule(models.Model):
         from orchestration.services.schedules import schedule_clean
 
         schedule_clean(schedule=self)
+
+
+# --- Flow control: per-type pauses and rate limits (docs/flow-control.md) ----------------------------
+
+
+class ActionTypePause(models.Model):
+    """One paused action type: the daemon claims none of its actions while the row exists.
+
+    Written only through ``control_pause_type`` / ``control_resume_type`` (audited); the global
+    pause (``ControlFlags.paused``) still stops everything.
+    """
+
+    action_type = models.CharField(max_length=64, primary_key=True)
+    paused_by = models.CharField(max_length=255)
+    reason = models.TextField()
+    paused_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "aol_action_type_pauses"
+        verbose_name = "paused action type"
+
+    def __str__(self) -> str:
+        return f"{self.action_type} paused by {self.paused_by}"
+
+
+class RateLimit(models.Model):
+    """At most ``max_count`` runs of ``action_type`` per key in any ``period_seconds`` window.
+
+    The key is made of the payload fields in ``key_fields`` (for POST_SOCIAL: ``platform,account``);
+    empty means one key for the whole type. Rows for an action type replace the defaults from
+    AOL_RATE_LIMITS for that type (a disabled row switches them off).
+    """
+
+    action_type = models.CharField(max_length=64)
+    key_fields = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Comma-separated payload fields forming the key, e.g. platform,account; empty: the whole type.",
+    )
+    max_count = models.PositiveIntegerField(validators=[MinValueValidator(1)], help_text="Runs allowed per window")
+    period_seconds = models.PositiveIntegerField(
+        validators=[MinValueValidator(1)], help_text="The window, in seconds (3600: an hour, 86400: a day)"
+    )
+    enabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        db_table = "aol_rate_limits"
+        verbose_name = "rate limit"
+        constraints = [
+            models.CheckConstraint(condition=Q(max_count__gte=1), name="aol_rate_limits_max_count_positive"),
+            models.CheckConstraint(condition=Q(period_seconds__gte=1), name="aol_rate_limits_period_positive"),
+        ]
+        indexes = [models.Index(fields=["action_type"], name="aol_rate_limits_type_idx")]
+
+    def __str__(self) -> str:
+        key = f" per {self.key_fields}" if self.key_fields else ""
+        return f"{self.action_type}: {self.max_count} per {self.period_seconds}s{key}"
+
+    def clean(self) -> None:
+        from orchestration.services.rate_limits import rate_limit_validate
+
+        rate_limit_validate(limit=self)

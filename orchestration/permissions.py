@@ -5,6 +5,8 @@ KILL_DAEMON = "orchestration.kill_daemon"  # kill and revive
 SWITCH_MODE = "orchestration.switch_mode"  # go REAL
 MANAGE_DLQ = "orchestration.manage_dlq"  # retry, discard, requeue now
 ENQUEUE_ACTION = "orchestration.enqueue_action"
+APPROVE_ACTION = "orchestration.approve_action"  # approve or reject PROOF artifacts before their REAL run
 
-#: Created by migration 0004 with every permission above except SWITCH_MODE.
+#: Created by migration 0004 with every permission above except SWITCH_MODE and APPROVE_ACTION
+#: (migration 0007 adds editing rate limits).
 OPERATORS_GROUP = "AOL operators"

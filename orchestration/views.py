@@ -5,6 +5,7 @@ every change (and write the execution log and audit rows), and the views only au
 check the one permission each control needs, validate the form and report back.
 """
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,10 +25,27 @@ from django.views.decorators.http import require_GET, require_POST
 
 from orchestration import permissions
 from orchestration.conf import aol
-from orchestration.exceptions import ControlChangeRejected, IdempotencyConflict, InvalidAction, UnknownActionType
-from orchestration.forms import DlqForm, EnqueueForm, KillForm, RealModeForm, ReasonForm
-from orchestration.models import Action
-from orchestration.services import control, queue
+from orchestration.exceptions import (
+    ControlChangeRejected,
+    IdempotencyConflict,
+    InvalidAction,
+    InvalidPriority,
+    UnknownActionType,
+)
+from orchestration.forms import (
+    ApproveForm,
+    DlqForm,
+    EnqueueForm,
+    KillForm,
+    QueueActionsForm,
+    RealModeForm,
+    ReasonForm,
+    RejectForm,
+    TypePauseForm,
+)
+from orchestration.models import Action, ActionStatus
+from orchestration.services import control, flow, queue
+from orchestration.services.approval import action_approve, action_reject, approval_review
 from orchestration.services.audit import admin_log_write, audit_denied
 from orchestration.services.status import status_snapshot
 
@@ -150,6 +168,7 @@ def _status_page(request: HttpRequest, *, bound: dict[str, forms.Form] | None = 
         "refresh_seconds": f"{float(aol.console_refresh_seconds):g}",
         "max_bulk": queue.MAX_BULK_ACTIONS,
         "permissions": permissions,
+        **_flow_context(request, snapshot=snapshot, bound=bound),
     }
     return TemplateResponse(request, "orchestration/status.html", context)
 
@@ -244,11 +263,15 @@ def enqueue(request: HttpRequest) -> HttpResponse:
                 payload=data["payload"],
                 idempotency_key=data["idempotency_key"] or None,
                 not_before=data["not_before"],
+                priority=data["priority"],
+                requires_approval=data["requires_approval"],
                 actor=_actor(request),
                 reason=data["reason"],
             )
         except UnknownActionType as exc:
             form.add_error("action_type", str(exc))
+        except InvalidPriority as exc:
+            form.add_error("priority", str(exc))
         except IdempotencyConflict as exc:
             form.add_error("idempotency_key", str(exc))
         except InvalidAction as exc:
@@ -278,3 +301,195 @@ def enqueue(request: HttpRequest) -> HttpResponse:
                 )
             return redirect("orchestration:status")
     return _status_page(request, bound={"enqueue": form})
+
+
+# --- Flow control: per-type pause, cancel, priority, approvals (docs/flow-control.md) -------------------
+
+
+def _flow_context(request: HttpRequest, *, snapshot: dict, bound: dict[str, forms.Form]) -> dict:
+    user = request.user
+    paused = [pause["action_type"] for pause in snapshot["paused_types"]]
+    return {
+        "type_pause_form": bound.get("types") or TypePauseForm(prefix="types", paused=paused),
+        "type_pause_allowed": user.has_perm(permissions.PAUSE_DAEMON),
+        "queue_form": bound.get("queue") or QueueActionsForm(prefix="queue"),
+        "queue_allowed": user.has_perm(permissions.MANAGE_DLQ),
+        "approve_allowed": user.has_perm(permissions.APPROVE_ACTION),
+        "action_type_rows": [
+            {
+                "action_type": name,
+                "pause": next((p for p in snapshot["paused_types"] if p["action_type"] == name), None),
+                "approval": name in snapshot["approval_required_types"],
+                "settings": next((t for t in snapshot["type_settings"] if t["action_type"] == name), None),
+            }
+            for name in sorted({t["action_type"] for t in snapshot["type_settings"]} | set(paused))
+        ],
+    }
+
+
+TYPE_CONTROLS = {
+    "pause": ("pause type", control.control_pause_type, "paused: no new action of it starts"),
+    "resume": ("resume type", control.control_resume_type, "resumed"),
+}
+
+
+@require_POST
+@staff_required
+def type_pause_change(request: HttpRequest, verb: str) -> HttpResponse:
+    if verb not in TYPE_CONTROLS:
+        raise Http404(f"Unknown control {verb!r}.")
+    label, service, outcome = TYPE_CONTROLS[verb]
+    if not request.user.has_perm(permissions.PAUSE_DAEMON):
+        target = f"action type {request.POST.get('types-action_type', '?')}"[:255]
+        return _refuse(request, verb=label, permission=permissions.PAUSE_DAEMON, target=target)
+    paused = list(control.control_paused_types())
+    form = TypePauseForm(request.POST, prefix="types", paused=[p.action_type for p in paused])
+    if form.is_valid():
+        action_type = form.cleaned_data["action_type"]
+        try:
+            _, changed = service(action_type=action_type, actor=_actor(request), reason=form.cleaned_data["reason"])
+        except ControlChangeRejected as exc:
+            form.add_error("action_type", str(exc))
+        else:
+            if changed:
+                messages.success(request, f"{action_type} {outcome}.")
+            else:
+                messages.info(request, f"{action_type}: it already was so; nothing changed.")
+            return redirect("orchestration:status")
+    return _status_page(request, bound={"types": form})
+
+
+@require_POST
+@staff_required
+def queue_actions_change(request: HttpRequest, operation: str) -> HttpResponse:
+    """Cancel actions, or set their priority, by id (manage_dlq)."""
+    verbs = {"cancel": "cancel", "priority": "set priority"}
+    if operation not in verbs:
+        raise Http404(f"Unknown operation {operation!r}.")
+    if not request.user.has_perm(permissions.MANAGE_DLQ):
+        return _refuse(request, verb=verbs[operation], permission=permissions.MANAGE_DLQ, target="actions")
+    form = QueueActionsForm(request.POST, prefix="queue")
+    if form.is_valid():
+        ids, reason = form.cleaned_data["action_ids"], form.cleaned_data["reason"]
+        try:
+            if operation == "cancel":
+                report = flow.action_cancel(action_ids=ids, actor=_actor(request), reason=reason)
+                changed = [*report.cancelled, *report.stop_requested]
+                summary = f"{len(report.cancelled)} action(s) cancelled" + (
+                    f", {len(report.stop_requested)} running action(s) asked to stop" if report.stop_requested else ""
+                )
+            else:
+                if form.cleaned_data["priority"] is None:
+                    raise InvalidPriority("Give the new priority.")
+                changed = flow.action_set_priority(
+                    action_ids=ids, priority=form.cleaned_data["priority"], actor=_actor(request), reason=reason
+                )
+                summary = f"{len(changed)} action(s) now at priority {form.cleaned_data['priority']}"
+        except InvalidPriority as exc:
+            form.add_error("priority", str(exc))
+        except ControlChangeRejected as exc:
+            form.add_error("action_ids", str(exc))
+        else:
+            admin_log_write(
+                user_id=request.user.pk,
+                objects=Action.objects.filter(pk__in=changed),
+                message=f"{verbs[operation]} from the status view; reason: {reason}",
+            )
+            if changed:
+                messages.success(request, f"{verbs[operation]}: {summary}.")
+            else:
+                messages.info(request, f"{verbs[operation]}: nothing needed changing.")
+            return redirect("orchestration:status")
+    return _status_page(request, bound={"queue": form})
+
+
+#: The most actions the approvals page lists.
+APPROVALS_LISTED = 200
+
+
+@never_cache
+@require_GET
+@staff_required
+def approvals(request: HttpRequest) -> HttpResponse:
+    waiting = list(Action.objects.awaiting_approval().order_by("-priority", "updated_at", "id")[: APPROVALS_LISTED + 1])
+    context = {
+        **admin.site.each_context(request),
+        "title": "Approvals",
+        "waiting": waiting[:APPROVALS_LISTED],
+        "more": len(waiting) > APPROVALS_LISTED,
+        "approve_allowed": request.user.has_perm(permissions.APPROVE_ACTION),
+        "permissions": permissions,
+    }
+    return TemplateResponse(request, "orchestration/approvals.html", context)
+
+
+def _approval_page(
+    request: HttpRequest, action: Action, *, bound: dict[str, forms.Form] | None = None, status: int = 200
+):
+    bound = bound or {}
+    awaiting = action.status == ActionStatus.AWAITING_APPROVAL
+    review = approval_review(action=action) if action.approval_artifact_ref else None
+    context = {
+        **admin.site.each_context(request),
+        "title": f"Approve action #{action.pk}",
+        "action": action,
+        "awaiting": awaiting,
+        "review": review,
+        "payload": json.dumps(action.payload, indent=2, ensure_ascii=False, sort_keys=True),
+        "approve_form": bound.get("approve")
+        or ApproveForm(prefix="approve", initial={"sha256": action.approval_sha256}),
+        "reject_form": bound.get("reject") or RejectForm(prefix="reject"),
+        "approve_allowed": request.user.has_perm(permissions.APPROVE_ACTION),
+        "permissions": permissions,
+    }
+    return TemplateResponse(request, "orchestration/approval.html", context, status=status)
+
+
+@never_cache
+@require_GET
+@staff_required
+def approval_detail(request: HttpRequest, action_id: int) -> HttpResponse:
+    action = Action.objects.filter(pk=action_id).first()
+    if action is None:
+        raise Http404(f"No action #{action_id}.")
+    return _approval_page(request, action)
+
+
+@require_POST
+@staff_required
+def approval_decide(request: HttpRequest, action_id: int, decision: str) -> HttpResponse:
+    if decision not in ("approve", "reject"):
+        raise Http404(f"Unknown decision {decision!r}.")
+    if not request.user.has_perm(permissions.APPROVE_ACTION):
+        return _refuse(request, verb=decision, permission=permissions.APPROVE_ACTION, target=f"action #{action_id}")
+    action = Action.objects.filter(pk=action_id).first()
+    if action is None:
+        raise Http404(f"No action #{action_id}.")
+    form = (ApproveForm if decision == "approve" else RejectForm)(request.POST, prefix=decision)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            if decision == "approve":
+                action = action_approve(
+                    action_id=action.pk, sha256=data["sha256"], actor=_actor(request), reason=data["reason"]
+                )
+            else:
+                action = action_reject(action_id=action.pk, actor=_actor(request), reason=data["reason"])
+        except ControlChangeRejected as exc:
+            form.add_error(None, str(exc))
+        else:
+            admin_log_write(
+                user_id=request.user.pk,
+                objects=[action],
+                message=f"{decision} from the console (sha256 {action.approval_sha256}); reason: {data['reason']}",
+            )
+            if decision == "approve":
+                messages.success(
+                    request,
+                    f"Action #{action.pk} approved: it runs for real next, bound to sha256 {action.approval_sha256}.",
+                )
+            else:
+                messages.success(request, f"Action #{action.pk} rejected: it will not run for real.")
+            return redirect("orchestration:approvals")
+    action.refresh_from_db()
+    return _approval_page(request, action, bound={decision: form})

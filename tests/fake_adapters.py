@@ -8,8 +8,10 @@ import os
 import time
 from typing import Any
 
-from orchestration.adapters.artifacts import artifact_ensure, proof_artifact_ref
+from orchestration.adapters.artifacts import artifact_ensure, proof_artifact_ref, sha256_bytes
 from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt
+from orchestration.adapters.post_social import PostSocialAdapter
+from orchestration.conf import aol
 from orchestration.exceptions import InvalidPayload, PermanentAdapterError
 
 #: The exit status of a process killed by CRASH.
@@ -146,3 +148,35 @@ class SlowAdapter(ActionAdapter):
 
 #: In-process fakes, put into the registry by tests/services/test_daemon.py with monkeypatch.
 ALL = [SucceedsAdapter(), RaisesTransientAdapter(), RaisesPermanentAdapter(), SlowAdapter()]
+
+
+# --- Flow control (docs/flow-control.md) -----------------------------------------------------------------
+
+#: Replaces the shipped POST_SOCIAL with one that can run for REAL (see RealPostSocialAdapter).
+FLOW_ADAPTERS = ["tests.fake_adapters.RealPostSocialAdapter"]
+SENT_LOG = "sent.log"
+
+
+class RealPostSocialAdapter(PostSocialAdapter):
+    """POST_SOCIAL with a REAL integration that "posts" by appending one line to ``sent.log`` in the
+    artifacts directory: ``<idempotency key> <sha256 of the PROOF content it rendered> <message>``.
+
+    The shipped POST_SOCIAL has no REAL integration (it refuses REAL), so tests of the approval gate
+    register this one under the same action type (AOL_EXTRA_ADAPTERS overrides the built-in)."""
+
+    supports_real = True
+
+    def execute_real(self, action, *, attempt: Attempt) -> ActionResult:
+        attempt.checkpoint()
+        rendered = sha256_bytes(self.proof_render(action).content)
+        log = aol.artifacts_dir / SENT_LOG
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as handle:
+            handle.write(f"{action.idempotency_key} {rendered} {action.payload['message']}\n")
+        return ActionResult(message=f"REAL: posted to {action.payload['platform']}")
+
+
+def sent_lines(artifacts_dir) -> list[list[str]]:
+    """What RealPostSocialAdapter "posted": [key, sha256, message] per line."""
+    path = artifacts_dir / SENT_LOG
+    return [line.split(" ", 2) for line in path.read_text().splitlines()] if path.exists() else []

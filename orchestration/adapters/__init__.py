@@ -9,7 +9,7 @@ from functools import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt
+from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, ProofRender
 from orchestration.adapters.draft_social import DraftSocialAdapter
 from orchestration.adapters.post_social import PostSocialAdapter
 from orchestration.adapters.send_email import SendEmailAdapter
@@ -57,4 +57,13 @@ def action_types() -> list[str]:
     return sorted(adapters_all())
 
 
-__all__ = ["ADAPTERS", "ActionAdapter", "ActionResult", "Attempt", "action_types", "adapter_get", "adapters_all"]
+__all__ = [
+    "ADAPTERS",
+    "ActionAdapter",
+    "ActionResult",
+    "Attempt",
+    "ProofRender",
+    "action_types",
+    "adapter_get",
+    "adapters_all",
+]

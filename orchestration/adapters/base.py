@@ -25,6 +25,14 @@ class ActionResult:
     artifact_sha256: str = ""
 
 
+@dataclass(frozen=True)
+class ProofRender:
+    """A PROOF artifact's name and exact bytes, rendered without writing anything."""
+
+    ref: str
+    content: bytes
+
+
 @dataclass
 class Attempt:
     """One execution of an action, as the adapter sees it.
@@ -45,6 +53,8 @@ class Attempt:
     deadline: float | None = None
     stop: threading.Event = field(default_factory=threading.Event)
     stop_reason: str = ""
+    #: The action's id, so the daemon's watchdog can pass on an operator's cancel request.
+    action_id: int | None = None
 
     def request_stop(self, reason: str) -> None:
         """Ask the attempt to stop at its next check (safe from any thread)."""
@@ -92,6 +102,22 @@ class ActionAdapter:
     supports_real: ClassVar[bool] = False
     #: What to configure to enable REAL mode, for the refusal message.
     real_setup_hint: ClassVar[str] = "No REAL integration exists for this action type yet; keep PROOF mode on."
+    #: Payload fields a rate limit may use as its key (empty: any field name is accepted).
+    rate_key_fields: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def supports_approval(self) -> bool:
+        """Its PROOF artifact can be re-rendered exactly (``proof_render``), so an approval can be bound
+        to it: the approval gate checks, before the REAL run, that the content is still the approved one."""
+        return type(self).proof_render is not ActionAdapter.proof_render
+
+    def proof_render(self, action: "Action") -> ProofRender:
+        """The PROOF artifact of ``action`` (name and bytes) without writing it.
+
+        Adapters whose PROOF content depends only on the action implement it (and write what it
+        returns in ``execute_proof``); the approval gate needs it.
+        """
+        raise NotImplementedError(f"{self.action_type} cannot re-render its PROOF artifact")
 
     def validate(self, payload: dict[str, Any]) -> None:
         """Raise InvalidPayload naming what is wrong with ``payload``."""

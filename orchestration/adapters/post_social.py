@@ -3,7 +3,7 @@
 from typing import Any
 
 from orchestration.adapters.artifacts import artifact_write, proof_artifact_ref
-from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, require_fields
+from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, ProofRender, require_fields
 from orchestration.exceptions import InvalidPayload
 
 #: Platforms we know and the longest message each accepts, in characters.
@@ -22,6 +22,8 @@ PLATFORM_MAX_CHARS = {
 class PostSocialAdapter(ActionAdapter):
     action_type = "POST_SOCIAL"
     description = 'Post a message to a social network. Payload: {"platform": "twitter", "message": "…"}'
+    #: A rate limit per account: {"action_type": "POST_SOCIAL", "key_fields": ["platform", "account"], …}
+    rate_key_fields = ("platform", "account")
     real_setup_hint = (
         "no social network integration is configured (none ships yet); keep PROOF mode on "
         "(AOL_PROOF_MODE=1, run_aol_daemon --proof, or the proof_mode flag)."
@@ -39,11 +41,11 @@ class PostSocialAdapter(ActionAdapter):
                 f"'message' is {len(payload['message'])} characters; {platform} allows at most {limit}."
             )
 
-    def execute_proof(self, action, *, attempt: Attempt) -> ActionResult:
-        payload = action.payload
-        ref = proof_artifact_ref(action=action, folder="post_social")
+    def proof_render(self, action) -> ProofRender:
         # The content depends only on the action, so a re-run after a crash writes the same bytes
-        # to the same name and artifact_write leaves the first copy in place.
+        # to the same name (artifact_write leaves the first copy in place), and the approval gate
+        # can re-render it to check that what goes out is what a person approved.
+        payload = action.payload
         content = (
             "AICMO PROOF artifact: nothing was posted.\n"
             f"action_id: {action.pk}\n"
@@ -55,9 +57,14 @@ class PostSocialAdapter(ActionAdapter):
             "--- message ---\n"
             f"{payload['message']}\n"
         ).encode()
-        sha256 = artifact_write(ref=ref, content=content)
+        return ProofRender(ref=proof_artifact_ref(action=action, folder="post_social"), content=content)
+
+    def execute_proof(self, action, *, attempt: Attempt) -> ActionResult:
+        payload = action.payload
+        render = self.proof_render(action)
+        sha256 = artifact_write(ref=render.ref, content=render.content)
         return ActionResult(
             message=f"PROOF: would post {len(payload['message'])} characters to {payload['platform']}",
-            artifact_ref=ref,
+            artifact_ref=render.ref,
             artifact_sha256=sha256,
         )

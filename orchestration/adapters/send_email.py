@@ -23,7 +23,7 @@ from django.core.mail import EmailMessage, get_connection
 from django.core.validators import validate_email
 
 from orchestration.adapters.artifacts import artifact_write, safe_filename_part, sha256_bytes
-from orchestration.adapters.base import ActionAdapter, ActionResult, require_fields
+from orchestration.adapters.base import ActionAdapter, ActionResult, ProofRender, require_fields
 from orchestration.exceptions import InvalidPayload, PermanentAdapterError, RealRunUnconfigured, TransientAdapterError
 
 MAX_RECIPIENTS = 50
@@ -147,17 +147,22 @@ class SendEmailAdapter(ActionAdapter):
         """The RFC 5322 message as the SMTP backend sends it (CRLF line endings)."""
         return message.message().as_bytes(linesep="\r\n")
 
-    # ``attempt`` is the daemon's Attempt (deadline, stop request) where the adapter base passes one.
-    def execute_proof(self, action, *, attempt=None) -> ActionResult:
-        message = self.build_message(action)
-        content = self.message_bytes(message)
+    def proof_render(self, action) -> ProofRender:
+        """The exact message REAL mode would send: deterministic per action (Date from created_at,
+        Message-ID from the key), so the approval gate can bind a REAL send to an approved hash."""
         stamp = action.created_at.strftime("%Y%m%dT%H%M%S%fZ")
         ref = f"send_email/{stamp}_{safe_filename_part(action.idempotency_key)}.eml"
-        sha256 = artifact_write(ref=ref, content=content)
+        return ProofRender(ref=ref, content=self.message_bytes(self.build_message(action)))
+
+    # ``attempt`` is the daemon's Attempt (deadline, stop request) where the adapter base passes one.
+    def execute_proof(self, action, *, attempt=None) -> ActionResult:
+        render = self.proof_render(action)
+        sha256 = artifact_write(ref=render.ref, content=render.content)
+        message = self.build_message(action)
         return ActionResult(
             message=f"PROOF: would send {len(message.to)} recipient(s) {message.extra_headers['Message-ID']}; "
             "nothing was sent",
-            artifact_ref=ref,
+            artifact_ref=render.ref,
             artifact_sha256=sha256,
         )
 

@@ -9,7 +9,7 @@ exactly once" can be checked from the artifacts directory.
 from typing import Any
 
 from orchestration.adapters.artifacts import artifact_ensure, proof_artifact_ref
-from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt
+from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, ProofRender
 from orchestration.exceptions import InvalidPayload, PermanentAdapterError, TransientAdapterError
 
 #: The longest drill sleep accepted, in seconds.
@@ -52,9 +52,7 @@ class SleepAdapter(ActionAdapter):
         if fail == "transient":
             raise TransientAdapterError("SLEEP drill: transient failure, as the payload asked")
 
-    def execute_proof(self, action, *, attempt: Attempt) -> ActionResult:
-        self._sleep(action, attempt)
-        ref = proof_artifact_ref(action=action, folder="sleep")
+    def proof_render(self, action) -> ProofRender:
         content = (
             "AICMO PROOF artifact: SLEEP drill, nothing was done.\n"
             f"action_id: {action.pk}\n"
@@ -62,7 +60,13 @@ class SleepAdapter(ActionAdapter):
             f"created_at: {action.created_at.isoformat()}\n"
             f"seconds: {action.payload['seconds']}\n"
         ).encode()
-        sha256, already_there = artifact_ensure(ref=ref, content=content)
+        return ProofRender(ref=proof_artifact_ref(action=action, folder="sleep"), content=content)
+
+    def execute_proof(self, action, *, attempt: Attempt) -> ActionResult:
+        self._sleep(action, attempt)
+        render = self.proof_render(action)
+        ref = render.ref
+        sha256, already_there = artifact_ensure(ref=ref, content=render.content)
         found = "; artifact from an earlier attempt verified, not rewritten" if already_there else ""
         return ActionResult(
             message=f"PROOF: slept {action.payload['seconds']}s{found}", artifact_ref=ref, artifact_sha256=sha256

@@ -10,7 +10,7 @@ import logging
 from django.db import IntegrityError, transaction
 
 from orchestration.exceptions import ControlChangeRejected
-from orchestration.models import AuditOutcome, ControlFlags, LogLevel
+from orchestration.models import ActionTypePause, AuditOutcome, ControlFlags, LogLevel
 from orchestration.services.audit import audit_write
 from orchestration.services.logs import log_write
 
@@ -96,3 +96,87 @@ def control_revive(*, actor: str, reason: str) -> tuple[ControlFlags, bool]:
 def control_set_proof_mode(*, enabled: bool, actor: str, reason: str) -> tuple[ControlFlags, bool]:
     verb = "switch to PROOF" if enabled else "switch to REAL"
     return _control_change(verb=verb, changes={"proof_mode": enabled}, actor=actor, reason=reason)
+
+
+# --- Pause per action type (docs/flow-control.md) ---------------------------------------------------------
+
+
+def control_paused_types() -> list[ActionTypePause]:
+    """The paused action types, oldest pause first."""
+    return list(ActionTypePause.objects.order_by("paused_at", "action_type"))
+
+
+def control_pause_type(*, action_type: str, actor: str, reason: str) -> tuple[ActionTypePause, bool]:
+    """Stop claiming actions of one type (the others go on); returns ``(pause, changed)``. Audited.
+
+    ControlChangeRejected, with nothing written, for an unknown action type or a missing reason.
+    A pause already in place is kept as it is (who paused it and why).
+    """
+    from orchestration.adapters import adapters_all
+
+    reason = operator_reason_clean(reason=reason, actor=actor, verb=f"pause {action_type}")
+    known = adapters_all()
+    if action_type not in known:
+        raise ControlChangeRejected(
+            f"Unknown action type {action_type!r}; known types: {', '.join(sorted(known))}. Nothing changed."
+        )
+    with transaction.atomic():
+        pause, created = ActionTypePause.objects.get_or_create(
+            action_type=action_type, defaults={"paused_by": actor[:255], "reason": reason}
+        )
+        log_write(
+            level=LogLevel.INFO,
+            message=f"pause type {action_type} by {actor}"
+            + ("" if created else f" (no change: already paused by {pause.paused_by})")
+            + f"; reason: {reason}",
+            actor=actor,
+        )
+        audit_write(
+            actor=actor,
+            verb="pause type",
+            outcome=AuditOutcome.DONE if created else AuditOutcome.NO_CHANGE,
+            reason=reason,
+            target=f"action type {action_type}",
+            before={"paused": not created},
+            after={"paused": True},
+        )
+    logger.info("control verb='pause type' type=%s actor=%s changed=%s reason=%r", action_type, actor, created, reason)
+    return pause, created
+
+
+def control_resume_type(*, action_type: str, actor: str, reason: str) -> tuple[str, bool]:
+    """Claim actions of ``action_type`` again; returns ``(action_type, changed)``. Audited.
+
+    Any paused name can be resumed, even one whose adapter has since been removed.
+    """
+    from orchestration.adapters import adapters_all
+
+    reason = operator_reason_clean(reason=reason, actor=actor, verb=f"resume {action_type}")
+    with transaction.atomic():
+        pause = ActionTypePause.objects.select_for_update().filter(action_type=action_type).first()
+        if pause is None and action_type not in adapters_all():
+            raise ControlChangeRejected(f"{action_type!r} is neither paused nor a known action type; nothing changed.")
+        if pause is not None:
+            pause.delete()
+        changed = pause is not None
+        log_write(
+            level=LogLevel.INFO,
+            message=f"resume type {action_type} by {actor}"
+            + ("" if changed else " (no change: not paused)")
+            + f"; reason: {reason}",
+            actor=actor,
+        )
+        audit_write(
+            actor=actor,
+            verb="resume type",
+            outcome=AuditOutcome.DONE if changed else AuditOutcome.NO_CHANGE,
+            reason=reason,
+            target=f"action type {action_type}",
+            before={
+                "paused": changed,
+                **({"paused_by": pause.paused_by, "paused_reason": pause.reason} if pause else {}),
+            },
+            after={"paused": False},
+        )
+    logger.info("control verb='resume type' type=%s actor=%s changed=%s reason=%r", action_type, actor, changed, reason)
+    return action_type, changed

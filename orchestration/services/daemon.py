@@ -49,13 +49,18 @@ from orchestration.exceptions import (
     InvalidAction,
     LeaseHeldElsewhere,
     LeaseNotHeld,
+    PermanentAdapterError,
 )
-from orchestration.models import Action, ActionStatus, ControlFlags, TickStatus
+from orchestration.models import Action, ActionStatus, ClaimedMode, ControlFlags, TickStatus
+from orchestration.services.approval import approval_check_proof_run, approval_verify_before_real
 from orchestration.services.control import control_flags_get
 from orchestration.services.lease import lease_acquire_or_renew, lease_release, lease_renew
 from orchestration.services.ledger import tick_record
 from orchestration.services.queue import (
+    action_approval_gated,
     action_claim_due,
+    action_mark_awaiting_approval,
+    action_mark_cancelled_if_requested,
     action_mark_failure,
     action_mark_interrupted,
     action_mark_needs_review,
@@ -66,6 +71,7 @@ from orchestration.services.queue import (
     action_recover_orphans,
 )
 from orchestration.services.schedules import schedule_fire_due
+from orchestration.typeconf import action_type_settings
 
 logger = logging.getLogger("orchestration")
 
@@ -79,6 +85,9 @@ EXIT_WEDGED = 5  # adapter threads that overran their deadline pile up; restart 
 
 # Outcomes of one attempt, for the tick's counts.
 SUCCEEDED, FAILED, INTERRUPTED = "succeeded", "failed", "interrupted"
+CANCELLED = "cancelled"  # stopped on an operator's request (not counted as attempted, like INTERRUPTED)
+#: The stop reason handed to an attempt whose action an operator cancelled.
+CANCEL_REQUESTED = "cancel requested by an operator"
 
 
 #: How often a tick's ledger row also records the queue depth per open status.
@@ -319,12 +328,13 @@ class Daemon:
             self._standby_holder = None
             self.out(f"[AOL] Lease acquired: token {result.token} ({result.reason}).")
             recovered = action_recover_orphans(token=self.token, actor=self.config.owner)
-            if recovered.retried or recovered.dead or recovered.review:
-                total = len(recovered.retried) + len(recovered.dead) + len(recovered.review)
+            if recovered.retried or recovered.dead or recovered.review or recovered.cancelled:
+                total = len(recovered.retried) + len(recovered.dead) + len(recovered.review) + len(recovered.cancelled)
                 self.out(
                     f"[AOL] Recovered {total} action(s) left RUNNING by an earlier holder: "
                     f"{len(recovered.retried)} to RETRY, {len(recovered.dead)} to DLQ, "
-                    f"{len(recovered.review)} to NEEDS_REVIEW."
+                    f"{len(recovered.review)} to NEEDS_REVIEW"
+                    + (f", {len(recovered.cancelled)} CANCELLED on request." if recovered.cancelled else ".")
                 )
 
     def _proof(self, flags: ControlFlags) -> bool:
@@ -343,7 +353,7 @@ class Daemon:
                 break
             outcome = self._dispatch(claimed[0], proof=proof, deadline=deadline)
             self._progress = time.monotonic()
-            if outcome != INTERRUPTED:
+            if outcome not in (INTERRUPTED, CANCELLED):
                 report.attempted += 1
             if outcome == SUCCEEDED:
                 report.succeeded += 1
@@ -372,15 +382,28 @@ class Daemon:
 
     def _dispatch(self, action: Action, *, proof: bool, deadline: float) -> str:
         """Run one attempt on the worker thread and record its outcome (fencing errors propagate)."""
+        # The claim decides the attempt's mode: a REAL daemon runs an action gated by approval in
+        # PROOF first, to make the artifact a person approves (services/approval.py).
+        for_approval = not proof and action.claimed_mode == ClaimedMode.PROOF
+        timeout = action_type_settings(action.action_type).timeout_seconds
+        type_deadline = time.monotonic() + timeout if timeout is not None else None
+        attempt_deadline = deadline if type_deadline is None else min(deadline, type_deadline)
+        overrun = self._overrun_message(
+            action, timeout=timeout if type_deadline is not None and type_deadline < deadline else None
+        )
         attempt = Attempt(
-            idempotency_key=action.idempotency_key, number=action.attempts, proof=proof, deadline=deadline
+            idempotency_key=action.idempotency_key,
+            number=action.attempts,
+            proof=proof or for_approval,
+            deadline=attempt_deadline,
+            action_id=action.pk,
         )
         self._attempt = attempt
         # A kill, stop or lost lease that came in since the last check (pause lets it run).
         if self._stop.is_set() or self._flags_seen["killed"] or self._lease_lost.is_set():
             attempt.request_stop(self._stop_reason or ("kill flag set" if self._flags_seen["killed"] else "lease lost"))
         try:
-            job = self._runner.call(partial(_execute, action, attempt), deadline=deadline)
+            job = self._runner.call(partial(_execute, action, attempt, for_approval), deadline=attempt_deadline)
         finally:
             self._attempt = None
         if not job.done.is_set():
@@ -389,19 +412,23 @@ class Daemon:
             self._runner.abandon()
             if self._runner.abandoned_alive() >= self.config.max_abandoned_threads:
                 self._wedged = True
-            self._record_unknown_outcome(action, AttemptDeadlineExceeded(self._overrun_message()))
-            return FAILED
+            return self._record_unknown_outcome(action, AttemptDeadlineExceeded(overrun))
         if job.error is None:
+            if for_approval:
+                return self._record_awaiting_approval(action, job.result)
             self._record_success(action, job.result)
             return SUCCEEDED
         exc = job.error
         if isinstance(exc, AttemptInterrupted):
+            if self._cancel_if_requested(action, outcome=f"stopped at a safe point ({exc})"):
+                return CANCELLED
             action_mark_interrupted(action=action, token=self.token, actor=self.config.owner, reason=str(exc))
             logger.info("action id=%s type=%s interrupted: %s", action.pk, action.action_type, exc)
             return INTERRUPTED
         if isinstance(exc, AttemptDeadlineExceeded):
-            self._record_unknown_outcome(action, AttemptDeadlineExceeded(self._overrun_message()))
-            return FAILED
+            return self._record_unknown_outcome(action, AttemptDeadlineExceeded(overrun))
+        if self._cancel_if_requested(action, outcome=f"failed: {type(exc).__name__}: {exc}"):
+            return CANCELLED
         permanent = isinstance(exc, InvalidAction) or getattr(exc, "permanent", False)
         if not permanent and not hasattr(exc, "permanent"):
             logger.error(
@@ -420,20 +447,69 @@ class Daemon:
         logger.info("action id=%s type=%s status=%s error=%s", action.pk, action.action_type, status, exc)
         return FAILED
 
-    def _overrun_message(self) -> str:
+    def _overrun_message(self, action: Action | None = None, *, timeout: float | None = None) -> str:
+        if timeout is not None and action is not None:
+            return (
+                f"exceeded its deadline (the {action.action_type} timeout of {timeout:g}s, "
+                "AOL_ACTION_TYPES) and was abandoned"
+            )
         return (
             f"exceeded its deadline (the tick budget of {self.config.max_tick_seconds:g}s, "
             "AOL_MAX_TICK_SECONDS) and was abandoned"
         )
 
+    def _cancel_if_requested(self, action: Action, *, outcome: str) -> bool:
+        if not action_mark_cancelled_if_requested(
+            action=action, token=self.token, actor=self.config.owner, outcome=outcome
+        ):
+            return False
+        logger.info(
+            "action id=%s type=%s status=%s (%s)", action.pk, action.action_type, ActionStatus.CANCELLED, outcome
+        )
+        return True
+
+    def _record_awaiting_approval(self, action: Action, result: ActionResult) -> str:
+        """A gated action's PROOF run is done: park it for a person, or fail it if it made no artifact."""
+        if self._cancel_if_requested(action, outcome="made its PROOF artifact, but was cancelled before approval"):
+            return CANCELLED
+        if not result.artifact_ref or not result.artifact_sha256:
+            action_mark_failure(
+                action=action,
+                token=self.token,
+                actor=self.config.owner,
+                error="the PROOF run for approval made no artifact, so there is nothing to approve",
+                permanent=True,
+            )
+            return FAILED
+        action_mark_awaiting_approval(
+            action=action,
+            token=self.token,
+            actor=self.config.owner,
+            artifact_ref=result.artifact_ref,
+            artifact_sha256=result.artifact_sha256,
+        )
+        logger.info(
+            "action id=%s type=%s status=%s sha256=%s",
+            action.pk,
+            action.action_type,
+            ActionStatus.AWAITING_APPROVAL,
+            result.artifact_sha256,
+        )
+        return SUCCEEDED
+
     def _record_success(self, action: Action, result: ActionResult) -> None:
+        message, ref, sha256 = result.message, result.artifact_ref, result.artifact_sha256
+        if action.approved_at is not None and action.claimed_mode == ClaimedMode.REAL:
+            # Name what a person approved beside what was done.
+            message = f"{message} (approved by {action.approved_by or '?'}: sha256 {action.approval_sha256})"
+            ref, sha256 = ref or action.approval_artifact_ref, sha256 or action.approval_sha256
         action_mark_success(
             action=action,
             token=self.token,
             actor=self.config.owner,
-            message=result.message,
-            artifact_ref=result.artifact_ref,
-            artifact_sha256=result.artifact_sha256,
+            message=message,
+            artifact_ref=ref,
+            artifact_sha256=sha256,
         )
         logger.info(
             "action id=%s type=%s status=%s artifact=%s",
@@ -443,18 +519,24 @@ class Daemon:
             result.artifact_ref or "-",
         )
 
-    def _record_unknown_outcome(self, action: Action, exc: Exception) -> None:
-        """An attempt that may or may not have had its effect: retry it, or park it for review."""
+    def _record_unknown_outcome(self, action: Action, exc: Exception) -> str:
+        """An attempt that may or may not have had its effect: retry it, or park it for review.
+
+        A cancel request ends it CANCELLED instead of retrying, unless a person must look at it.
+        """
         error = f"{type(exc).__name__}: {exc}"
         policy = action_outcome_unknown_policy(action_type=action.action_type, claimed_mode=action.claimed_mode)
         if policy == ActionStatus.NEEDS_REVIEW:
             action_mark_needs_review(action=action, token=self.token, actor=self.config.owner, error=error)
             status = ActionStatus.NEEDS_REVIEW
+        elif self._cancel_if_requested(action, outcome=f"failed: {error}"):
+            return CANCELLED
         else:
             status = action_mark_failure(
                 action=action, token=self.token, actor=self.config.owner, error=error, permanent=False
             )
         logger.warning("action id=%s type=%s status=%s error=%s", action.pk, action.action_type, status, exc)
+        return FAILED
 
     # --- lease keeping -------------------------------------------------------------------------------
 
@@ -485,9 +567,20 @@ class Daemon:
         self._close_connection()
 
 
-def _execute(action: Action, attempt: Attempt) -> ActionResult:
-    """Validate the stored payload again and run the adapter (on the worker thread)."""
+def _execute(action: Action, attempt: Attempt, for_approval: bool = False) -> ActionResult:
+    """Validate the stored payload again and run the adapter (on the worker thread).
+
+    The approval gate's checks run here, just before the adapter: a PROOF run for approval needs an
+    adapter that can re-render its artifact; a REAL run of an approved action must render exactly
+    the approved content; a REAL run of a gated action that nobody approved is refused.
+    """
     adapter, _ = action_payload_validate(action_type=action.action_type, payload=action.payload)
+    if for_approval:
+        approval_check_proof_run(adapter=adapter, action=action)
+    elif not attempt.proof and action.approved_at is not None:
+        approval_verify_before_real(adapter=adapter, action=action)
+    elif not attempt.proof and action_approval_gated(action=action):
+        raise PermanentAdapterError(f"{action.action_type} requires approval before it runs for real; not run")
     return adapter.execute(action, attempt=attempt)
 
 
@@ -601,6 +694,11 @@ class _Watchdog(threading.Thread):
         if flags is None:
             return
         self.owner._flags_seen.update(flags)
+        attempt = self.owner._attempt
+        if attempt is not None and attempt.action_id is not None and not attempt.stop.is_set():
+            # An operator cancelled the running action: ask the attempt to stop at a safe point.
+            if Action.objects.filter(pk=attempt.action_id, cancel_requested=True).exists():
+                attempt.request_stop(CANCEL_REQUESTED)
         if flags["killed"]:
             # Wake the loop from its sleep so the next tick records the kill at once, and ask the
             # running attempt to stop at a safe point. A tick in progress sees _flags_seen (killed

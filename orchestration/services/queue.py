@@ -10,12 +10,12 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Count, F, Value, When
+from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -24,24 +24,32 @@ from orchestration.conf import aol
 from orchestration.exceptions import (
     ControlChangeRejected,
     IdempotencyConflict,
+    InvalidAction,
     InvalidPayload,
+    InvalidPriority,
     LeaseNotHeld,
     UnknownActionType,
 )
 from orchestration.models import (
     ATTENTION_STATUSES,
     DUE_STATUSES,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
     OPEN_STATUSES,
     Action,
     ActionStatus,
+    ActionTypePause,
     AuditOutcome,
     ClaimedMode,
     LogLevel,
+    RateLimit,
 )
 from orchestration.services.audit import audit_write, describe_ids
 from orchestration.services.control import operator_reason_clean
 from orchestration.services.lease import lease_is_current
 from orchestration.services.logs import log_entry, log_write, log_write_many
+from orchestration.services.rate_limits import RateDecision, db_now, rate_limit_decide, rate_limits_for
+from orchestration.typeconf import action_type_settings, approval_required_types
 
 logger = logging.getLogger("orchestration")
 
@@ -119,23 +127,51 @@ def _check_key(key: str | None, action_type: str) -> str:
     return key
 
 
+def action_priority_clean(*, priority: Any) -> int:
+    """``priority`` if it is a whole number in range; InvalidPriority otherwise."""
+    if isinstance(priority, bool) or not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise InvalidPriority(
+            f"Priority must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY} (higher runs first), "
+            f"got {priority!r}."
+        )
+    return priority
+
+
 def action_enqueue(
     *,
     action_type: str,
     payload: Any,
     idempotency_key: str | None = None,
     not_before: datetime | None = None,
+    priority: int = 0,
+    requires_approval: bool = False,
 ) -> tuple[Action, bool]:
     """Validate and queue an action; returns ``(action, created)``.
 
-    The same key with the same type and payload returns the existing action (``created`` False);
-    the same key with anything else raises IdempotencyConflict. Nothing is written on error.
+    The same key with the same type, payload and approval requirement returns the existing action
+    (``created`` False; its priority is left as it is); the same key with anything else raises
+    IdempotencyConflict. ``requires_approval`` gates this action's REAL run behind a person's
+    approval even if its type is not gated (AOL_APPROVAL_REQUIRED_TYPES). Nothing is written on error.
     """
-    _, payload = action_payload_validate(action_type=action_type, payload=payload)
+    adapter, payload = action_payload_validate(action_type=action_type, payload=payload)
     key = _check_key(idempotency_key, action_type)
     if not_before is not None and timezone.is_naive(not_before):
         raise InvalidPayload("not_before must include a timezone (for example 2026-11-21T12:00:00Z).")
-    fields: dict[str, Any] = {"idempotency_key": key, "action_type": action_type, "payload": payload}
+    priority = action_priority_clean(priority=priority)
+    if not isinstance(requires_approval, bool):
+        raise InvalidAction(f"requires_approval must be true or false, got {requires_approval!r}.")
+    if requires_approval and not adapter.supports_approval:
+        raise InvalidAction(
+            f"{action_type} actions cannot require approval: the adapter cannot re-render its PROOF artifact, "
+            "so an approval could not be bound to what it sends."
+        )
+    fields: dict[str, Any] = {
+        "idempotency_key": key,
+        "action_type": action_type,
+        "payload": payload,
+        "priority": priority,
+        "requires_approval": requires_approval,
+    }
     if not_before is not None:
         fields["not_before"] = not_before
     try:
@@ -150,52 +186,177 @@ def action_enqueue(
                 f"Idempotency key {key!r} is already used by action #{existing.pk} ({existing.action_type}) "
                 "with a different payload; send the same payload to get that action back, or use a new key."
             ) from None
+        if existing.requires_approval != requires_approval:
+            raise IdempotencyConflict(
+                f"Idempotency key {key!r} is already used by action #{existing.pk}, which "
+                f"{'requires' if existing.requires_approval else 'does not require'} approval; use a new key."
+            ) from None
         return existing, False
-    logger.info("action enqueued id=%s type=%s key=%s", action.pk, action_type, key)
+    logger.info("action enqueued id=%s type=%s key=%s priority=%s", action.pk, action_type, key, priority)
     return action, True
 
 
 # --- Claim and complete (daemon side, fenced on the lease token) --------------------------------
 
 
+#: How many rate-limited actions one claim may defer before it gives up for this call (the next
+#: tick goes on), so a long queue of over-limit actions cannot hold the claim's transaction long.
+MAX_DEFERRALS_PER_CLAIM = 50
+
+
 def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None = None) -> list[Action]:
-    """Mark up to ``limit`` due actions RUNNING under ``token``, oldest due first.
+    """Mark up to ``limit`` due actions RUNNING under ``token``: highest priority first, then oldest due.
 
     The claim is one short transaction; the work happens after it commits. On PostgreSQL the
     rows are locked with SKIP LOCKED so two claimers never get the same row and never wait on
     each other; SQLite has no row locks, but the IMMEDIATE transaction serialises writers.
     ``proof`` records the mode the attempt runs in (None: unknown), which recovery needs to
     decide whether an attempt with an unknown outcome may be retried.
+
+    Flow control (docs/flow-control.md), decided here so that it holds across restarts: actions
+    of a paused type are passed over; in REAL mode an action gated by approval and not yet
+    approved is claimed in PROOF, to make the artifact a person approves; an action over a rate
+    limit is deferred (``not_before`` moved, ``deferred_note`` set) instead of claimed. Without
+    pauses, gates or limits in play the claim is still one SELECT and one UPDATE.
     """
-    mode = "" if proof is None else ClaimedMode.PROOF if proof else ClaimedMode.REAL
+    daemon_mode = "" if proof is None else ClaimedMode.PROOF if proof else ClaimedMode.REAL
+    claimed: list[Action] = []
+    deferrals = 0
     with transaction.atomic():
-        due = Action.objects.due()
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True)
-        actions = list(due[:limit])
-        if not actions:
-            return []
-        claimed = (
-            Action.objects.filter(pk__in=[a.pk for a in actions])
-            .filter(lease_is_current(token=token))
-            .update(
-                status=ActionStatus.RUNNING,
-                attempts=F("attempts") + 1,
-                claimed_by=owner,
-                lease_token=token,
-                claimed_mode=mode,
-                updated_at=Now(),
+        while len(claimed) < limit:
+            due = (
+                Action.objects.due()
+                .exclude(action_type__in=ActionTypePause.objects.values("action_type"))
+                .annotate(has_db_limits=Exists(RateLimit.objects.filter(action_type=OuterRef("action_type"))))
             )
-        )
-        if claimed != len(actions):
-            raise LeaseNotHeld(f"lease token {token} is no longer current; claimed nothing")
+            if claimed:
+                due = due.exclude(pk__in=[a.pk for a in claimed])
+            if connection.features.has_select_for_update_skip_locked:
+                due = due.select_for_update(skip_locked=True)
+            rows = list(due[: limit - len(claimed)])
+            if not rows:
+                break
+            plain: list[Action] = []
+            passed_over = 0
+            for action in rows:
+                if action.cancel_requested:
+                    # Cancelled while its last attempt was being recorded: it does not run again.
+                    _cancel_unclaimed(action=action, token=token, actor=owner)
+                    passed_over += 1
+                    continue
+                mode = action_claim_mode(action=action, daemon_mode=daemon_mode)
+                gated = mode == ClaimedMode.PROOF and daemon_mode == ClaimedMode.REAL
+                limits = (
+                    [] if gated else rate_limits_for(action_type=action.action_type, db_defined=action.has_db_limits)
+                )
+                if not limits:
+                    action.claimed_mode = mode
+                    plain.append(action)
+                    continue
+                decision = rate_limit_decide(action=action, limits=limits, now=db_now())
+                if decision.defer_until is not None:
+                    _defer(action=action, decision=decision, token=token, actor=owner)
+                    passed_over += 1
+                    continue
+                # Claimed at once, so that the next action of the same key counts this one.
+                _claim_rows([action], owner=owner, token=token, mode=mode, rate_key=decision.key)
+                claimed.append(action)
+            for mode in sorted({action.claimed_mode for action in plain}):
+                _claim_rows([a for a in plain if a.claimed_mode == mode], owner=owner, token=token, mode=mode)
+            claimed.extend(plain)
+            deferrals += passed_over
+            if not passed_over or deferrals >= MAX_DEFERRALS_PER_CLAIM:
+                break
+    return claimed
+
+
+def _claim_rows(actions: list[Action], *, owner: str, token: int, mode: str, rate_key: str | None = None) -> None:
+    fields: dict[str, Any] = {
+        "status": ActionStatus.RUNNING,
+        "attempts": F("attempts") + 1,
+        "claimed_by": owner,
+        "lease_token": token,
+        "claimed_mode": mode,
+        "deferred_note": "",
+        "updated_at": Now(),
+    }
+    if rate_key is not None:
+        fields.update(rate_key=rate_key, rate_counted_at=Now())
+    claimed = (
+        Action.objects.filter(pk__in=[a.pk for a in actions]).filter(lease_is_current(token=token)).update(**fields)
+    )
+    if claimed != len(actions):
+        raise LeaseNotHeld(f"lease token {token} is no longer current; claimed nothing")
     for action in actions:
         action.status = ActionStatus.RUNNING
         action.attempts += 1
         action.claimed_by = owner
         action.lease_token = token
         action.claimed_mode = mode
-    return actions
+        if rate_key is not None:
+            action.rate_key = rate_key
+
+
+def _defer(*, action: Action, decision: RateDecision, token: int, actor: str) -> None:
+    """Push a rate-limited action back to its next allowed time (fenced; its attempt is not counted)."""
+    deferred = (
+        Action.objects.filter(pk=action.pk, status__in=DUE_STATUSES)
+        .filter(lease_is_current(token=token))
+        .update(
+            not_before=decision.defer_until,
+            deferred_note=decision.note[:500],
+            rate_key=decision.key,
+            rate_counted_at=None,
+            updated_at=Now(),
+        )
+    )
+    if not deferred:
+        raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not deferred")
+    log_write(action_id=action.pk, message=decision.note, actor=actor)
+    logger.info(
+        "action id=%s type=%s deferred until=%s key=%s",
+        action.pk,
+        action.action_type,
+        decision.defer_until,
+        decision.key,
+    )
+
+
+def _cancel_unclaimed(*, action: Action, token: int, actor: str) -> None:
+    if not (
+        Action.objects.filter(pk=action.pk, status__in=DUE_STATUSES)
+        .filter(lease_is_current(token=token))
+        .update(status=ActionStatus.CANCELLED, updated_at=Now())
+    ):
+        raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not cancelled")
+    log_write(
+        action_id=action.pk,
+        level=LogLevel.WARNING,
+        message="cancelled as an operator asked while its last attempt ended; not run again",
+        actor=actor,
+    )
+
+
+def action_approval_gated(*, action: Action) -> bool:
+    """Does ``action``'s REAL run wait for a person's approval of its PROOF artifact?
+
+    Gated: the action asked for it, or its type is in AOL_APPROVAL_REQUIRED_TYPES, and its adapter
+    has a REAL integration at all (one without refuses REAL anyway; nobody is asked to approve it).
+    """
+    if not (action.requires_approval or action.action_type in approval_required_types()):
+        return False
+    try:
+        return adapter_get(action.action_type).supports_real
+    except UnknownActionType:
+        return False
+
+
+def action_claim_mode(*, action: Action, daemon_mode: str) -> str:
+    """The mode ``action``'s attempt runs in: the daemon's, except that in REAL mode a gated action
+    that has not been approved runs in PROOF (to make the artifact a person approves)."""
+    if daemon_mode == ClaimedMode.REAL and action.approved_at is None and action_approval_gated(action=action):
+        return ClaimedMode.PROOF
+    return daemon_mode
 
 
 def _fenced(action: Action, token: int):
@@ -224,20 +385,24 @@ def action_mark_success(
 def action_mark_failure(*, action: Action, token: int, actor: str, error: str, permanent: bool) -> str:
     """Retry with backoff, or dead-letter when the error is permanent or attempts are used up.
 
-    Returns the new status. The backoff grows by AOL_RETRY_BACKOFF_SECONDS per attempt made.
+    Returns the new status. The attempt limit and the backoff come from the action type's settings
+    (AOL_ACTION_TYPES); by default AOL_MAX_ATTEMPTS, and a backoff that grows by
+    AOL_RETRY_BACKOFF_SECONDS per attempt made.
     """
     error = error[:MAX_ERROR_LENGTH]
+    settings = action_type_settings(action.action_type)
     fields: dict[str, Any] = {"last_error": error, "updated_at": Now()}
-    if permanent or action.attempts >= aol.max_attempts:
+    if permanent or action.attempts >= settings.max_attempts:
         fields["status"] = ActionStatus.DLQ
-        why = "permanent error" if permanent else f"attempt {action.attempts} of {aol.max_attempts} failed"
+        why = "permanent error" if permanent else f"attempt {action.attempts} of {settings.max_attempts} failed"
         message, level = f"moved to DLQ ({why}): {error}", LogLevel.ERROR
     else:
-        backoff = timedelta(seconds=aol.retry_backoff_seconds * action.attempts)
+        backoff = timedelta(seconds=round(settings.backoff_for(attempts=action.attempts), 3))
         fields["status"] = ActionStatus.RETRY
         fields["not_before"] = Now() + Value(backoff)
         message = (
-            f"attempt {action.attempts} of {aol.max_attempts} failed, retrying in {backoff.total_seconds():g}s: {error}"
+            f"attempt {action.attempts} of {settings.max_attempts} failed, "
+            f"retrying in {backoff.total_seconds():g}s: {error}"
         )
         level = LogLevel.WARNING
     with transaction.atomic():
@@ -297,8 +462,10 @@ NEEDS_REVIEW_MESSAGE = (
 def action_outcome_unknown_policy(*, action_type: str, claimed_mode: str) -> str:
     """What to do with an attempt whose outcome is unknown: RETRY, or NEEDS_REVIEW.
 
-    PROOF attempts and idempotent adapters are retried (a re-run has the effect once); a REAL
-    attempt (or one of unknown mode) of an adapter that is not idempotent waits for a person.
+    PROOF attempts are always retried (a re-run verifies the artifact and has the effect once).
+    For a REAL attempt (or one of unknown mode) the type's ``orphan_policy`` (AOL_ACTION_TYPES)
+    decides: ``auto`` (the default) retries idempotent adapters and parks the others for a person,
+    ``retry`` always retries, ``needs_review`` always parks.
     """
     if claimed_mode == ClaimedMode.PROOF:
         return ActionStatus.RETRY
@@ -306,6 +473,11 @@ def action_outcome_unknown_policy(*, action_type: str, claimed_mode: str) -> str
         adapter = adapter_get(action_type)
     except UnknownActionType:
         return ActionStatus.RETRY  # it cannot have run: its next attempt fails permanently
+    policy = action_type_settings(action_type).orphan_policy
+    if policy == "retry":
+        return ActionStatus.RETRY
+    if policy == "needs_review":
+        return ActionStatus.NEEDS_REVIEW
     return ActionStatus.RETRY if adapter.is_idempotent else ActionStatus.NEEDS_REVIEW
 
 
@@ -330,6 +502,7 @@ class RecoveryReport:
     retried: list[int]
     dead: list[int]
     review: list[int]
+    cancelled: list[int] = field(default_factory=list)
 
 
 def action_recover_orphans(*, token: int, actor: str) -> RecoveryReport:
@@ -343,18 +516,25 @@ def action_recover_orphans(*, token: int, actor: str) -> RecoveryReport:
     with transaction.atomic():
         orphans = list(
             Action.objects.orphaned(current_token=token).values_list(
-                "pk", "attempts", "claimed_by", "action_type", "claimed_mode"
+                "pk", "attempts", "claimed_by", "action_type", "claimed_mode", "cancel_requested"
             )
         )
         if not orphans:
-            return RecoveryReport(retried=[], dead=[], review=[])
+            return RecoveryReport(retried=[], dead=[], review=[], cancelled=[])
         review = [
             pk
-            for pk, _, _, action_type, mode in orphans
+            for pk, _, _, action_type, mode, _ in orphans
             if action_outcome_unknown_policy(action_type=action_type, claimed_mode=mode) == ActionStatus.NEEDS_REVIEW
         ]
-        dead = [pk for pk, attempts, *_ in orphans if pk not in review and attempts >= aol.max_attempts]
-        retried = [pk for pk, attempts, *_ in orphans if pk not in review and attempts < aol.max_attempts]
+        # An operator asked it to stop: it is not run again (unless its outcome needs a person).
+        cancelled = [pk for pk, *_, cancel in orphans if cancel and pk not in review]
+        rest = [row for row in orphans if row[0] not in review and row[0] not in cancelled]
+        dead = [
+            pk
+            for pk, attempts, _, action_type, *_ in rest
+            if attempts >= action_type_settings(action_type).max_attempts
+        ]
+        retried = [pk for pk, *_ in rest if pk not in dead]
         base = Action.objects.filter(status=ActionStatus.RUNNING, lease_token__lt=token).filter(
             lease_is_current(token=token)
         )
@@ -367,20 +547,25 @@ def action_recover_orphans(*, token: int, actor: str) -> RecoveryReport:
             base.filter(pk__in=retried).update(
                 status=ActionStatus.RETRY, last_error=error, not_before=Now(), updated_at=Now()
             )
+        if cancelled:
+            base.filter(pk__in=cancelled).update(status=ActionStatus.CANCELLED, last_error=error, updated_at=Now())
         outcome = {pk: "returned to the queue as RETRY" for pk in retried}
         outcome.update({pk: "moved to DLQ: no attempts left" for pk in dead})
         outcome.update({pk: NEEDS_REVIEW_MESSAGE for pk in review})
+        outcome.update({pk: "CANCELLED, as an operator had asked" for pk in cancelled})
         log_write_many(
             log_entry(
                 action_id=pk,
-                level=LogLevel.WARNING if pk in retried else LogLevel.ERROR,
+                level=LogLevel.WARNING if pk in retried or pk in cancelled else LogLevel.ERROR,
                 message=f"{error} (attempt {attempts}, claimed by {claimed_by or '?'}); {outcome[pk]}",
                 actor=actor,
             )
             for pk, attempts, claimed_by, *_ in orphans
         )
-    logger.warning("recovered orphaned actions retried=%s dead=%s review=%s", retried, dead, review)
-    return RecoveryReport(retried=retried, dead=dead, review=review)
+    logger.warning(
+        "recovered orphaned actions retried=%s dead=%s review=%s cancelled=%s", retried, dead, review, cancelled
+    )
+    return RecoveryReport(retried=retried, dead=dead, review=review, cancelled=cancelled)
 
 
 WORKER_LOST = "worker lost during attempt: its daemon stopped before recording a result"
@@ -530,6 +715,8 @@ def action_enqueue_by_operator(
     payload: Any,
     idempotency_key: str | None = None,
     not_before: datetime | None = None,
+    priority: int = 0,
+    requires_approval: bool = False,
     actor: str,
     reason: str,
 ) -> tuple[Action, bool]:
@@ -541,7 +728,12 @@ def action_enqueue_by_operator(
     reason = operator_reason_clean(reason=reason, actor=actor, verb="enqueue an action")
     with transaction.atomic():
         action, created = action_enqueue(
-            action_type=action_type, payload=payload, idempotency_key=idempotency_key, not_before=not_before
+            action_type=action_type,
+            payload=payload,
+            idempotency_key=idempotency_key,
+            not_before=not_before,
+            priority=priority,
+            requires_approval=requires_approval,
         )
         if created:
             log_write(action_id=action.pk, message=f"enqueued by {actor}; reason: {reason}", actor=actor)
@@ -552,6 +744,66 @@ def action_enqueue_by_operator(
             reason=reason,
             target=f"action #{action.pk} ({action.action_type})",
             before={} if created else {"status": action.status},
-            after={"status": action.status, "idempotency_key": action.idempotency_key},
+            after={
+                "status": action.status,
+                "idempotency_key": action.idempotency_key,
+                **({"priority": action.priority} if action.priority else {}),
+                **({"requires_approval": True} if action.requires_approval else {}),
+            },
         )
     return action, created
+
+
+# --- Flow control, daemon side (docs/flow-control.md) --------------------------------------------------
+
+
+def action_mark_awaiting_approval(
+    *, action: Action, token: int, actor: str, artifact_ref: str, artifact_sha256: str
+) -> None:
+    """Park a gated action after its PROOF run: its artifact and SHA-256 wait for a person (fenced)."""
+    with transaction.atomic():
+        if not _fenced(action, token).update(
+            status=ActionStatus.AWAITING_APPROVAL,
+            approval_artifact_ref=artifact_ref,
+            approval_sha256=artifact_sha256,
+            last_error="",
+            updated_at=Now(),
+        ):
+            raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not parked")
+        log_write(
+            action_id=action.pk,
+            message=f"PROOF artifact made for approval; the REAL run waits for a person to approve sha256 "
+            f"{artifact_sha256}",
+            actor=actor,
+            artifact_ref=artifact_ref,
+            artifact_sha256=artifact_sha256,
+        )
+    action.status = ActionStatus.AWAITING_APPROVAL
+    action.approval_artifact_ref = artifact_ref
+    action.approval_sha256 = artifact_sha256
+
+
+def action_mark_cancelled_if_requested(*, action: Action, token: int, actor: str, outcome: str) -> bool:
+    """End a RUNNING attempt as CANCELLED if an operator asked it to stop; False (nothing written) if not.
+
+    ``outcome`` says how the attempt ended (interrupted, failed: …), for the execution log.
+    """
+    with transaction.atomic():
+        if (
+            not _fenced(action, token)
+            .filter(cancel_requested=True)
+            .update(
+                status=ActionStatus.CANCELLED,
+                last_error=f"cancelled on request; the attempt {outcome}"[:MAX_ERROR_LENGTH],
+                updated_at=Now(),
+            )
+        ):
+            return False
+        log_write(
+            action_id=action.pk,
+            level=LogLevel.WARNING,
+            message=f"cancelled as an operator asked; the attempt {outcome}",
+            actor=actor,
+        )
+    action.status = ActionStatus.CANCELLED
+    return True

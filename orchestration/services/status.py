@@ -7,13 +7,14 @@ from django.db.models import Count
 from django.utils import timezone
 
 from llm import safe_llm_status
-from orchestration.adapters import ADAPTERS
+from orchestration.adapters import ADAPTERS, adapters_all
 from orchestration.conf import aol
 from orchestration.dburl import database_url_masked
 from orchestration.models import (
     OPEN_STATUSES,
     Action,
     ActionStatus,
+    ActionTypePause,
     AuditEntry,
     ExecutionLog,
     Schedule,
@@ -95,10 +96,87 @@ def status_snapshot(*, detail: bool = False) -> dict[str, Any]:
             "notes": last_tick.notes,
         },
         "counts": counts,
+        "paused_types": _paused_types(),
     }
     if detail:
         snapshot.update(_detail(last_tick))
+        snapshot.update(_flow_detail())
     return snapshot
+
+
+# --- Flow control (docs/flow-control.md) -------------------------------------------------------------------
+
+RECENT_APPROVALS = 50
+RECENT_DEFERRED = 20
+RECENT_CANCEL_REQUESTED = 20
+
+
+def _paused_types() -> list[dict[str, Any]]:
+    return [
+        {
+            "action_type": pause.action_type,
+            "paused_by": pause.paused_by,
+            "paused_at": _iso(pause.paused_at),
+            "reason": pause.reason,
+        }
+        for pause in ActionTypePause.objects.order_by("paused_at", "action_type")
+    ]
+
+
+def _flow_detail() -> dict[str, Any]:
+    """Approvals waiting, rate-limit deferrals, cancel requests and the flow-control settings in force."""
+    from orchestration.services.rate_limits import rate_limits_in_force
+    from orchestration.typeconf import action_type_settings, approval_required_types
+
+    return {
+        "approvals": [
+            {
+                "id": action.pk,
+                "action_type": action.action_type,
+                "idempotency_key": action.idempotency_key,
+                "priority": action.priority,
+                "artifact_ref": action.approval_artifact_ref,
+                "artifact_sha256": action.approval_sha256,
+                "updated_at": _iso(action.updated_at),
+            }
+            for action in Action.objects.awaiting_approval().order_by("-priority", "updated_at", "id")[
+                :RECENT_APPROVALS
+            ]
+        ],
+        "deferred": [
+            {
+                "id": action.pk,
+                "action_type": action.action_type,
+                "rate_key": action.rate_key,
+                "priority": action.priority,
+                "not_before": _iso(action.not_before),
+                "note": action.deferred_note,
+            }
+            for action in Action.objects.deferred()[:RECENT_DEFERRED]
+        ],
+        "cancel_requested": [
+            {"id": action.pk, "action_type": action.action_type, "claimed_by": action.claimed_by}
+            for action in Action.objects.running()
+            .filter(cancel_requested=True)
+            .order_by("id")[:RECENT_CANCEL_REQUESTED]
+        ],
+        "rate_limits": [limit.as_dict() for limit in rate_limits_in_force()],
+        # Only types that exist: the default list names SEND_EMAIL even where it is not installed.
+        "approval_required_types": sorted(approval_required_types() & set(adapters_all())),
+        "type_settings": [
+            {
+                "action_type": name,
+                "max_attempts": settings.max_attempts,
+                "backoff": settings.backoff,
+                "backoff_seconds": settings.backoff_seconds,
+                "backoff_max_seconds": settings.backoff_max_seconds,
+                "jitter": settings.jitter,
+                "timeout_seconds": settings.timeout_seconds,
+                "orphan_policy": settings.orphan_policy,
+            }
+            for name, settings in ((name, action_type_settings(name)) for name in sorted(adapters_all()))
+        ],
+    }
 
 
 def _detail(last_tick: TickLedger | None) -> dict[str, Any]:

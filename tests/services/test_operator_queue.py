@@ -141,7 +141,15 @@ def test_action_queue_depth__counts_open_statuses_only():
     dead_action()
     finished = dead_action(2)
     Action.objects.filter(pk=finished.pk).update(status=ActionStatus.SUCCESS)
-    assert action_queue_depth() == {"PENDING": 1, "READY": 0, "RETRY": 0, "RUNNING": 0, "DLQ": 1, "NEEDS_REVIEW": 0}
+    assert action_queue_depth() == {
+        "PENDING": 1,
+        "READY": 0,
+        "RETRY": 0,
+        "RUNNING": 0,
+        "DLQ": 1,
+        "NEEDS_REVIEW": 0,
+        "AWAITING_APPROVAL": 0,
+    }
 
 
 def test_tick_record__stores_the_queue_depth():

@@ -184,7 +184,15 @@ def test_status_view__charts_data(viewer):
     depth = charts["queue_depth"]
     assert depth[-1]["depth"]["PENDING"] == 54
     assert all(point["depth"]["PENDING"] != 999 for point in depth)
-    assert charts["queue_depth_statuses"] == ["PENDING", "READY", "RETRY", "RUNNING", "DLQ", "NEEDS_REVIEW"]
+    assert charts["queue_depth_statuses"] == [
+        "PENDING",
+        "READY",
+        "RETRY",
+        "RUNNING",
+        "DLQ",
+        "NEEDS_REVIEW",
+        "AWAITING_APPROVAL",
+    ]
     page = client_for(viewer).get(STATUS_URL).content.decode()
     assert '<svg id="chart-ticks"' in page and '<svg id="chart-depth"' in page
 

@@ -25,6 +25,19 @@ def positive_float(text: str) -> float:
     return value
 
 
+def priority(text: str) -> int:
+    """An action priority: a whole number from -100 to 100."""
+    from orchestration.models import MAX_PRIORITY, MIN_PRIORITY
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise argparse.ArgumentTypeError(f"must be from {MIN_PRIORITY} to {MAX_PRIORITY}, got {value}")
+    return value
+
+
 def cli_actor() -> str:
     """Who is at the terminal, for the audit trail: ``cli:user@host``."""
     try:

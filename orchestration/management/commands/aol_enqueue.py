@@ -8,6 +8,8 @@ from django.utils.dateparse import parse_datetime
 
 from orchestration.adapters import action_types
 from orchestration.exceptions import InvalidAction
+from orchestration.management.commands._common import priority
+from orchestration.models import MAX_PRIORITY, MIN_PRIORITY
 from orchestration.services.queue import action_enqueue, action_payload_from_json
 
 
@@ -23,6 +25,17 @@ class Command(BaseCommand):
         parser.add_argument("--payload", required=True, help="The payload as a JSON object.")
         parser.add_argument("--key", help="Idempotency key (default: a new random key).")
         parser.add_argument("--not-before", help="Do not run before this ISO 8601 time (UTC when no offset is given).")
+        parser.add_argument(
+            "--priority",
+            type=priority,
+            default=0,
+            help=f"{MIN_PRIORITY} to {MAX_PRIORITY}, higher runs first (default 0); first in, first out within one.",
+        )
+        parser.add_argument(
+            "--requires-approval",
+            action="store_true",
+            help="In REAL mode, run it in PROOF first and wait for a person to approve the artifact.",
+        )
 
     def handle(self, *args, **options):
         not_before = None
@@ -41,10 +54,17 @@ class Command(BaseCommand):
                 payload=payload,
                 idempotency_key=options["key"],
                 not_before=not_before,
+                priority=options["priority"],
+                requires_approval=options["requires_approval"],
             )
         except InvalidAction as exc:
             raise CommandError(f"Nothing enqueued: {exc}") from None
-        described = f"Action #{action.pk} ({action.action_type}, key {action.idempotency_key}, {action.status})"
+        described = (
+            f"Action #{action.pk} ({action.action_type}, key {action.idempotency_key}, {action.status}"
+            + (f", priority {action.priority}" if action.priority else "")
+            + (", requires approval" if action.requires_approval else "")
+            + ")"
+        )
         if created:
             self.stdout.write(self.style.SUCCESS(f"{described} enqueued."))
         else:

@@ -41,3 +41,7 @@ class Command(BaseCommand):
             self.stdout.write("Last tick: none yet")
         counts = "  ".join(f"{status}: {n}" for status, n in snapshot["counts"].items())
         self.stdout.write(f"Actions:   {counts}")
+        for pause in snapshot["paused_types"]:
+            self.stdout.write(
+                f"Paused:    {pause['action_type']} by {pause['paused_by']} at {pause['paused_at']}: {pause['reason']}"
+            )

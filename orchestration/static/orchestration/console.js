@@ -13,7 +13,7 @@
   var SVG = "http://www.w3.org/2000/svg";
   var TICK_COLOURS = {SUCCESS: "#2e7d32", PARTIAL: "#ef8f00", FAIL: "#c62828", PAUSED: "#8d8d8d", KILLED: "#222"};
   var DEPTH_COLOURS = {PENDING: "#1565c0", READY: "#00838f", RETRY: "#ef8f00", RUNNING: "#2e7d32", DLQ: "#c62828",
-                       NEEDS_REVIEW: "#6a1b9a"};
+                       NEEDS_REVIEW: "#6a1b9a", AWAITING_APPROVAL: "#ad1457"};
   var LEASE_LABELS = {green: "running", amber: "lease about to expire", red: "no daemon running"};
 
   function get(obj, path) {
@@ -228,10 +228,73 @@
     axes(svg, String(max), shortTime(points[0].t).slice(11), shortTime(points[points.length - 1].t).slice(11));
   }
 
+  /* Flow control (docs/flow-control.md): approvals, rate-limit deferrals, paused action types. */
+  var approvalsUrl = root.dataset.approvalsUrl;
+
+  function renderApprovals(s) {
+    var tbody = document.querySelector("#approvals-table tbody");
+    if (!tbody || !s.approvals) return;
+    tbody.textContent = "";
+    if (!s.approvals.length) return emptyRow(tbody, 7, "Nothing awaits approval.");
+    s.approvals.forEach(function (a) {
+      var tr = el("tr", {"data-action-id": String(a.id)});
+      holder(tr, actionLink(a.id));
+      cell(tr, a.action_type);
+      cell(tr, a.idempotency_key, "mono small");
+      cell(tr, a.priority);
+      var sha = cell(tr, a.artifact_sha256 ? a.artifact_sha256.slice(0, 16) + "…" : "—", "mono small");
+      if (a.artifact_sha256) sha.title = a.artifact_sha256;
+      cell(tr, shortTime(a.updated_at));
+      holder(tr, el("a", {"class": "button", href: approvalsUrl + a.id + "/"}, "Review"));
+      tbody.appendChild(tr);
+    });
+  }
+
+  function renderDeferred(s) {
+    var tbody = document.querySelector("#deferred-table tbody");
+    if (!tbody || !s.deferred) return;
+    tbody.textContent = "";
+    if (!s.deferred.length) return emptyRow(tbody, 5, "No action is deferred.");
+    s.deferred.forEach(function (d) {
+      var tr = el("tr", {"data-action-id": String(d.id)});
+      holder(tr, actionLink(d.id));
+      cell(tr, d.action_type);
+      cell(tr, d.rate_key, "mono small");
+      cell(tr, shortTime(d.not_before), "nowrap");
+      cell(tr, d.note, "small");
+      tbody.appendChild(tr);
+    });
+  }
+
+  function applyTypePauses(s) {
+    var paused = {};
+    (s.paused_types || []).forEach(function (p) { paused[p.action_type] = p; });
+    var banner = document.getElementById("banner-types-paused");
+    if (banner) {
+      banner.hidden = !(s.paused_types || []).length;
+      document.getElementById("types-paused-list").textContent =
+        (s.paused_types || []).map(function (p) { return p.action_type; }).join(", ");
+    }
+    document.querySelectorAll("#types-table tbody tr[data-type]").forEach(function (tr) {
+      var p = paused[tr.dataset.type];
+      var cells = tr.querySelectorAll("td");
+      tr.className = p ? "type-paused" : "";
+      var badge = cells[1].querySelector(".badge");
+      badge.className = "badge badge-" + (p ? "PAUSED" : "RUNNING");
+      badge.textContent = p ? "PAUSED" : "running";
+      cells[2].textContent = p ? p.paused_by : "—";
+      cells[3].textContent = p ? shortTime(p.paused_at) : "—";
+      cells[4].textContent = p ? p.reason : "—";
+    });
+  }
+
   var refreshes = 0;
   function render(s) {
     applyFields(s);
     applyBanners(s);
+    applyTypePauses(s);
+    renderApprovals(s);
+    renderDeferred(s);
     renderLogs(s);
     renderAudit(s);
     renderDlq(s);

@@ -1,0 +1,213 @@
+"""The approval gate: a person approves a PROOF artifact before its action runs for REAL.
+
+In REAL mode a gated action (``Action.requires_approval``, or its type in
+AOL_APPROVAL_REQUIRED_TYPES) is first claimed in PROOF (``queue.action_claim_mode``): its adapter
+writes the artifact, and the action waits as AWAITING_APPROVAL with the artifact's SHA-256. An
+operator with ``approve_action`` reads the artifact in the console and approves it (the action
+becomes due again, bound to that SHA-256) or rejects it (REJECTED, terminal). Before acting for
+real the daemon re-renders the PROOF content (``approval_verify_before_real``) and refuses, as a
+permanent error, if it no longer hashes to the approved SHA-256: what goes out is what was approved.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models.functions import Now
+
+from orchestration.adapters import ActionAdapter, adapter_get
+from orchestration.adapters.artifacts import artifact_path, sha256_bytes
+from orchestration.exceptions import ApprovalRefused, PermanentAdapterError, UnknownActionType
+from orchestration.models import Action, ActionStatus, AuditOutcome
+from orchestration.services.audit import audit_write
+from orchestration.services.control import operator_reason_clean
+from orchestration.services.logs import log_write
+
+logger = logging.getLogger("orchestration")
+
+#: The most of an artifact the console shows (the SHA-256 always covers the whole file).
+MAX_SHOWN_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class ArtifactReview:
+    """What a person sees before approving: the artifact's text and whether it is still the one made."""
+
+    action: Action
+    ref: str
+    sha256: str  # recorded when the PROOF run made it
+    file_sha256: str  # of the file now ("" when missing)
+    rendered_sha256: str  # of the content the action renders now ("" when it cannot)
+    text: str
+    truncated: bool
+    problem: str  # why it cannot be approved as it stands ("" when it can)
+
+
+def _render_sha256(adapter: ActionAdapter, action: Action) -> str:
+    return sha256_bytes(adapter.proof_render(action).content)
+
+
+def approval_review(*, action: Action) -> ArtifactReview:
+    """Read the artifact awaiting approval and check it against its recorded SHA-256 and the action."""
+    ref, sha256 = action.approval_artifact_ref, action.approval_sha256
+    data, problem, file_sha256 = b"", "", ""
+    try:
+        if not ref:
+            raise ValueError("no artifact was recorded")
+        data = artifact_path(ref).read_bytes()
+        file_sha256 = sha256_bytes(data)
+    except (OSError, ValueError) as exc:
+        problem = f"The artifact {ref or '(none)'} cannot be read ({getattr(exc, 'strerror', None) or exc})."
+    rendered = ""
+    try:
+        rendered = _render_sha256(adapter_get(action.action_type), action)
+    except (UnknownActionType, NotImplementedError, KeyError, TypeError, AttributeError) as exc:
+        problem = problem or f"The action's PROOF content cannot be re-rendered ({type(exc).__name__}: {exc})."
+    if not problem and file_sha256 != sha256:
+        problem = f"The artifact file changed since it was made: it hashes to {file_sha256}, not the recorded {sha256}."
+    if not problem and rendered != sha256:
+        problem = (
+            f"The action's content changed since its artifact was made: it now renders to {rendered}, "
+            f"not the recorded {sha256}."
+        )
+    return ArtifactReview(
+        action=action,
+        ref=ref,
+        sha256=sha256,
+        file_sha256=file_sha256,
+        rendered_sha256=rendered,
+        text=data[:MAX_SHOWN_BYTES].decode("utf-8", errors="replace"),
+        truncated=len(data) > MAX_SHOWN_BYTES,
+        problem=problem,
+    )
+
+
+def _locked_awaiting(*, action_id: int, verb: str) -> Action:
+    try:
+        action_id = int(action_id)
+    except (TypeError, ValueError):
+        raise ApprovalRefused(f"{action_id!r} is not an action id; nothing changed.") from None
+    action = Action.objects.select_for_update().filter(pk=action_id).first()
+    if action is None:
+        raise ApprovalRefused(f"There is no action #{action_id}; nothing changed.")
+    if action.status != ActionStatus.AWAITING_APPROVAL:
+        raise ApprovalRefused(
+            f"Action #{action.pk} is {action.status}, not AWAITING_APPROVAL: there is nothing to {verb}; "
+            "nothing changed."
+        )
+    return action
+
+
+def action_approve(*, action_id: int, sha256: str, actor: str, reason: str) -> Action:
+    """Approve the artifact with ``sha256`` (the one the person reviewed): the action becomes due
+    again, attempts reset, for a REAL run bound to that hash. Audited.
+
+    ApprovalRefused, with nothing changed, when the action is not awaiting approval, when
+    ``sha256`` is not the hash awaiting approval, or when the artifact file or the action's
+    content no longer hash to it.
+    """
+    reason = operator_reason_clean(reason=reason, actor=actor, verb="approve an action")
+    with transaction.atomic():
+        action = _locked_awaiting(action_id=action_id, verb="approve")
+        if (sha256 or "").strip().lower() != action.approval_sha256:
+            raise ApprovalRefused(
+                f"Action #{action.pk}: the artifact you reviewed (sha256 {sha256 or '(none)'}) is not the one "
+                f"awaiting approval ({action.approval_sha256}). Reload it and review it again; nothing changed."
+            )
+        review = approval_review(action=action)
+        if review.problem:
+            logger.warning("approval refused action id=%s actor=%s: %s", action.pk, actor, review.problem)
+            raise ApprovalRefused(
+                f"Action #{action.pk} cannot be approved: {review.problem} Reject it (and enqueue it again if "
+                "it should still go out); nothing changed."
+            )
+        updated = Action.objects.filter(
+            pk=action.pk, status=ActionStatus.AWAITING_APPROVAL, approval_sha256=action.approval_sha256
+        ).update(
+            status=ActionStatus.PENDING,
+            attempts=0,
+            not_before=Now(),
+            approved_by=actor[:255],
+            approved_at=Now(),
+            last_error="",
+            updated_at=Now(),
+        )
+        if updated != 1:  # cannot happen while the row is locked; refuse rather than half-log
+            raise ApprovalRefused(f"Action #{action.pk} changed while being approved; nothing changed. Try again.")
+        log_write(
+            action_id=action.pk,
+            message=f"approved by {actor}: the REAL run is bound to sha256 {action.approval_sha256}; reason: {reason}",
+            actor=actor,
+            artifact_ref=action.approval_artifact_ref,
+            artifact_sha256=action.approval_sha256,
+        )
+        audit_write(
+            actor=actor,
+            verb="approve",
+            outcome=AuditOutcome.DONE,
+            reason=reason,
+            target=f"action #{action.pk} ({action.action_type})",
+            before={"status": ActionStatus.AWAITING_APPROVAL, "sha256": action.approval_sha256},
+            after={"status": ActionStatus.PENDING, "approved_sha256": action.approval_sha256},
+        )
+    logger.info("action approved id=%s actor=%s sha256=%s", action.pk, actor, action.approval_sha256)
+    action.refresh_from_db()
+    return action
+
+
+def action_reject(*, action_id: int, actor: str, reason: str) -> Action:
+    """Reject the artifact awaiting approval: the action ends REJECTED (terminal, never run for real). Audited."""
+    reason = operator_reason_clean(reason=reason, actor=actor, verb="reject an action")
+    with transaction.atomic():
+        action = _locked_awaiting(action_id=action_id, verb="reject")
+        Action.objects.filter(pk=action.pk, status=ActionStatus.AWAITING_APPROVAL).update(
+            status=ActionStatus.REJECTED, last_error=f"rejected by {actor}: {reason}"[:2000], updated_at=Now()
+        )
+        log_write(
+            action_id=action.pk,
+            message=f"rejected by {actor}; it will not run for real; reason: {reason}",
+            actor=actor,
+            artifact_ref=action.approval_artifact_ref,
+            artifact_sha256=action.approval_sha256,
+        )
+        audit_write(
+            actor=actor,
+            verb="reject",
+            outcome=AuditOutcome.DONE,
+            reason=reason,
+            target=f"action #{action.pk} ({action.action_type})",
+            before={"status": ActionStatus.AWAITING_APPROVAL, "sha256": action.approval_sha256},
+            after={"status": ActionStatus.REJECTED},
+        )
+    logger.info("action rejected id=%s actor=%s", action.pk, actor)
+    action.refresh_from_db()
+    return action
+
+
+# --- Daemon side: checks around the adapter call (on the worker thread) ---------------------------------
+
+
+def approval_verify_before_real(*, adapter: ActionAdapter, action: Action) -> None:
+    """Refuse (PermanentAdapterError) a REAL run of an approved action whose content is not the approved one."""
+    try:
+        rendered = _render_sha256(adapter, action)
+    except NotImplementedError:
+        raise PermanentAdapterError(
+            f"{action.action_type} was approved, but its adapter cannot re-render its PROOF artifact, so the "
+            "approved content cannot be verified; not run for real"
+        ) from None
+    if rendered != action.approval_sha256:
+        raise PermanentAdapterError(
+            f"content changed since approval: it renders to sha256 {rendered}, but "
+            f"{action.approved_by or 'an operator'} approved {action.approval_sha256 or '(nothing)'}; not run for "
+            "real. Discard it and enqueue it again to have the new content approved"
+        )
+
+
+def approval_check_proof_run(*, adapter: ActionAdapter, action: Action) -> None:
+    """Refuse a gated PROOF run whose artifact could never be bound to an approval."""
+    if not adapter.supports_approval:
+        raise PermanentAdapterError(
+            f"{action.action_type} requires approval in REAL mode, but its adapter cannot re-render its PROOF "
+            "artifact, so an approval could not be bound to what it sends; not run"
+        )
