@@ -198,6 +198,7 @@ def real_tick(number: int = 0):
 
 @pytest.mark.parametrize(("mode", "status"), [("accept", "SUCCESS"), ("451", "RETRY"), ("550", "DLQ")])
 def test_send_email_tick__smtp_answer_decides_the_action_status(smtp_settings, smtp_server, mode, status):
+    smtp_settings.AOL_APPROVAL_REQUIRED_TYPES = []  # the approval gate is tested below
     smtp_server.mode = mode
     action = enqueue_email()
     real_tick()
@@ -228,3 +229,24 @@ def test_status_view__names_send_email_as_refusing_real_until_email_host_is_set(
     settings.EMAIL_BACKEND, settings.EMAIL_HOST = "django.core.mail.backends.smtp.EmailBackend", "smtp.example.com"
     adapters = {a["action_type"]: a for a in client.get("/console/status.json").json()["adapters"]}
     assert adapters["SEND_EMAIL"]["supports_real"] is True
+
+
+def test_send_email_tick__gated_by_default__sends_nothing_before_approval_then_exactly_the_approved_bytes(
+    smtp_settings, smtp_server
+):
+    from orchestration.services.approval import action_approve, approval_review
+
+    smtp_server.mode = "accept"
+    action = enqueue_email()
+    real_tick(0)
+    action.refresh_from_db()
+    assert action.status == "AWAITING_APPROVAL"
+    assert smtp_server.messages == []
+    review = approval_review(action=action)
+    assert review.problem == "" and review.sha256 == review.rendered_sha256
+    action_approve(action_id=action.pk, sha256=review.sha256, actor="ops", reason="copy checked")
+    real_tick(1)
+    action.refresh_from_db()
+    assert action.status == "SUCCESS", action.last_error
+    [received] = smtp_server.messages
+    assert sha256_bytes(received.data.rstrip(b"\r\n") + b"\r\n") == review.sha256

@@ -28,7 +28,8 @@ def enqueue(key: str, to: str):
 def test_send_email_daemon__real_mode_sends_retries_451_and_dead_letters_550(start_daemon, smtp_server):
     control_set_proof_mode(enabled=False, actor="ops", reason="end-to-end REAL test")
     sent = enqueue("e2e-sent", "ann@example.com")
-    daemon = start_daemon("--ticks", "1", env={**smtp_server.env(), "EMAIL_HOST_PASSWORD": PASSWORD})
+    ungated = {"AOL_APPROVAL_REQUIRED_TYPES": ""}  # the approval gate is tested in tests/adapters
+    daemon = start_daemon("--ticks", "1", env={**smtp_server.env(), "EMAIL_HOST_PASSWORD": PASSWORD, **ungated})
     assert daemon.wait(timeout=60) == 0, daemon.output()
     out = daemon.output()
     assert PASSWORD not in out
@@ -45,7 +46,7 @@ def test_send_email_daemon__real_mode_sends_retries_451_and_dead_letters_550(sta
 
     smtp_server.mode = "451"
     later = enqueue("e2e-later", "bob@example.com")
-    daemon = start_daemon("--ticks", "1", env=smtp_server.env())
+    daemon = start_daemon("--ticks", "1", env={**smtp_server.env(), **ungated})
     assert daemon.wait(timeout=60) == 0, daemon.output()
     later.refresh_from_db()
     assert (later.status, later.attempts) == (ActionStatus.RETRY, 1)
@@ -53,7 +54,7 @@ def test_send_email_daemon__real_mode_sends_retries_451_and_dead_letters_550(sta
 
     smtp_server.mode = "550"
     never = enqueue("e2e-never", "nobody@example.com")
-    daemon = start_daemon("--ticks", "3", env=smtp_server.env())
+    daemon = start_daemon("--ticks", "3", env={**smtp_server.env(), **ungated})
     assert daemon.wait(timeout=60) == 0, daemon.output()
     never.refresh_from_db()
     assert (never.status, never.attempts) == (ActionStatus.DLQ, 1)
