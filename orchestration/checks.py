@@ -258,6 +258,7 @@ def check_retention_settings(app_configs=None, **kwargs) -> list[checks.CheckMes
     return errors
 
 
+@checks.register()
 def check_flow_control_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """AOL_ACTION_TYPES (E070), AOL_APPROVAL_REQUIRED_TYPES (E071) and AOL_RATE_LIMITS (E072)."""
     from orchestration.services.rate_limits import default_rate_limits_problems
