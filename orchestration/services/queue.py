@@ -280,9 +280,7 @@ def action_log(*, action: Action, message: str, actor: str, level: str = LogLeve
 # --- Bulk enqueue ----------------------------------------------------------------------------
 
 ENQUEUE_MANY_FIELDS = frozenset({"action_type", "payload", "idempotency_key", "not_before"})
-#: Keys looked up per query when checking which already exist (well under SQLite's parameter limit).
-_KEY_LOOKUP_CHUNK = 500
-_INSERT_BATCH_SIZE = 1000
+_INSERT_BATCH_SIZE = 5000
 _RACE_RETRIES = 3
 
 
@@ -341,7 +339,9 @@ def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport
     like ``action_enqueue``. Any invalid item (or one key given twice with different contents)
     raises InvalidAction naming the item, and nothing is written. A key already held by an action
     with the same type and payload is reported as existing; with anything else, as a conflict
-    (that item is not written; the others are).
+    (that item is not written; the others are). Without ``not_before`` an action is due from the
+    time of this call by this process's clock (like ``created_at``), not the database's: one
+    explicit value in every row lets PostgreSQL insert the whole batch as a single UNNEST.
     """
     rows = [_enqueue_item_fields(number, item) for number, item in enumerate(items, start=1)]
     first_by_key: dict[str, int] = {}
@@ -376,15 +376,18 @@ def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport
 
 def _enqueue_many_once(rows: list[dict[str, Any]], first_by_key: dict[str, int]) -> EnqueueManyReport:
     keys = list(first_by_key)
+    # All keys in one look-up on PostgreSQL; within SQLite's limit on parameters there.
+    per_lookup = max(1, connection.ops.bulk_batch_size(["idempotency_key"], keys))
+    now = timezone.now()
     with transaction.atomic():
         found: dict[str, tuple[int, str, Any]] = {}
-        for start in range(0, len(keys), _KEY_LOOKUP_CHUNK):
-            chunk = keys[start : start + _KEY_LOOKUP_CHUNK]
+        for start in range(0, len(keys), per_lookup):
+            chunk = keys[start : start + per_lookup]
             for pk, key, action_type, payload in Action.objects.filter(idempotency_key__in=chunk).values_list(
                 "pk", "idempotency_key", "action_type", "payload"
             ):
                 found[key] = (pk, action_type, payload)
-        new = [Action(**rows[index]) for key, index in first_by_key.items() if key not in found]
+        new = [Action(**{"not_before": now, **rows[index]}) for key, index in first_by_key.items() if key not in found]
         # Plain INSERTs (no ON CONFLICT) so the database hands back every new id; a row raced in
         # by another writer makes the whole batch fail with IntegrityError and the caller retries.
         Action.objects.bulk_create(new, batch_size=_INSERT_BATCH_SIZE)
