@@ -300,6 +300,14 @@ def latency(args) -> dict:
 # --- Console at scale -----------------------------------------------------------------------------
 
 
+def _shorten(sql: str) -> str:
+    """The start of a statement and its tail (FROM, WHERE, ORDER BY), without the column list."""
+    if len(sql) <= 300:
+        return sql
+    cut = sql.find(" FROM ")
+    return f"{sql[:40]} … {sql[cut:][:260]}" if cut > 0 else sql[:300]
+
+
 @register
 def console(args) -> dict:
     """p50/p95 of the status selector and the console pages through Django's test client."""
@@ -368,7 +376,7 @@ def console(args) -> dict:
             "p95": percentile(timings, 95),
             "queries": queries,
             "counts": counts,
-            "slowest": f"{float(slowest['time']) * 1000:.0f} ms: {slowest['sql'][:300]}" if slowest else "",
+            "slowest": f"{float(slowest['time']) * 1000:.0f} ms: {_shorten(slowest['sql'])}" if slowest else "",
         }
     return {"results": results, "url_names": sorted(n for n in names if "status" in n)}
 

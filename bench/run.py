@@ -840,8 +840,8 @@ def report(bench: Bench, started: datetime, load_before: tuple, seconds: float) 
         f"# AOL benchmark results ({bench.mode} run)",
         "",
         f"- Date: {started:%Y-%m-%d %H:%M} UTC; took {seconds / 60:.1f} min",
-        f"- Command: `{' '.join(['make bench'] + (['ARGS=--quick'] if bench.args.quick else []))}` "
-        f"(bench/run.py {' '.join(sys.argv[1:])})".rstrip(),
+        f"- Command: `make bench{' ARGS=--quick' if bench.args.quick else ''}` "
+        f"(`bench/run.py{''.join(' ' + arg for arg in sys.argv[1:])}`)",
         f"- Machine: {info['cores']}; {info['memory']}; {info['os']}",
         f"- Python {info['python']}; {info['postgresql']}",
         "- Packages: " + ", ".join(f"{k} {v}" for k, v in versions().items()),
