@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test check lint format venv clean
+.PHONY: run test check lint format venv clean bench bench-venv
 
 venv: $(VENV)/.installed
 
@@ -32,9 +32,23 @@ check: venv
 
 lint: check
 
+# Benchmarks against django-tasks-db, Procrastinate and a raw psycopg floor (bench/README.md).
+# `make bench` (full, ~25 min) or `make bench ARGS=--quick` (under 3 min). Needs the local PostgreSQL.
+BENCH_VENV := bench/.venv
+
+bench-venv: $(BENCH_VENV)/.installed
+
+$(BENCH_VENV)/.installed: bench/requirements.txt requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+
+bench: bench-venv
+	$(BENCH_VENV)/bin/python bench/run.py $(ARGS)
+
 format: venv
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
 clean:
-	rm -rf $(VENV) test-output staticfiles
+	rm -rf $(VENV) $(BENCH_VENV) bench/var test-output staticfiles

@@ -807,3 +807,132 @@ def action_mark_cancelled_if_requested(*, action: Action, token: int, actor: str
         )
     action.status = ActionStatus.CANCELLED
     return True
+
+
+# --- Bulk enqueue ----------------------------------------------------------------------------
+
+ENQUEUE_MANY_FIELDS = frozenset({"action_type", "payload", "idempotency_key", "not_before"})
+_INSERT_BATCH_SIZE = 5000
+_RACE_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class EnqueueConflict:
+    """An item whose key is already used by an action with another type or payload: not written."""
+
+    item: int  # 1-based position in the input
+    idempotency_key: str
+    action_id: int
+
+
+@dataclass(frozen=True)
+class EnqueueManyReport:
+    created: list[int]  # ids of the new actions, in input order
+    existing: list[int]  # ids of actions that already had the key with the same type and payload
+    conflicts: list[EnqueueConflict]
+
+
+def _enqueue_item_fields(number: int, item: Any) -> dict[str, Any]:
+    """Validate one bulk item exactly as action_enqueue would; the error names the item."""
+    where = f"Item {number}"
+    try:
+        if not isinstance(item, dict):
+            raise InvalidPayload(f"must be an object with action_type and payload, not {type(item).__name__}.")
+        if item.get("idempotency_key") is not None:
+            where = f"Item {number} (key {item['idempotency_key']!r})"
+        unknown = sorted(set(item) - ENQUEUE_MANY_FIELDS)
+        if unknown:
+            allowed = ", ".join(sorted(ENQUEUE_MANY_FIELDS))
+            raise InvalidPayload(f"unknown field(s) {', '.join(map(repr, unknown))} (allowed: {allowed}).")
+        if "action_type" not in item or "payload" not in item:
+            raise InvalidPayload("action_type and payload are required.")
+        action_type = item["action_type"]
+        adapter = adapter_get(action_type)
+        payload = _check_payload_shape(item["payload"])
+        adapter.validate(payload)
+        key = _check_key(item.get("idempotency_key"), action_type)
+        not_before = item.get("not_before")
+        if not_before is not None and (not isinstance(not_before, datetime) or timezone.is_naive(not_before)):
+            raise InvalidPayload("not_before must be a datetime that includes a timezone.")
+    except InvalidPayload as exc:
+        raise InvalidPayload(f"{where}: {exc}") from None
+    except InvalidAction as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+    fields: dict[str, Any] = {"idempotency_key": key, "action_type": action_type, "payload": payload}
+    if not_before is not None:
+        fields["not_before"] = not_before
+    return fields
+
+
+def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport:
+    """Validate and queue many actions in one transaction; returns what was created, found, refused.
+
+    Each item is ``{"action_type", "payload", "idempotency_key"?, "not_before"?}`` and is checked
+    like ``action_enqueue``. Any invalid item (or one key given twice with different contents)
+    raises InvalidAction naming the item, and nothing is written. A key already held by an action
+    with the same type and payload is reported as existing; with anything else, as a conflict
+    (that item is not written; the others are). Without ``not_before`` an action is due from the
+    time of this call by this process's clock (like ``created_at``), not the database's: one
+    explicit value in every row lets PostgreSQL insert the whole batch as a single UNNEST.
+    """
+    rows = [_enqueue_item_fields(number, item) for number, item in enumerate(items, start=1)]
+    first_by_key: dict[str, int] = {}
+    for index, fields in enumerate(rows):
+        key = fields["idempotency_key"]
+        if key not in first_by_key:
+            first_by_key[key] = index
+            continue
+        first = rows[first_by_key[key]]
+        if (first["action_type"], first["payload"]) != (fields["action_type"], fields["payload"]):
+            raise IdempotencyConflict(
+                f"Items {first_by_key[key] + 1} and {index + 1} both use the idempotency key {key!r} "
+                "with different contents; give each action its own key."
+            )
+    for attempt in range(1, _RACE_RETRIES + 1):
+        try:
+            report = _enqueue_many_once(rows, first_by_key)
+            break
+        except IntegrityError:
+            # Another writer inserted one of our keys between our look-up and our insert; the
+            # transaction rolled back whole, so look again and classify that row too.
+            if attempt == _RACE_RETRIES:
+                raise
+    logger.info(
+        "actions enqueued in bulk created=%s existing=%s conflicts=%s",
+        len(report.created),
+        len(report.existing),
+        len(report.conflicts),
+    )
+    return report
+
+
+def _enqueue_many_once(rows: list[dict[str, Any]], first_by_key: dict[str, int]) -> EnqueueManyReport:
+    keys = list(first_by_key)
+    # All keys in one look-up on PostgreSQL; within SQLite's limit on parameters there.
+    per_lookup = max(1, connection.ops.bulk_batch_size(["idempotency_key"], keys))
+    now = timezone.now()
+    with transaction.atomic():
+        found: dict[str, tuple[int, str, Any]] = {}
+        for start in range(0, len(keys), per_lookup):
+            chunk = keys[start : start + per_lookup]
+            for pk, key, action_type, payload in Action.objects.filter(idempotency_key__in=chunk).values_list(
+                "pk", "idempotency_key", "action_type", "payload"
+            ):
+                found[key] = (pk, action_type, payload)
+        new = [Action(**{"not_before": now, **rows[index]}) for key, index in first_by_key.items() if key not in found]
+        # Plain INSERTs (no ON CONFLICT) so the database hands back every new id; a row raced in
+        # by another writer makes the whole batch fail with IntegrityError and the caller retries.
+        Action.objects.bulk_create(new, batch_size=_INSERT_BATCH_SIZE)
+    ids = {action.idempotency_key: action.pk for action in new}
+    created, existing, conflicts = [], [], []
+    for index, fields in enumerate(rows):
+        key = fields["idempotency_key"]
+        if key in ids:
+            (created if first_by_key[key] == index else existing).append(ids[key])
+            continue
+        pk, action_type, payload = found[key]
+        if (action_type, payload) == (fields["action_type"], fields["payload"]):
+            existing.append(pk)
+        else:
+            conflicts.append(EnqueueConflict(item=index + 1, idempotency_key=key, action_id=pk))
+    return EnqueueManyReport(created=created, existing=existing, conflicts=conflicts)
