@@ -77,6 +77,8 @@ def test_schedule_daemon__a_standby_taking_over_mid_way_fires_no_period_twice(st
     schedule = make_schedule(interval_seconds=2, catch_up=10)
     holder = start_daemon("--proof")
     wait_until(lambda: len(fired_periods(schedule)) >= 2, timeout=30, message="the holder fires two periods")
+    # ...and has recorded the ticks that fired them (a period is queued before its tick is recorded).
+    wait_until(lambda: queued_by(holder.pid) >= 2, timeout=30, message="the holder records its firing ticks")
     holder.signal(signal.SIGKILL)  # dies without releasing the lease: the standby must wait for its expiry
     holder.wait()
     fired_by_holder = len(fired_periods(schedule))
