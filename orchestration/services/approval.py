@@ -98,6 +98,26 @@ def _locked_awaiting(*, action_id: int, verb: str) -> Action:
     return action
 
 
+def _record_decision(*, action: Action, verb: str, actor: str, reason: str, message: str, after: dict) -> None:
+    """The execution-log row (with the artifact decided on) and the audit row of an approval decision."""
+    log_write(
+        action_id=action.pk,
+        message=message,
+        actor=actor,
+        artifact_ref=action.approval_artifact_ref,
+        artifact_sha256=action.approval_sha256,
+    )
+    audit_write(
+        actor=actor,
+        verb=verb,
+        outcome=AuditOutcome.DONE,
+        reason=reason,
+        target=f"action #{action.pk} ({action.action_type})",
+        before={"status": ActionStatus.AWAITING_APPROVAL, "sha256": action.approval_sha256},
+        after=after,
+    )
+
+
 def action_approve(*, action_id: int, sha256: str, actor: str, reason: str) -> Action:
     """Approve the artifact with ``sha256`` (the one the person reviewed): the action becomes due
     again, attempts reset, for a REAL run bound to that hash. Audited.
@@ -134,20 +154,12 @@ def action_approve(*, action_id: int, sha256: str, actor: str, reason: str) -> A
         )
         if updated != 1:  # cannot happen while the row is locked; refuse rather than half-log
             raise ApprovalRefused(f"Action #{action.pk} changed while being approved; nothing changed. Try again.")
-        log_write(
-            action_id=action.pk,
-            message=f"approved by {actor}: the REAL run is bound to sha256 {action.approval_sha256}; reason: {reason}",
-            actor=actor,
-            artifact_ref=action.approval_artifact_ref,
-            artifact_sha256=action.approval_sha256,
-        )
-        audit_write(
-            actor=actor,
+        _record_decision(
+            action=action,
             verb="approve",
-            outcome=AuditOutcome.DONE,
+            actor=actor,
             reason=reason,
-            target=f"action #{action.pk} ({action.action_type})",
-            before={"status": ActionStatus.AWAITING_APPROVAL, "sha256": action.approval_sha256},
+            message=f"approved by {actor}: the REAL run is bound to sha256 {action.approval_sha256}; reason: {reason}",
             after={"status": ActionStatus.PENDING, "approved_sha256": action.approval_sha256},
         )
     logger.info("action approved id=%s actor=%s sha256=%s", action.pk, actor, action.approval_sha256)
@@ -163,20 +175,12 @@ def action_reject(*, action_id: int, actor: str, reason: str) -> Action:
         Action.objects.filter(pk=action.pk, status=ActionStatus.AWAITING_APPROVAL).update(
             status=ActionStatus.REJECTED, last_error=f"rejected by {actor}: {reason}"[:2000], updated_at=Now()
         )
-        log_write(
-            action_id=action.pk,
-            message=f"rejected by {actor}; it will not run for real; reason: {reason}",
-            actor=actor,
-            artifact_ref=action.approval_artifact_ref,
-            artifact_sha256=action.approval_sha256,
-        )
-        audit_write(
-            actor=actor,
+        _record_decision(
+            action=action,
             verb="reject",
-            outcome=AuditOutcome.DONE,
+            actor=actor,
             reason=reason,
-            target=f"action #{action.pk} ({action.action_type})",
-            before={"status": ActionStatus.AWAITING_APPROVAL, "sha256": action.approval_sha256},
+            message=f"rejected by {actor}; it will not run for real; reason: {reason}",
             after={"status": ActionStatus.REJECTED},
         )
     logger.info("action rejected id=%s actor=%s", action.pk, actor)
