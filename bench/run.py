@@ -1,9 +1,10 @@
 """Benchmark the AOL engine against django-tasks-db, Procrastinate and a raw psycopg floor.
 
 ``make bench`` (or ``bench/.venv/bin/python bench/run.py [--quick]``). Creates its own databases
-``aicmo_bench_*`` on the local PostgreSQL (dropped and recreated on every run) and SQLite files
-under bench/var/, runs every scenario one after the other, prints a table of figures, ratios and
-targets, and writes it to bench/results/latest.md. See bench/README.md.
+``aicmo_bench_*`` (the prefix is ``$AICMO_BENCH_DB_PREFIX`` if set) on the local PostgreSQL (dropped
+and recreated on every run) and SQLite files under bench/var/, runs every scenario one after the
+other, prints a table of figures, ratios and targets, and writes it to bench/results/latest.md.
+See bench/README.md.
 """
 
 import argparse
@@ -71,8 +72,10 @@ SIZES = {
 }
 SCENARIOS = ("drain", "peers", "enqueue", "idle", "latency", "controls", "console")
 PEER_SETTINGS = "bench.peer_settings"
-APP_TEMPLATE = "aicmo_bench_template"
-PEER_TEMPLATE = "aicmo_bench_peers_template"
+#: Every database the run makes starts with this; AICMO_BENCH_DB_PREFIX lets two runs share a server.
+DB_PREFIX = os.environ.get("AICMO_BENCH_DB_PREFIX", "aicmo_bench")
+APP_TEMPLATE = f"{DB_PREFIX}_template"
+PEER_TEMPLATE = f"{DB_PREFIX}_peers_template"
 DTDB_TABLE = "django_tasks_database_dbtaskresult"
 UNFINISHED = "('PENDING', 'READY', 'RUNNING', 'RETRY')"
 
@@ -144,7 +147,7 @@ class Bench:
 
     def pg_database(self, name: str, *, template: str | None = APP_TEMPLATE) -> str:
         """A fresh database ``aicmo_bench_<name>``, a copy of a migrated template."""
-        full = f"aicmo_bench_{name}"
+        full = f"{DB_PREFIX}_{name}"
         self.drop(full)
         self.admin.execute(f'CREATE DATABASE "{full}"' + (f' TEMPLATE "{template}"' if template else ""))
         return self.pg_url(full)
@@ -164,7 +167,7 @@ class Bench:
 
     def prepare(self) -> None:
         """Drop what an earlier run left, then migrate the templates once."""
-        for (name,) in self.admin.rows("SELECT datname FROM pg_database WHERE datname LIKE 'aicmo_bench_%%'"):
+        for (name,) in self.admin.rows("SELECT datname FROM pg_database WHERE datname LIKE %s", [f"{DB_PREFIX}\\_%"]):
             self.drop(name)
         shutil.rmtree(VAR, ignore_errors=True)
         (VAR / "sqlite").mkdir(parents=True)
@@ -183,7 +186,7 @@ class Bench:
     def cleanup(self) -> None:
         if self.args.keep:
             return
-        for (name,) in self.admin.rows("SELECT datname FROM pg_database WHERE datname LIKE 'aicmo_bench_%%'"):
+        for (name,) in self.admin.rows("SELECT datname FROM pg_database WHERE datname LIKE %s", [f"{DB_PREFIX}\\_%"]):
             self.drop(name)
         shutil.rmtree(VAR / "artifacts", ignore_errors=True)
         shutil.rmtree(VAR / "sqlite", ignore_errors=True)
@@ -308,7 +311,7 @@ def scenario_drain(bench: Bench) -> None:
     r, n = bench.results, bench.size["n"]
     print(f"\n== 1. Drain: {n:,} due POST_SOCIAL actions, PROOF, one daemon, {bench.batch} per tick ==", flush=True)
     pg = drain_aol(bench, bench.pg_database("drain"), "drain-pg", memory=True)
-    bench.drop("aicmo_bench_drain")
+    bench.drop(f"{DB_PREFIX}_drain")
     lite = drain_aol(bench, bench.sqlite_database("drain"), "drain-sqlite")
     r.figures["aol_pg_steady"] = pg["steady"]
     for name, result in (("PostgreSQL", pg), ("SQLite", lite)):
@@ -318,7 +321,7 @@ def scenario_drain(bench: Bench) -> None:
         if result["succeeded"] != n:
             r.note(f"AOL on {name}: only {result['succeeded']} of {n} actions succeeded")
     pg_rt = round_trips(bench, bench.pg_database("roundtrips"), "roundtrips-pg")
-    bench.drop("aicmo_bench_roundtrips")
+    bench.drop(f"{DB_PREFIX}_roundtrips")
     lite_rt = round_trips(bench, bench.sqlite_database("roundtrips"), "roundtrips-sqlite")
     for name, result in (("PostgreSQL", pg_rt), ("SQLite", lite_rt)):
         r.add(
@@ -370,7 +373,7 @@ def drain_peer(bench: Bench, label: str, enqueue_job: str, worker_args: list[str
         raise RuntimeError(f"{label} worker exited {code}; see {log_path(label)}")
     done = [to_epoch(ts) for (ts,) in db.rows(done_sql)]
     db.close()
-    bench.drop(f"aicmo_bench_{label}")
+    bench.drop(f"{DB_PREFIX}_{label}")
     return {"n": len(done), "wall": max(done) - started, "steady": steady_rate(done)}
 
 
@@ -381,7 +384,7 @@ def drain_floor(bench: Bench, k: int) -> dict:
     env = django_env(url, artifacts=bench.artifacts(label))
     job("floor-enqueue-bulk", env, "--n", str(n), "--prefix", label)
     result = job("floor-drain", env, "--k", str(k))
-    bench.drop(f"aicmo_bench_{label.replace('-', '_')}")
+    bench.drop(f"{DB_PREFIX}_{label.replace('-', '_')}")
     # The loop is timed in-process, so it has no start-up to leave out: its rate is the steady rate.
     return {"n": result["n"], "wall": result["seconds"], "steady": rate(result["n"], result["seconds"])}
 
@@ -469,14 +472,14 @@ def scenario_enqueue(bench: Bench) -> None:
             template = {"app": APP_TEMPLATE, "peers": PEER_TEMPLATE, "empty": None}[kind]
             url = bench.pg_database("enqueue", template=template)
         measure(label, job_name, url=url, settings=PEER_SETTINGS if kind == "peers" else "aicmo_site.settings")
-        bench.drop("aicmo_bench_enqueue")
+        bench.drop(f"{DB_PREFIX}_enqueue")
     # The command an operator runs, start-up included.
     url = bench.pg_database("enqueue")
     env = django_env(url, artifacts=bench.artifacts("enqueue"))
     started = time.perf_counter()
     bench.enqueue_file(env, n, prefix="cmd", log="enqueue-command")
     command_seconds = time.perf_counter() - started
-    bench.drop("aicmo_bench_enqueue")
+    bench.drop(f"{DB_PREFIX}_enqueue")
 
     floor_one = figures["raw psycopg INSERT, autocommit"]
     for label, value in figures.items():
@@ -534,7 +537,7 @@ def scenario_idle(bench: Bench) -> None:
         trips = result["round_trips"] / result["ticks"]
         r.add("4 Idle", f"SQL statements per idle tick ({name})", f"{per_tick:g}", "<= 5", per_tick <= 5)
         r.add("4 Idle", f"round trips per idle tick, with BEGIN/COMMIT ({name})", f"{trips:g}")
-    bench.drop("aicmo_bench_idle")
+    bench.drop(f"{DB_PREFIX}_idle")
     url = bench.pg_database("idle")
     db = Database(url)
     counts_file = VAR / "idle-counts.json"
@@ -573,7 +576,7 @@ def scenario_idle(bench: Bench) -> None:
         "watchdog (flags every 0.5 s, lease every 5 s). Django's default CONN_MAX_AGE=0 makes the "
         "close_old_connections() at every wake-up close the loop's connection, so each tick opens a new one."
     )
-    bench.drop("aicmo_bench_idle")
+    bench.drop(f"{DB_PREFIX}_idle")
 
 
 # --- 5. Latency -----------------------------------------------------------------------------------
@@ -609,7 +612,7 @@ def scenario_latency(bench: Bench) -> None:
         "log's timestamp, a few milliseconds after the action started; arrivals are spread at random over "
         "the tick cycle, at most one tick's worth (AOL_MAX_ACTIONS_PER_TICK) at a time."
     )
-    bench.drop("aicmo_bench_latency")
+    bench.drop(f"{DB_PREFIX}_latency")
 
 
 # --- 6. Operator controls -------------------------------------------------------------------------
@@ -675,7 +678,7 @@ def scenario_controls(bench: Bench) -> None:
             stop(daemon)
     remaining = db.scalar(f"SELECT count(*) FROM aol_actions WHERE status IN {UNFINISHED}")
     db.close()
-    bench.drop("aicmo_bench_controls")
+    bench.drop(f"{DB_PREFIX}_controls")
     for label, values in (
         ("pause -> last action done", pauses),
         ("kill -> last action done", kills_last),
@@ -777,7 +780,7 @@ def scenario_console(bench: Bench) -> None:
         "client with a logged-in superuser, DEBUG off, on a freshly VACUUM ANALYZEd database. Status mix: 90 % "
         "SUCCESS, 3 % PENDING, 1 % READY, 2 % RETRY, 2.5 % DLQ, 1.4 % FAILED, 0.1 % RUNNING."
     )
-    bench.drop("aicmo_bench_console")
+    bench.drop(f"{DB_PREFIX}_console")
 
 
 # --- Report ---------------------------------------------------------------------------------------
