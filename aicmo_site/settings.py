@@ -221,6 +221,8 @@ LOGGING = {
 AOL_PROOF_MODE = _typed("AOL_PROOF_MODE", env.bool, False)
 AOL_MAX_TICKS = _typed("AOL_MAX_TICKS", env.int, None)
 AOL_MAX_ACTIONS_PER_TICK = _typed("AOL_MAX_ACTIONS_PER_TICK", env.int, 3)
+# The most due actions one claim takes together (fast actions only; 1 = one claim per action).
+AOL_CLAIM_BATCH_SIZE = _typed("AOL_CLAIM_BATCH_SIZE", env.int, 100)
 AOL_MAX_TICK_SECONDS = _typed("AOL_MAX_TICK_SECONDS", env.float, 20.0)
 AOL_MAX_ATTEMPTS = _typed("AOL_MAX_ATTEMPTS", env.int, 3)
 AOL_RETRY_BACKOFF_SECONDS = _typed("AOL_RETRY_BACKOFF_SECONDS", env.float, 5.0)
@@ -228,6 +230,8 @@ AOL_HEARTBEAT_SECONDS = _typed("AOL_HEARTBEAT_SECONDS", env.float, 5.0)
 AOL_LEASE_TTL_SECONDS = _typed("AOL_LEASE_TTL_SECONDS", env.float, 30.0)
 AOL_TICK_INTERVAL_SECONDS = _typed("AOL_TICK_INTERVAL_SECONDS", env.float, 5.0)
 AOL_CONTROL_POLL_SECONDS = _typed("AOL_CONTROL_POLL_SECONDS", env.float, 0.5)
+# PostgreSQL: an idle daemon wakes when actions are enqueued (LISTEN/NOTIFY) instead of at its next tick.
+AOL_WAKE_ON_ENQUEUE = _typed("AOL_WAKE_ON_ENQUEUE", env.bool, True)
 AOL_MAX_PAYLOAD_BYTES = _typed("AOL_MAX_PAYLOAD_BYTES", env.int, 64 * 1024)
 AOL_CONSOLE_REFRESH_SECONDS = _typed("AOL_CONSOLE_REFRESH_SECONDS", env.float, 3.0)
 AOL_ARTIFACTS_DIR = Path(env.str("AOL_ARTIFACTS_DIR", default=str(VAR_DIR / "artifacts")))

@@ -10,6 +10,7 @@ from orchestration.conf import aol
 #: Settings that must be greater than zero, and whether they are whole numbers.
 POSITIVE_SETTINGS = {
     "max_actions_per_tick": int,
+    "claim_batch_size": int,
     "max_tick_seconds": float,
     "max_attempts": int,
     "heartbeat_seconds": float,

@@ -125,6 +125,8 @@ class ActionStatus(models.TextChoices):
 
 
 DUE_STATUSES = (ActionStatus.PENDING, ActionStatus.READY, ActionStatus.RETRY)
+#: Due actions never attempted (nor recovered after a crash): only these are claimed in batches.
+FIRST_ATTEMPT_STATUSES = (ActionStatus.PENDING, ActionStatus.READY)
 #: Statuses of actions still waiting for the daemon or an operator: the queue's depth.
 #: Statuses that wait for a person: retry or discard them from the console or the admin.
 ATTENTION_STATUSES = (ActionStatus.DLQ, ActionStatus.NEEDS_REVIEW)
@@ -185,6 +187,12 @@ class Action(models.Model):
         choices=ClaimedMode.choices,
         blank=True,
         help_text="Mode of the last attempt; decides what recovery may do when its outcome is unknown",
+    )
+    claimed_in_batch = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Its last claim took it with other actions, so if its daemon died it may not have started "
+        "(recovery does not count that attempt)",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

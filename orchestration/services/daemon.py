@@ -2,13 +2,18 @@
 
 One tick: acquire or renew the lease → read the control flags (killed: release and stop;
 paused: record the tick and claim nothing) → recover actions orphaned by an earlier holder →
-claim one due action and run it through its adapter, again and again, stopping early when the
-tick's time budget is spent, a stop is requested or the operators pause or kill → record the
+claim due actions and run them through their adapters, one after another, stopping early when
+the tick's time budget is spent, a stop is requested or the operators pause or kill → record the
 tick in the ledger.
 
-Actions are claimed one at a time, so at most one action per daemon is RUNNING: when a daemon
-dies, the action recovery finds is exactly the one whose outcome is unknown, and no innocent
-action claimed beside it loses an attempt.
+Claims are sized by how long recent attempts took: a slow action is claimed on its own, fast
+ones in batches of up to AOL_CLAIM_BATCH_SIZE that should take about ``BATCH_TARGET_SECONDS``.
+Only first attempts that a crash cannot harm join a batch (``action_batchable``); their successes
+are recorded together, in one transaction, before the next claim (group commit). What a crash
+can redo is therefore at most one batch of fast, idempotent first attempts, and none of them
+loses an attempt to it: recovery returns batch-claimed actions uncounted (services/queue.py).
+Unstarted members of a batch go back to the queue at once on a pause, kill, stop or spent
+budget, and when the batch is older than ``BATCH_HOLD_SECONDS``.
 
 Each adapter call runs on a worker thread (``AdapterRunner``) with the tick's deadline. The loop
 stops waiting at the deadline, records the attempt as a transient failure ("exceeded its
@@ -57,6 +62,7 @@ from orchestration.services.control import control_flags_get
 from orchestration.services.lease import lease_acquire_or_renew, lease_release, lease_renew
 from orchestration.services.ledger import tick_record
 from orchestration.services.queue import (
+    Success,
     action_approval_gated,
     action_claim_due,
     action_mark_awaiting_approval,
@@ -64,13 +70,15 @@ from orchestration.services.queue import (
     action_mark_failure,
     action_mark_interrupted,
     action_mark_needs_review,
-    action_mark_success,
+    action_mark_success_many,
     action_outcome_unknown_policy,
     action_payload_validate,
     action_queue_depth,
     action_recover_orphans,
+    action_release_unstarted,
 )
 from orchestration.services.schedules import schedule_fire_due
+from orchestration.services.wakeup import WakeupListener, wakeup_supported
 from orchestration.typeconf import action_type_settings
 
 logger = logging.getLogger("orchestration")
@@ -93,6 +101,13 @@ CANCEL_REQUESTED = "cancel requested by an operator"
 #: How often a tick's ledger row also records the queue depth per open status.
 QUEUE_DEPTH_SAMPLE_SECONDS = 30.0
 
+#: A claim takes as many actions as recent attempts suggest can run in this time (at least one).
+BATCH_TARGET_SECONDS = 0.2
+#: Claimed actions not started within this time go back to the queue (a slow one held the rest up).
+BATCH_HOLD_SECONDS = 1.0
+#: Weight of the newest attempt in the running average of attempt times that sizes claims.
+ATTEMPT_TIME_WEIGHT = 0.2
+
 
 def default_owner() -> str:
     """``hostname:pid``, unique among live daemons."""
@@ -106,12 +121,14 @@ class DaemonConfig:
     max_ticks: int | None = None
     interval_seconds: float = 5.0
     max_actions_per_tick: int = 3
+    claim_batch_size: int = 100
     max_tick_seconds: float = 20.0
     heartbeat_seconds: float = 5.0
     lease_ttl_seconds: float = 30.0
     control_poll_seconds: float = 0.5
     standby: bool = False
     max_abandoned_threads: int = 3
+    wake_on_enqueue: bool = True
 
     @classmethod
     def from_settings(cls, **overrides) -> "DaemonConfig":
@@ -122,12 +139,14 @@ class DaemonConfig:
             "max_ticks": aol.max_ticks,
             "interval_seconds": aol.tick_interval_seconds,
             "max_actions_per_tick": aol.max_actions_per_tick,
+            "claim_batch_size": aol.claim_batch_size,
             "max_tick_seconds": aol.max_tick_seconds,
             "heartbeat_seconds": aol.heartbeat_seconds,
             "lease_ttl_seconds": aol.lease_ttl_seconds,
             "control_poll_seconds": aol.control_poll_seconds,
             "standby": False,
             "max_abandoned_threads": aol.max_abandoned_threads,
+            "wake_on_enqueue": aol.wake_on_enqueue,
         }
         values.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**values)
@@ -162,6 +181,8 @@ class Daemon:
         self._stop = threading.Event()  # set by request_stop()
         self._stop_reason = ""
         self._wake = threading.Event()  # ends the sleep between ticks early
+        self._notified = threading.Event()  # actions were enqueued since the last claim (PostgreSQL)
+        self._listener: WakeupListener | None = None
         self._flags_seen = {"paused": False, "killed": False}  # written by the watchdog
         self._lease_lost = threading.Event()  # set by the watchdog when a renewal is refused
         self._attempt: Attempt | None = None  # the attempt running now, if any
@@ -171,6 +192,9 @@ class Daemon:
         self._watchdog: _Watchdog | None = None
         self._depth_sampled_at: float | None = None
         self._standby_holder: str | None = None
+        self._unrecorded: list[Success] = []  # successes of batch-claimed actions, recorded together
+        self._attempt_seconds: float | None = None  # running average, sizes the next claim
+        self._cancel_requested: frozenset[int] = frozenset()  # RUNNING ids; written by the watchdog
 
     # --- control from outside ------------------------------------------------------------------
 
@@ -197,9 +221,11 @@ class Daemon:
         """Tick until done; returns the process exit code."""
         number = 0
         self._start_watchdog()
+        self._start_listener()
         try:
             while not self._stop.is_set():
                 self._wake.clear()
+                self._notified.clear()  # what is enqueued from now on wakes the next sleep
                 self._progress = time.monotonic()
                 report = None
                 try:
@@ -244,11 +270,33 @@ class Daemon:
                 number += 1
                 if self.config.max_ticks is not None and number >= self.config.max_ticks:
                     return EXIT_OK
-                self._wake.wait(self.config.interval_seconds)
+                self._sleep(busy=report is not None and report.attempted >= self.config.max_actions_per_tick)
             self.out(f"[AOL] Stopping: {self._stop_reason}.")
             return EXIT_OK
         finally:
             self._shutdown()
+
+    def _sleep(self, *, busy: bool) -> None:
+        """Wait one tick interval, or less: a stop, kill or lost lease ends the wait at once, and so
+        do actions enqueued since the last claim (PostgreSQL), unless the last tick was ``busy``
+        (it used its whole AOL_MAX_ACTIONS_PER_TICK): then the interval keeps its pace."""
+        deadline = time.monotonic() + self.config.interval_seconds
+        while not (self._notified.is_set() and not busy):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._wake.wait(remaining):
+                return
+            self._wake.clear()
+            if not self._notified.is_set() or self._stop.is_set() or self._flags_seen["killed"]:
+                return  # woken for another reason than an enqueue
+
+    def _on_notify(self) -> None:
+        self._notified.set()
+        self._wake.set()
+
+    def _start_listener(self) -> None:
+        if self.config.wake_on_enqueue and self._listener is None and wakeup_supported():
+            self._listener = WakeupListener(self._on_notify)
+            self._listener.start()
 
     def _standby_wait(self, exc: LeaseHeldElsewhere) -> bool:
         """Wait one interval for the lease; True when the daemon must exit instead (kill flag)."""
@@ -258,7 +306,7 @@ class Daemon:
                 f"[AOL] Standby: lease held by {exc.holder} until {exc.expires_at:%Y-%m-%d %H:%M:%S} UTC; "
                 "waiting to take over."
             )
-        self._wake.wait(self.config.interval_seconds)
+        self._sleep(busy=True)  # enqueued work is not ours to claim yet
         if self._flags_seen["killed"]:
             self.out("[AOL] Kill flag set; the standby daemon stops.")
             return True
@@ -342,27 +390,74 @@ class Daemon:
         return self.config.force_proof or bool(aol.proof_mode) or flags.proof_mode
 
     def _work(self, report: TickReport, *, proof: bool, deadline: float) -> None:
-        # One claim per action (see the module docstring): a crash orphans only the running one.
-        for _ in range(self.config.max_actions_per_tick):
-            reason = self._interruption(deadline)
-            if reason:
-                report.notes = f"{reason}; no further action started"
-                break
-            claimed = action_claim_due(owner=self.config.owner, token=self.token, limit=1, proof=proof)
-            if not claimed:
-                break
-            outcome = self._dispatch(claimed[0], proof=proof, deadline=deadline)
-            self._progress = time.monotonic()
-            if outcome not in (INTERRUPTED, CANCELLED):
-                report.attempted += 1
-            if outcome == SUCCEEDED:
-                report.succeeded += 1
+        budget = self.config.max_actions_per_tick  # attempts this tick may still claim
+        batch: list[Action] = []  # claimed, not started yet
+        claimed_at = 0.0
+        try:
+            while True:
+                reason = self._interruption(deadline)
+                if reason:
+                    report.notes = f"{reason}; no further action started"
+                    break
+                if batch and time.monotonic() - claimed_at > BATCH_HOLD_SECONDS:
+                    budget += self._release(batch)  # held up by a slow one: claim afresh
+                if not batch:
+                    self._record_unrecorded()  # before claiming more: a crash redoes at most one batch
+                    if budget <= 0:
+                        break
+                    batch = action_claim_due(
+                        owner=self.config.owner, token=self.token, limit=self._claim_size(budget), proof=proof
+                    )
+                    if not batch:
+                        break
+                    budget -= len(batch)
+                    claimed_at = time.monotonic()
+                action = batch.pop(0)
+                started = time.monotonic()
+                outcome = self._dispatch(action, proof=proof, deadline=deadline)
+                self._progress = time.monotonic()
+                self._observe_attempt(self._progress - started)
+                if outcome not in (INTERRUPTED, CANCELLED):
+                    report.attempted += 1
+                if outcome == SUCCEEDED:
+                    report.succeeded += 1
+            self._record_unrecorded()
+            self._release(batch)
+        except BaseException:
+            # Not recorded: the next lease holder's recovery returns these actions to the queue.
+            self._unrecorded = []
+            raise
         if report.attempted and report.succeeded == 0:
             report.status = TickStatus.FAIL
         elif report.succeeded < report.attempted:
             report.status = TickStatus.PARTIAL
         if proof and report.attempted:
             report.notes = "; ".join(filter(None, ["PROOF", report.notes]))
+
+    def _claim_size(self, budget: int) -> int:
+        """How many actions the next claim takes: about BATCH_TARGET_SECONDS of recent attempt times."""
+        if self._attempt_seconds is None:
+            return 1  # nothing measured yet
+        fits = int(BATCH_TARGET_SECONDS / max(self._attempt_seconds, 1e-6))
+        return max(1, min(fits, budget, self.config.claim_batch_size))
+
+    def _observe_attempt(self, seconds: float) -> None:
+        if self._attempt_seconds is None:
+            self._attempt_seconds = seconds
+        else:
+            self._attempt_seconds += ATTEMPT_TIME_WEIGHT * (seconds - self._attempt_seconds)
+
+    def _release(self, batch: list[Action]) -> int:
+        """Give claimed, unstarted actions back to the queue (attempt uncounted); returns how many."""
+        released = action_release_unstarted(actions=batch, token=self.token) if batch else 0
+        batch.clear()
+        return released
+
+    def _record_unrecorded(self) -> None:
+        """Record the successes waiting in ``_unrecorded`` in one transaction (fenced)."""
+        if self._unrecorded:
+            successes, self._unrecorded = self._unrecorded, []
+            action_mark_success_many(successes=successes, token=self.token, actor=self.config.owner)
 
     def _interruption(self, deadline: float) -> str:
         """Why the tick must not start another action, or '' if it may."""
@@ -382,6 +477,10 @@ class Daemon:
 
     def _dispatch(self, action: Action, *, proof: bool, deadline: float) -> str:
         """Run one attempt on the worker thread and record its outcome (fencing errors propagate)."""
+        if action.pk in self._cancel_requested and self._cancel_if_requested(
+            action, outcome="did not start (it was still waiting in a claimed batch)"
+        ):
+            return CANCELLED
         # The claim decides the attempt's mode: a REAL daemon runs an action gated by approval in
         # PROOF first, to make the artifact a person approves (services/approval.py).
         for_approval = not proof and action.claimed_mode == ClaimedMode.PROOF
@@ -407,17 +506,19 @@ class Daemon:
         finally:
             self._attempt = None
         if not job.done.is_set():
+            self._record_unrecorded()
             # Overran: stop waiting. The thread runs on but nobody will read its result.
             attempt.request_stop("deadline exceeded")
             self._runner.abandon()
             if self._runner.abandoned_alive() >= self.config.max_abandoned_threads:
                 self._wedged = True
             return self._record_unknown_outcome(action, AttemptDeadlineExceeded(overrun))
-        if job.error is None:
-            if for_approval:
-                return self._record_awaiting_approval(action, job.result)
+        if job.error is None and not for_approval:
             self._record_success(action, job.result)
             return SUCCEEDED
+        self._record_unrecorded()  # keep the order of results: earlier successes first
+        if job.error is None:
+            return self._record_awaiting_approval(action, job.result)
         exc = job.error
         if isinstance(exc, AttemptInterrupted):
             if self._cancel_if_requested(action, outcome=f"stopped at a safe point ({exc})"):
@@ -498,19 +599,18 @@ class Daemon:
         return SUCCEEDED
 
     def _record_success(self, action: Action, result: ActionResult) -> None:
+        """Record a success now, or, for a batch-claimed action, with the rest of its batch."""
         message, ref, sha256 = result.message, result.artifact_ref, result.artifact_sha256
         if action.approved_at is not None and action.claimed_mode == ClaimedMode.REAL:
             # Name what a person approved beside what was done.
             message = f"{message} (approved by {action.approved_by or '?'}: sha256 {action.approval_sha256})"
             ref, sha256 = ref or action.approval_artifact_ref, sha256 or action.approval_sha256
-        action_mark_success(
-            action=action,
-            token=self.token,
-            actor=self.config.owner,
-            message=message,
-            artifact_ref=ref,
-            artifact_sha256=sha256,
-        )
+        success = Success(action, message, ref, sha256, finished_at=timezone.now())
+        if action.claimed_in_batch:
+            self._unrecorded.append(success)
+        else:
+            self._record_unrecorded()
+            action_mark_success_many(successes=[success], token=self.token, actor=self.config.owner)
         logger.info(
             "action id=%s type=%s status=%s artifact=%s",
             action.pk,
@@ -559,6 +659,8 @@ class Daemon:
     def _shutdown(self) -> None:
         if self._watchdog is not None:
             self._watchdog.stop()
+        if self._listener is not None:
+            self._listener.stop()
         self._runner.close()
         try:
             self._release_lease()
@@ -694,10 +796,17 @@ class _Watchdog(threading.Thread):
         if flags is None:
             return
         self.owner._flags_seen.update(flags)
-        attempt = self.owner._attempt
-        if attempt is not None and attempt.action_id is not None and not attempt.stop.is_set():
-            # An operator cancelled the running action: ask the attempt to stop at a safe point.
-            if Action.objects.filter(pk=attempt.action_id, cancel_requested=True).exists():
+        token = self.owner.token
+        if token is not None and self.owner._attempt is not None:
+            # Actions an operator cancelled while claimed by us: the loop does not start those still
+            # waiting in a claimed batch, and the running attempt is asked to stop at a safe point.
+            self.owner._cancel_requested = cancelled = frozenset(
+                Action.objects.filter(status=ActionStatus.RUNNING, lease_token=token, cancel_requested=True)
+                .order_by()
+                .values_list("pk", flat=True)
+            )
+            attempt = self.owner._attempt
+            if attempt is not None and attempt.action_id in cancelled and not attempt.stop.is_set():
                 attempt.request_stop(CANCEL_REQUESTED)
         if flags["killed"]:
             # Wake the loop from its sleep so the next tick records the kill at once, and ask the

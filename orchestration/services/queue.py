@@ -33,6 +33,7 @@ from orchestration.exceptions import (
 from orchestration.models import (
     ATTENTION_STATUSES,
     DUE_STATUSES,
+    FIRST_ATTEMPT_STATUSES,
     MAX_PRIORITY,
     MIN_PRIORITY,
     OPEN_STATUSES,
@@ -218,6 +219,11 @@ def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None =
     approved is claimed in PROOF, to make the artifact a person approves; an action over a rate
     limit is deferred (``not_before`` moved, ``deferred_note`` set) instead of claimed. Without
     pauses, gates or limits in play the claim is still one SELECT and one UPDATE.
+
+    Batches (``limit`` > 1) take only actions that a crash cannot harm by being claimed beside
+    others (``action_batchable``): first attempts whose outcome recovery would simply retry. An
+    action that is not batchable is claimed alone, and ends the batch before it. Batch-claimed
+    rows are marked ``claimed_in_batch``, so recovery does not count their attempt.
     """
     daemon_mode = "" if proof is None else ClaimedMode.PROOF if proof else ClaimedMode.REAL
     claimed: list[Action] = []
@@ -238,6 +244,7 @@ def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None =
                 break
             plain: list[Action] = []
             passed_over = 0
+            alone = False  # an action that must not share its claim was taken: the batch ends with it
             for action in rows:
                 if action.cancel_requested:
                     # Cancelled while its last attempt was being recorded: it does not run again.
@@ -245,6 +252,10 @@ def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None =
                     passed_over += 1
                     continue
                 mode = action_claim_mode(action=action, daemon_mode=daemon_mode)
+                if limit > 1 and not action_batchable(action=action, mode=mode):
+                    if claimed or plain:
+                        break  # it will be claimed on its own by the next claim
+                    alone = True
                 gated = mode == ClaimedMode.PROOF and daemon_mode == ClaimedMode.REAL
                 limits = (
                     [] if gated else rate_limits_for(action_type=action.action_type, db_defined=action.has_db_limits)
@@ -252,31 +263,56 @@ def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None =
                 if not limits:
                     action.claimed_mode = mode
                     plain.append(action)
+                    if alone:
+                        break
                     continue
                 decision = rate_limit_decide(action=action, limits=limits, now=db_now())
                 if decision.defer_until is not None:
                     _defer(action=action, decision=decision, token=token, actor=owner)
                     passed_over += 1
+                    alone = False
                     continue
                 # Claimed at once, so that the next action of the same key counts this one.
-                _claim_rows([action], owner=owner, token=token, mode=mode, rate_key=decision.key)
+                _claim_rows(
+                    [action], owner=owner, token=token, mode=mode, batch=limit > 1 and not alone, rate_key=decision.key
+                )
                 claimed.append(action)
+                if alone:
+                    break
             for mode in sorted({action.claimed_mode for action in plain}):
-                _claim_rows([a for a in plain if a.claimed_mode == mode], owner=owner, token=token, mode=mode)
+                batch = [a for a in plain if a.claimed_mode == mode]
+                _claim_rows(batch, owner=owner, token=token, mode=mode, batch=limit > 1 and not alone)
             claimed.extend(plain)
             deferrals += passed_over
-            if not passed_over or deferrals >= MAX_DEFERRALS_PER_CLAIM:
+            if alone or not passed_over or deferrals >= MAX_DEFERRALS_PER_CLAIM:
                 break
     return claimed
 
 
-def _claim_rows(actions: list[Action], *, owner: str, token: int, mode: str, rate_key: str | None = None) -> None:
+def action_batchable(*, action: Action, mode: str) -> bool:
+    """May ``action`` be claimed together with others, in ``mode``?
+
+    Only if a crash of its daemon cannot harm it: recovery returns a batch-claimed action to the
+    queue with its attempt uncounted, because it may not have started. That is right only for a
+    first attempt (PENDING or READY: never failed, never recovered) whose unknown outcome recovery
+    would retry anyway (PROOF, or an idempotent REAL adapter). A retry runs on its own, so an action
+    that crashes its daemon is soon isolated and counts its own attempts towards the DLQ.
+    """
+    return action.status in FIRST_ATTEMPT_STATUSES and (
+        action_outcome_unknown_policy(action_type=action.action_type, claimed_mode=mode) == ActionStatus.RETRY
+    )
+
+
+def _claim_rows(
+    actions: list[Action], *, owner: str, token: int, mode: str, batch: bool, rate_key: str | None = None
+) -> None:
     fields: dict[str, Any] = {
         "status": ActionStatus.RUNNING,
         "attempts": F("attempts") + 1,
         "claimed_by": owner,
         "lease_token": token,
         "claimed_mode": mode,
+        "claimed_in_batch": batch,
         "deferred_note": "",
         "updated_at": Now(),
     }
@@ -293,6 +329,7 @@ def _claim_rows(actions: list[Action], *, owner: str, token: int, mode: str, rat
         action.claimed_by = owner
         action.lease_token = token
         action.claimed_mode = mode
+        action.claimed_in_batch = batch
         if rate_key is not None:
             action.rate_key = rate_key
 
@@ -365,21 +402,58 @@ def _fenced(action: Action, token: int):
     )
 
 
+@dataclass(frozen=True)
+class Success:
+    """A finished attempt waiting to be recorded (see ``action_mark_success_many``)."""
+
+    action: Action
+    message: str
+    artifact_ref: str = ""
+    artifact_sha256: str = ""
+    finished_at: datetime | None = None  # when the attempt ended (its log row's time); None: now
+
+
 def action_mark_success(
     *, action: Action, token: int, actor: str, message: str, artifact_ref: str = "", artifact_sha256: str = ""
 ) -> None:
     """Record success and its execution log in one transaction; LeaseNotHeld if fenced out."""
+    action_mark_success_many(
+        successes=[Success(action, message, artifact_ref, artifact_sha256)], token=token, actor=actor
+    )
+
+
+def action_mark_success_many(*, successes: list[Success], token: int, actor: str) -> None:
+    """Record several successes and their execution logs in one transaction (one UPDATE, one INSERT).
+
+    All or nothing: if any of them is no longer RUNNING under ``token``, or the token is no
+    longer current, nothing is recorded and LeaseNotHeld is raised; the actions stay RUNNING for
+    the next lease holder's recovery to return to the queue.
+    """
+    if not successes:
+        return
+    ids = [success.action.pk for success in successes]
     with transaction.atomic():
-        if not _fenced(action, token).update(status=ActionStatus.SUCCESS, last_error="", updated_at=Now()):
-            raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; result not recorded")
-        log_write(
-            action_id=action.pk,
-            message=message,
-            actor=actor,
-            artifact_ref=artifact_ref,
-            artifact_sha256=artifact_sha256,
+        recorded = (
+            Action.objects.filter(pk__in=ids, status=ActionStatus.RUNNING, lease_token=token)
+            .filter(lease_is_current(token=token))
+            .update(status=ActionStatus.SUCCESS, last_error="", updated_at=Now())
         )
-    action.status = ActionStatus.SUCCESS
+        if recorded != len(set(ids)):
+            which = f"action #{ids[0]}" if len(ids) == 1 else f"{len(ids)} actions (#{ids[0]}..#{ids[-1]})"
+            raise LeaseNotHeld(f"{which}: lease token {token} is no longer current; result not recorded")
+        log_write_many(
+            log_entry(
+                action_id=success.action.pk,
+                message=success.message,
+                actor=actor,
+                artifact_ref=success.artifact_ref,
+                artifact_sha256=success.artifact_sha256,
+                ts=success.finished_at,
+            )
+            for success in successes
+        )
+    for success in successes:
+        success.action.status = ActionStatus.SUCCESS
 
 
 def action_mark_failure(*, action: Action, token: int, actor: str, error: str, permanent: bool) -> str:
@@ -503,6 +577,8 @@ class RecoveryReport:
     dead: list[int]
     review: list[int]
     cancelled: list[int] = field(default_factory=list)
+    #: Of ``retried``: batch-claimed actions whose attempt was not counted (they may not have started).
+    uncounted: list[int] = field(default_factory=list)
 
 
 def action_recover_orphans(*, token: int, actor: str) -> RecoveryReport:
@@ -510,29 +586,32 @@ def action_recover_orphans(*, token: int, actor: str) -> RecoveryReport:
 
     Their daemon died or was replaced mid-attempt, so the outcome is unknown; the attempt it
     started still counts. A REAL attempt of an adapter that is not idempotent is parked as
-    NEEDS_REVIEW instead (see ``action_outcome_unknown_policy``). Called by a daemon right after
-    it acquires the lease.
+    NEEDS_REVIEW instead (see ``action_outcome_unknown_policy``). An action claimed in a batch
+    (``claimed_in_batch``) may never have started: it goes back as RETRY with that attempt not
+    counted, and being a retry it runs on its own next time (``action_batchable``). Called by a
+    daemon right after it acquires the lease.
     """
     with transaction.atomic():
         orphans = list(
             Action.objects.orphaned(current_token=token).values_list(
-                "pk", "attempts", "claimed_by", "action_type", "claimed_mode", "cancel_requested"
+                "pk", "attempts", "claimed_by", "action_type", "claimed_mode", "cancel_requested", "claimed_in_batch"
             )
         )
         if not orphans:
             return RecoveryReport(retried=[], dead=[], review=[], cancelled=[])
         review = [
             pk
-            for pk, _, _, action_type, mode, _ in orphans
+            for pk, _, _, action_type, mode, *_ in orphans
             if action_outcome_unknown_policy(action_type=action_type, claimed_mode=mode) == ActionStatus.NEEDS_REVIEW
         ]
         # An operator asked it to stop: it is not run again (unless its outcome needs a person).
-        cancelled = [pk for pk, *_, cancel in orphans if cancel and pk not in review]
+        cancelled = [pk for pk, *_, cancel, _ in orphans if cancel and pk not in review]
         rest = [row for row in orphans if row[0] not in review and row[0] not in cancelled]
+        uncounted = [pk for pk, *_, in_batch in rest if in_batch]
         dead = [
             pk
             for pk, attempts, _, action_type, *_ in rest
-            if attempts >= action_type_settings(action_type).max_attempts
+            if pk not in uncounted and attempts >= action_type_settings(action_type).max_attempts
         ]
         retried = [pk for pk, *_ in rest if pk not in dead]
         base = Action.objects.filter(status=ActionStatus.RUNNING, lease_token__lt=token).filter(
@@ -543,13 +622,23 @@ def action_recover_orphans(*, token: int, actor: str) -> RecoveryReport:
             base.filter(pk__in=review).update(status=ActionStatus.NEEDS_REVIEW, last_error=error, updated_at=Now())
         if dead:
             base.filter(pk__in=dead).update(status=ActionStatus.DLQ, last_error=error, updated_at=Now())
-        if retried:
-            base.filter(pk__in=retried).update(
+        counted = [pk for pk in retried if pk not in uncounted]
+        if counted:
+            base.filter(pk__in=counted).update(
                 status=ActionStatus.RETRY, last_error=error, not_before=Now(), updated_at=Now()
+            )
+        if uncounted:
+            base.filter(pk__in=uncounted).update(
+                status=ActionStatus.RETRY,
+                attempts=F("attempts") - 1,
+                last_error=error,
+                not_before=Now(),
+                updated_at=Now(),
             )
         if cancelled:
             base.filter(pk__in=cancelled).update(status=ActionStatus.CANCELLED, last_error=error, updated_at=Now())
-        outcome = {pk: "returned to the queue as RETRY" for pk in retried}
+        outcome = {pk: "returned to the queue as RETRY" for pk in counted}
+        outcome.update({pk: UNCOUNTED_MESSAGE for pk in uncounted})
         outcome.update({pk: "moved to DLQ: no attempts left" for pk in dead})
         outcome.update({pk: NEEDS_REVIEW_MESSAGE for pk in review})
         outcome.update({pk: "CANCELLED, as an operator had asked" for pk in cancelled})
@@ -563,11 +652,20 @@ def action_recover_orphans(*, token: int, actor: str) -> RecoveryReport:
             for pk, attempts, claimed_by, *_ in orphans
         )
     logger.warning(
-        "recovered orphaned actions retried=%s dead=%s review=%s cancelled=%s", retried, dead, review, cancelled
+        "recovered orphaned actions retried=%s (uncounted=%s) dead=%s review=%s cancelled=%s",
+        retried,
+        uncounted,
+        dead,
+        review,
+        cancelled,
     )
-    return RecoveryReport(retried=retried, dead=dead, review=review, cancelled=cancelled)
+    return RecoveryReport(retried=retried, dead=dead, review=review, cancelled=cancelled, uncounted=uncounted)
 
 
+UNCOUNTED_MESSAGE = (
+    "returned to the queue as RETRY, attempt not counted: it was claimed in a batch, so it may not have "
+    "started; it runs on its own next time"
+)
 WORKER_LOST = "worker lost during attempt: its daemon stopped before recording a result"
 
 

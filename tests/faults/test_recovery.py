@@ -83,6 +83,71 @@ def test_recovery__adapter_kills_its_process__dlq_after_attempt_limit_worker_los
     assert_nothing_running()
 
 
+def test_recovery__adapter_kills_its_process_mid_batch__batch_mates_lose_no_attempt_and_run_once(
+    start_daemon, artifacts_dir
+):
+    """Invariant: when the process dies in the middle of a batch claim, every batch-mate (those that ran but
+    whose success was not recorded yet, and those not started) goes back to the queue with its attempt
+    uncounted, then succeeds exactly once (one success log, one artifact: a re-run verifies the
+    artifact and does not rewrite it). The crashing action runs alone from then on and reaches the DLQ
+    after AOL_MAX_ATTEMPTS counted attempts; its uncounted batch run makes one death more."""
+    # Fast first: the first claim takes one action and measures it; the next claims take batches.
+    warm = [
+        action_enqueue(action_type="SLEEP", payload={"seconds": 0}, idempotency_key=f"warm-{i}", priority=10)[0]
+        for i in range(3)
+    ]
+    before = [
+        action_enqueue(action_type="SLEEP", payload={"seconds": 0}, idempotency_key=f"before-{i}", priority=5)[0]
+        for i in range(4)
+    ]
+    poison, _ = action_enqueue(action_type="CRASH", payload={}, idempotency_key="poison")
+    after = [
+        action_enqueue(action_type="SLEEP", payload={"seconds": 0}, idempotency_key=f"after-{i}")[0] for i in range(4)
+    ]
+    others = warm + before + after
+
+    deaths, mates, poison_batched = 0, set(), False
+    for _ in range(8):
+        daemon = start_daemon("--proof", "--standby", "--max-actions", "20")
+        wait_until(
+            lambda d=daemon: d.proc.poll() is not None or Action.objects.get(pk=poison.pk).status == ActionStatus.DLQ,
+            timeout=20,
+            message="a crash or the DLQ",
+        )
+        if daemon.proc.poll() is None:
+            break
+        assert daemon.proc.returncode == CRASH_EXIT_CODE, daemon.output()
+        if deaths == 0:  # who shared the poison's claim when it first crashed
+            poison_batched = Action.objects.get(pk=poison.pk).claimed_in_batch
+            mates = set(
+                Action.objects.filter(status=ActionStatus.RUNNING, claimed_in_batch=True)
+                .exclude(pk=poison.pk)
+                .values_list("pk", flat=True)
+            )
+        deaths += 1
+    else:
+        pytest.fail("the poison action never reached the DLQ")
+
+    assert poison_batched and mates, "the poison was not claimed in a batch: the scenario did not happen"
+    poison.refresh_from_db()
+    assert (poison.status, poison.attempts) == (ActionStatus.DLQ, 3)
+    assert deaths == 4  # its batch run was not counted
+    wait_until(
+        lambda: Action.objects.filter(status=ActionStatus.SUCCESS).count() == len(others),
+        timeout=20,
+        message="the rest done",
+    )
+    for action in others:
+        action.refresh_from_db()
+        assert (action.status, action.attempts) == (ActionStatus.SUCCESS, 1), action.idempotency_key
+        assert len(success_logs(action)) == 1, action.idempotency_key
+    for pk in mates:
+        [lost] = ExecutionLog.objects.filter(action_id=pk, message__startswith="worker lost during attempt")
+        assert "attempt not counted" in lost.message
+    assert len(artifact_files(artifacts_dir, "sleep")) == len(others)
+    assert_nothing_running()
+
+
 @pytest.mark.parametrize("proof", [False, True], ids=["REAL-needs-review", "PROOF-retried"])
 def test_recovery__orphaned_attempt_of_non_idempotent_adapter__real_parked_as_needs_review_proof_retried(
     start_daemon, proof

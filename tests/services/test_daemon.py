@@ -102,6 +102,63 @@ def test_tick__proof_wins_when_any_source_asks_for_it(settings, force, setting):
     assert action.status == ActionStatus.SUCCESS
 
 
+def test_tick__fast_actions_are_claimed_in_batches_and_their_successes_recorded_together():
+    """Group commit: 40 fast actions cost a handful of claims and result transactions, not 40 of
+    each; every action still ends SUCCESS once, with one success log and one counted attempt."""
+    actions = [enqueue("TEST_OK", f"ok{i}") for i in range(40)]
+    daemon, _ = make_daemon(max_actions_per_tick=40)
+    with CaptureQueriesContext(connection) as captured:
+        report = daemon.tick(0)
+    assert (report.attempted, report.succeeded) == (40, 40)
+    states = set(Action.objects.filter(pk__in=[a.pk for a in actions]).values_list("status", "attempts"))
+    assert states == {(ActionStatus.SUCCESS, 1)}
+    assert ExecutionLog.objects.filter(action_id__in=[a.pk for a in actions]).count() == 40
+    updates = [q for q in captured.captured_queries if q["sql"].startswith('UPDATE "aol_actions"')]
+    assert len(updates) < 10, f"{len(updates)} UPDATEs of aol_actions for 40 actions"
+    assert Action.objects.filter(claimed_in_batch=True).count() > 30
+
+
+def test_tick__batch_size_one_claims_and_records_each_action_on_its_own(settings):
+    settings.AOL_CLAIM_BATCH_SIZE = 1
+    for i in range(5):
+        enqueue("TEST_OK", f"ok{i}")
+    daemon, _ = make_daemon(max_actions_per_tick=5)
+    with CaptureQueriesContext(connection) as captured:
+        assert daemon.tick(0).succeeded == 5
+    updates = [q for q in captured.captured_queries if q["sql"].startswith('UPDATE "aol_actions"')]
+    assert len(updates) == 10  # a claim and a result per action
+    assert not Action.objects.filter(claimed_in_batch=True).exists()
+
+
+class _PausingAdapter(fake_adapters.SucceedsAdapter):
+    """Succeeds, and makes the daemon see a pause as its watchdog would (set by the test)."""
+
+    action_type = "TEST_PAUSES"
+    daemon: Daemon | None = None
+
+    def execute_proof(self, action, *, attempt):
+        self.daemon._flags_seen["paused"] = True
+        return super().execute_proof(action, attempt=attempt)
+
+
+def test_tick__a_pause_seen_mid_batch_records_what_ran_and_returns_the_rest_uncounted(monkeypatch):
+    adapter = _PausingAdapter()
+    monkeypatch.setitem(ADAPTERS, adapter.action_type, adapter)
+    warm = enqueue("TEST_OK", "warm")  # the first claim takes one action and measures it
+    pauser = enqueue("TEST_PAUSES", "pauser")
+    rest = [enqueue("TEST_OK", f"rest{i}") for i in range(5)]
+    daemon, _ = make_daemon(max_actions_per_tick=10)
+    adapter.daemon = daemon
+
+    report = daemon.tick(0)
+
+    assert (report.attempted, report.succeeded) == (2, 2) and "paused; no further action started" in report.notes
+    assert Action.objects.get(pk=warm.pk).status == Action.objects.get(pk=pauser.pk).status == ActionStatus.SUCCESS
+    states = set(Action.objects.filter(pk__in=[a.pk for a in rest]).values_list("status", "attempts"))
+    assert states == {(ActionStatus.PENDING, 0)}
+    assert not ExecutionLog.objects.filter(action_id__in=[a.pk for a in rest]).exists()
+
+
 def test_tick__paused_claims_nothing_and_records_a_paused_tick():
     action = post_social("k")
     control_pause(actor="ops", reason="hold")

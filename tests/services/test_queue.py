@@ -267,7 +267,8 @@ def test_action_recover_orphans__retries_or_dead_letters_what_a_dead_holder_left
     settings.AOL_MAX_ATTEMPTS = 2
     fresh, spent = post_social("fresh"), post_social("spent")
     old = hold_lease(owner="dead:1")
-    action_claim_due(owner="dead:1", token=old, limit=2)
+    for _ in range(2):
+        action_claim_due(owner="dead:1", token=old, limit=1)  # one at a time: each attempt surely started
     Action.objects.filter(pk=spent.pk).update(attempts=2)
     Lease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
     new = hold_lease(owner="next:2")
@@ -280,3 +281,40 @@ def test_action_recover_orphans__retries_or_dead_letters_what_a_dead_holder_left
     assert "worker lost during attempt" in spent.last_error
     assert not Action.objects.filter(status=ActionStatus.RUNNING).exists()
     assert ExecutionLog.objects.filter(action_id__in=[fresh.pk, spent.pk]).count() == 2
+
+
+def test_action_recover_orphans__batch_claimed_actions_go_back_uncounted_and_then_run_alone(settings):
+    """A dead daemon's batch may hold actions that never started: none of them loses an attempt, even
+    one on its last attempt, and as retries they are never batch-claimed again."""
+    settings.AOL_MAX_ATTEMPTS = 1
+    first, second = post_social("first"), post_social("second")
+    old = hold_lease(owner="dead:1")
+    assert len(action_claim_due(owner="dead:1", token=old, limit=5)) == 2
+    Lease.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    new = hold_lease(owner="next:2")
+
+    report = action_recover_orphans(token=new, actor="next:2")
+
+    assert report.retried == report.uncounted == [first.pk, second.pk] and report.dead == []
+    for action in (first, second):
+        action.refresh_from_db()
+        assert (action.status, action.attempts) == (ActionStatus.RETRY, 0)
+        [log] = ExecutionLog.objects.filter(action_id=action.pk)
+        assert "attempt not counted" in log.message
+    [alone] = action_claim_due(owner="next:2", token=new, limit=5)
+    assert (alone.pk, alone.claimed_in_batch) == (first.pk, False)
+    assert Action.objects.get(pk=alone.pk).attempts == 1
+
+
+def test_action_claim_due__a_batch_takes_first_attempts_and_stops_before_a_retry():
+    """Only first attempts share a claim; a retry (or any action a crash could harm) is claimed on its own."""
+    new1, retry, new2 = post_social("new1"), post_social("retry"), post_social("new2")
+    Action.objects.filter(pk=retry.pk).update(status=ActionStatus.RETRY, attempts=1)
+    token = hold_lease()
+
+    batch = action_claim_due(owner=OWNER, token=token, limit=10)
+    assert [a.pk for a in batch] == [new1.pk] and batch[0].claimed_in_batch
+    [alone] = action_claim_due(owner=OWNER, token=token, limit=10)
+    assert (alone.pk, alone.claimed_in_batch) == (retry.pk, False)
+    [rest] = action_claim_due(owner=OWNER, token=token, limit=10)
+    assert rest.pk == new2.pk
