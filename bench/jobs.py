@@ -261,8 +261,9 @@ def idle_tick(args) -> dict:
 def latency(args) -> dict:
     """Enqueue-to-done with a running daemon at its default interval; up to one tick's worth at a time.
 
-    Each round enqueues as many actions as one tick takes, each at a random moment within one
-    interval, and waits until all have run, so their arrival is spread evenly over the tick cycle.
+    Each round enqueues as many actions as one tick takes, each at a random moment within
+    ``--spread`` seconds (default: one interval, so that arrivals are spread evenly over the tick
+    cycle of a polling daemon), and waits until all have run.
     """
     from orchestration.conf import aol
     from orchestration.models import Action, ActionStatus, ExecutionLog
@@ -273,7 +274,7 @@ def latency(args) -> dict:
     latencies: list[float] = []
     while len(latencies) < args.samples:
         batch = min(per_tick, args.samples - len(latencies))
-        offsets = sorted(rng.uniform(0, interval) for _ in range(batch))
+        offsets = sorted(rng.uniform(0, args.spread or interval) for _ in range(batch))
         began, keys = time.monotonic(), []
         for offset in offsets:
             time.sleep(max(0.0, began + offset - time.monotonic()))
@@ -389,6 +390,7 @@ def main() -> None:
     parser.add_argument("--prefix", default="bulk")
     parser.add_argument("--ticks", type=int, default=20)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--spread", type=float, default=None, help="latency: arrivals within this many seconds")
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()

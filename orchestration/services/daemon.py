@@ -42,7 +42,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from django.db import DatabaseError, close_old_connections, connection, connections
+from django.db import DatabaseError, connection, connections
 from django.utils import timezone
 
 from orchestration.adapters import ActionResult, Attempt
@@ -229,7 +229,7 @@ class Daemon:
                 self._progress = time.monotonic()
                 report = None
                 try:
-                    close_old_connections()
+                    self._check_connection()
                     report = self.tick(number)
                 except LeaseHeldElsewhere as exc:
                     if not self.config.standby:
@@ -649,6 +649,20 @@ class Daemon:
         if self.token is not None:
             lease_release(owner=self.config.owner, token=self.token)
             self.token = None
+
+    def _check_connection(self) -> None:
+        """Keep the loop's connection from tick to tick; drop it only if an error left it unusable.
+
+        ``close_old_connections()`` would close it on every tick under the default CONN_MAX_AGE=0,
+        and reconnecting (a new PostgreSQL backend process) cost more than an idle tick's queries.
+        A connection that broke while idle (a database restart) fails the next tick with a
+        DatabaseError, which closes it; the tick after that reconnects.
+        """
+        if connection.connection is not None and connection.errors_occurred:
+            if connection.is_usable():
+                connection.errors_occurred = False
+            else:
+                self._close_connection()
 
     def _close_connection(self) -> None:
         try:
