@@ -13,9 +13,9 @@ from tests.faults.conftest import artifact_files
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
-#: The issue asks for 20,000; the default run drains 5,000 to keep the suite within its time budget
-#: (SQLite's claim query slows as the queue deepens). AICMO_SOAK_ACTIONS=20000 runs the full soak.
-SOAK_ACTIONS = int(os.environ.get("AICMO_SOAK_ACTIONS", "5000"))
+#: 20,000 as the issue asks (about a minute per database since claims are batched);
+#: AICMO_SOAK_ACTIONS changes it for a longer or a quicker run.
+SOAK_ACTIONS = int(os.environ.get("AICMO_SOAK_ACTIONS", "20000"))
 #: Every 50th action fails permanently and every 50th (offset) transiently until the DLQ, so every
 #: path is soaked.
 RAISED_LIMITS = {

@@ -16,8 +16,8 @@ from tests.faults.conftest import assert_nothing_running, success_logs
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
-#: The issue asks for a minute at ~20 requests/s; 20 s shows the same contention in a third of the time.
-HAMMER_SECONDS = 20
+#: A minute at ~20 requests/s, as the issue asks.
+HAMMER_SECONDS = 60
 PAGES = [
     "/admin/",
     "/admin/orchestration/action/",
