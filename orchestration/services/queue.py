@@ -12,10 +12,12 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
+from django.db.models.expressions import DatabaseDefault
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -59,6 +61,9 @@ MAX_ERROR_LENGTH = 2000
 
 
 # --- Enqueue ----------------------------------------------------------------------------------
+
+#: How often an enqueue tries again after losing a race on an idempotency key to another writer.
+_RACE_RETRIES = 3
 
 
 def action_payload_from_json(*, text: str) -> dict[str, Any]:
@@ -174,26 +179,82 @@ def action_enqueue(
     }
     if not_before is not None:
         fields["not_before"] = not_before
-    try:
-        with transaction.atomic():
-            action = Action.objects.create(**fields)
-    except IntegrityError:
+    for _ in range(_RACE_RETRIES):
+        action = Action(**fields)
+        if connection.in_atomic_block:
+            # A savepoint, so that a database error in the INSERT (PostgreSQL refuses a \u0000
+            # escape in jsonb, for one) leaves the caller's transaction usable.
+            with transaction.atomic():
+                created = _insert_unless_key_taken(action)
+        else:
+            # Autocommit: the INSERT commits on its own, in one round trip.
+            created = _insert_unless_key_taken(action)
+        if created:
+            logger.info("action enqueued id=%s type=%s key=%s priority=%s", action.pk, action_type, key, priority)
+            return action, True
         existing = Action.objects.filter(idempotency_key=key).first()
         if existing is None:
-            raise
+            continue  # the holder of the key was deleted (pruned) in between: try the INSERT again
         if existing.action_type != action_type or existing.payload != payload:
             raise IdempotencyConflict(
                 f"Idempotency key {key!r} is already used by action #{existing.pk} ({existing.action_type}) "
                 "with a different payload; send the same payload to get that action back, or use a new key."
-            ) from None
+            )
         if existing.requires_approval != requires_approval:
             raise IdempotencyConflict(
                 f"Idempotency key {key!r} is already used by action #{existing.pk}, which "
                 f"{'requires' if existing.requires_approval else 'does not require'} approval; use a new key."
-            ) from None
+            )
         return existing, False
-    logger.info("action enqueued id=%s type=%s key=%s priority=%s", action.pk, action_type, key, priority)
-    return action, True
+    raise IdempotencyConflict(
+        f"Idempotency key {key!r} was taken and released {_RACE_RETRIES} times while this enqueue ran; try again."
+    )
+
+
+def _insert_unless_key_taken(action: Action) -> bool:
+    """INSERT ``action`` unless its idempotency key is taken; True (and its pk set) if it was inserted.
+
+    One statement on PostgreSQL and SQLite (3.35+): INSERT … ON CONFLICT (idempotency_key) DO
+    NOTHING RETURNING. A taken key is not an error, so it needs no transaction of its own to
+    recover from; the ORM's create() has no such clause, and bulk_create(ignore_conflicts=True)
+    does not return the new id. Values are prepared by each field as the ORM's INSERT prepares them.
+    """
+    db = connections[DEFAULT_DB_ALIAS]  # the connection itself: the proxy costs a look-up per attribute
+    meta = Action._meta
+    columns, params, returning = [], [], [meta.pk]
+    for model_field in meta.concrete_fields:
+        if model_field.primary_key:
+            continue
+        value = model_field.pre_save(action, add=True)
+        if isinstance(value, DatabaseDefault):
+            returning.append(model_field)  # left to the database (not_before: its clock); read back below
+            continue
+        columns.append(model_field.column)
+        params.append(model_field.get_db_prep_save(value, db))
+    sql = _insert_unless_key_taken_sql(db.vendor, tuple(columns), tuple(f.column for f in returning))
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    for model_field, value in zip(returning, row, strict=True):
+        column = model_field.get_col(meta.db_table)
+        for converter in [*db.ops.get_db_converters(column), *model_field.get_db_converters(db)]:
+            value = converter(value, column, db)
+        setattr(action, model_field.attname, value)
+    action._state.adding, action._state.db = False, db.alias
+    return True
+
+
+@cache
+def _insert_unless_key_taken_sql(vendor: str, columns: tuple[str, ...], returning: tuple[str, ...]) -> str:
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    return (
+        f"INSERT INTO {quote(Action._meta.db_table)} ({', '.join(map(quote, columns))})"
+        f" VALUES ({', '.join(['%s'] * len(columns))})"
+        f" ON CONFLICT ({quote(Action._meta.get_field('idempotency_key').column)}) DO NOTHING"
+        f" RETURNING {', '.join(map(quote, returning))}"
+    )
 
 
 # --- Claim and complete (daemon side, fenced on the lease token) --------------------------------
@@ -813,7 +874,6 @@ def action_mark_cancelled_if_requested(*, action: Action, token: int, actor: str
 
 ENQUEUE_MANY_FIELDS = frozenset({"action_type", "payload", "idempotency_key", "not_before"})
 _INSERT_BATCH_SIZE = 5000
-_RACE_RETRIES = 3
 
 
 @dataclass(frozen=True)
