@@ -932,8 +932,7 @@ def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport
     raises InvalidAction naming the item, and nothing is written. A key already held by an action
     with the same type and payload is reported as existing; with anything else, as a conflict
     (that item is not written; the others are). Without ``not_before`` an action is due from the
-    time of this call by this process's clock (like ``created_at``), not the database's: one
-    explicit value in every row lets the batch be a single INSERT … SELECT.
+    time of this call by this process's clock (the instant of its ``created_at``), not the database's.
     """
     rows = [_enqueue_item_fields(number, item) for number, item in enumerate(items, start=1)]
     first_by_key: dict[str, int] = {}
