@@ -12,10 +12,12 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
+from django.db.models.expressions import DatabaseDefault
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -60,6 +62,9 @@ MAX_ERROR_LENGTH = 2000
 
 
 # --- Enqueue ----------------------------------------------------------------------------------
+
+#: How often an enqueue tries again after losing a race on an idempotency key to another writer.
+_RACE_RETRIES = 3
 
 
 def action_payload_from_json(*, text: str) -> dict[str, Any]:
@@ -175,26 +180,82 @@ def action_enqueue(
     }
     if not_before is not None:
         fields["not_before"] = not_before
-    try:
-        with transaction.atomic():
-            action = Action.objects.create(**fields)
-    except IntegrityError:
+    for _ in range(_RACE_RETRIES):
+        action = Action(**fields)
+        if connection.in_atomic_block:
+            # A savepoint, so that a database error in the INSERT (PostgreSQL refuses a \u0000
+            # escape in jsonb, for one) leaves the caller's transaction usable.
+            with transaction.atomic():
+                created = _insert_unless_key_taken(action)
+        else:
+            # Autocommit: the INSERT commits on its own, in one round trip.
+            created = _insert_unless_key_taken(action)
+        if created:
+            logger.info("action enqueued id=%s type=%s key=%s priority=%s", action.pk, action_type, key, priority)
+            return action, True
         existing = Action.objects.filter(idempotency_key=key).first()
         if existing is None:
-            raise
+            continue  # the holder of the key was deleted (pruned) in between: try the INSERT again
         if existing.action_type != action_type or existing.payload != payload:
             raise IdempotencyConflict(
                 f"Idempotency key {key!r} is already used by action #{existing.pk} ({existing.action_type}) "
                 "with a different payload; send the same payload to get that action back, or use a new key."
-            ) from None
+            )
         if existing.requires_approval != requires_approval:
             raise IdempotencyConflict(
                 f"Idempotency key {key!r} is already used by action #{existing.pk}, which "
                 f"{'requires' if existing.requires_approval else 'does not require'} approval; use a new key."
-            ) from None
+            )
         return existing, False
-    logger.info("action enqueued id=%s type=%s key=%s priority=%s", action.pk, action_type, key, priority)
-    return action, True
+    raise IdempotencyConflict(
+        f"Idempotency key {key!r} was taken and released {_RACE_RETRIES} times while this enqueue ran; try again."
+    )
+
+
+def _insert_unless_key_taken(action: Action) -> bool:
+    """INSERT ``action`` unless its idempotency key is taken; True (and its pk set) if it was inserted.
+
+    One statement on PostgreSQL and SQLite (3.35+): INSERT … ON CONFLICT (idempotency_key) DO
+    NOTHING RETURNING. A taken key is not an error, so it needs no transaction of its own to
+    recover from; the ORM's create() has no such clause, and bulk_create(ignore_conflicts=True)
+    does not return the new id. Values are prepared by each field as the ORM's INSERT prepares them.
+    """
+    db = connections[DEFAULT_DB_ALIAS]  # the connection itself: the proxy costs a look-up per attribute
+    meta = Action._meta
+    columns, params, returning = [], [], [meta.pk]
+    for model_field in meta.concrete_fields:
+        if model_field.primary_key:
+            continue
+        value = model_field.pre_save(action, add=True)
+        if isinstance(value, DatabaseDefault):
+            returning.append(model_field)  # left to the database (not_before: its clock); read back below
+            continue
+        columns.append(model_field.column)
+        params.append(model_field.get_db_prep_save(value, db))
+    sql = _insert_unless_key_taken_sql(db.vendor, tuple(columns), tuple(f.column for f in returning))
+    with db.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    for model_field, value in zip(returning, row, strict=True):
+        column = model_field.get_col(meta.db_table)
+        for converter in [*db.ops.get_db_converters(column), *model_field.get_db_converters(db)]:
+            value = converter(value, column, db)
+        setattr(action, model_field.attname, value)
+    action._state.adding, action._state.db = False, db.alias
+    return True
+
+
+@cache
+def _insert_unless_key_taken_sql(vendor: str, columns: tuple[str, ...], returning: tuple[str, ...]) -> str:
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    return (
+        f"INSERT INTO {quote(Action._meta.db_table)} ({', '.join(map(quote, columns))})"
+        f" VALUES ({', '.join(['%s'] * len(columns))})"
+        f" ON CONFLICT ({quote(Action._meta.get_field('idempotency_key').column)}) DO NOTHING"
+        f" RETURNING {', '.join(map(quote, returning))}"
+    )
 
 
 # --- Claim and complete (daemon side, fenced on the lease token) --------------------------------
@@ -911,7 +972,6 @@ def action_mark_cancelled_if_requested(*, action: Action, token: int, actor: str
 
 ENQUEUE_MANY_FIELDS = frozenset({"action_type", "payload", "idempotency_key", "not_before"})
 _INSERT_BATCH_SIZE = 5000
-_RACE_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -970,8 +1030,7 @@ def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport
     raises InvalidAction naming the item, and nothing is written. A key already held by an action
     with the same type and payload is reported as existing; with anything else, as a conflict
     (that item is not written; the others are). Without ``not_before`` an action is due from the
-    time of this call by this process's clock (like ``created_at``), not the database's: one
-    explicit value in every row lets PostgreSQL insert the whole batch as a single UNNEST.
+    time of this call by this process's clock (the instant of its ``created_at``), not the database's.
     """
     rows = [_enqueue_item_fields(number, item) for number, item in enumerate(items, start=1)]
     first_by_key: dict[str, int] = {}
@@ -986,42 +1045,26 @@ def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport
                 f"Items {first_by_key[key] + 1} and {index + 1} both use the idempotency key {key!r} "
                 "with different contents; give each action its own key."
             )
-    for attempt in range(1, _RACE_RETRIES + 1):
-        try:
-            report = _enqueue_many_once(rows, first_by_key)
-            break
-        except IntegrityError:
-            # Another writer inserted one of our keys between our look-up and our insert; the
-            # transaction rolled back whole, so look again and classify that row too.
-            if attempt == _RACE_RETRIES:
-                raise
-    logger.info(
-        "actions enqueued in bulk created=%s existing=%s conflicts=%s",
-        len(report.created),
-        len(report.existing),
-        len(report.conflicts),
-    )
-    return report
-
-
-def _enqueue_many_once(rows: list[dict[str, Any]], first_by_key: dict[str, int]) -> EnqueueManyReport:
-    keys = list(first_by_key)
-    # All keys in one look-up on PostgreSQL; within SQLite's limit on parameters there.
-    per_lookup = max(1, connection.ops.bulk_batch_size(["idempotency_key"], keys))
-    now = timezone.now()
+    ids: dict[str, int] = {}  # key -> id of the action this call created
+    found: dict[str, tuple[int, str, Any]] = {}  # key -> (id, type, payload) of an action that had it
     with transaction.atomic():
-        found: dict[str, tuple[int, str, Any]] = {}
-        for start in range(0, len(keys), per_lookup):
-            chunk = keys[start : start + per_lookup]
-            for pk, key, action_type, payload in Action.objects.filter(idempotency_key__in=chunk).values_list(
-                "pk", "idempotency_key", "action_type", "payload"
-            ):
-                found[key] = (pk, action_type, payload)
-        new = [Action(**{"not_before": now, **rows[index]}) for key, index in first_by_key.items() if key not in found]
-        # Plain INSERTs (no ON CONFLICT) so the database hands back every new id; a row raced in
-        # by another writer makes the whole batch fail with IntegrityError and the caller retries.
-        Action.objects.bulk_create(new, batch_size=_INSERT_BATCH_SIZE)
-    ids = {action.idempotency_key: action.pk for action in new}
+        todo = [rows[index] for index in first_by_key.values()]
+        for _ in range(_RACE_RETRIES):
+            now = timezone.now()
+            for start in range(0, len(todo), _INSERT_BATCH_SIZE):
+                ids.update(_insert_many_unless_keys_taken(todo[start : start + _INSERT_BATCH_SIZE], now=now))
+            found.update(
+                _actions_holding_keys([row["idempotency_key"] for row in todo if row["idempotency_key"] not in ids])
+            )
+            # A key skipped by the INSERT whose holder is gone by the look-up was deleted in between: again.
+            todo = [row for row in todo if row["idempotency_key"] not in ids and row["idempotency_key"] not in found]
+            if not todo:
+                break
+        else:
+            raise IdempotencyConflict(
+                f"Idempotency key {todo[0]['idempotency_key']!r} was taken and released {_RACE_RETRIES} times "
+                "while this enqueue ran; nothing was written, try again."
+            )
     created, existing, conflicts = [], [], []
     for index, fields in enumerate(rows):
         key = fields["idempotency_key"]
@@ -1033,4 +1076,104 @@ def _enqueue_many_once(rows: list[dict[str, Any]], first_by_key: dict[str, int])
             existing.append(pk)
         else:
             conflicts.append(EnqueueConflict(item=index + 1, idempotency_key=key, action_id=pk))
-    return EnqueueManyReport(created=created, existing=existing, conflicts=conflicts)
+    report = EnqueueManyReport(created=created, existing=existing, conflicts=conflicts)
+    logger.info(
+        "actions enqueued in bulk created=%s existing=%s conflicts=%s",
+        len(report.created),
+        len(report.existing),
+        len(report.conflicts),
+    )
+    return report
+
+
+def _actions_holding_keys(keys: list[str]) -> dict[str, tuple[int, str, Any]]:
+    """``{key: (id, action_type, payload)}`` of the actions holding any of ``keys``."""
+    found = {}
+    # All keys in one look-up on PostgreSQL; within SQLite's limit on parameters there.
+    per_lookup = max(1, connection.ops.bulk_batch_size(["idempotency_key"], keys))
+    for start in range(0, len(keys), per_lookup):
+        for pk, key, action_type, payload in Action.objects.filter(
+            idempotency_key__in=keys[start : start + per_lookup]
+        ).values_list("pk", "idempotency_key", "action_type", "payload"):
+            found[key] = (pk, action_type, payload)
+    return found
+
+
+#: How each database unpacks the batch's JSON document (one parameter) into rows, in input order:
+#: the FROM clause, how a row reads an item's key, type, payload and not_before, and how a
+#: parameter for a column default is written.
+_ROWS_FROM_JSON: dict[str, dict[str, str]] = {
+    "postgresql": {
+        "from": "jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(item, n) ORDER BY e.n",
+        "k": "e.item->>'k'",
+        "t": "e.item->>'t'",
+        "p": "e.item->'p'",
+        "nb": "(e.item->>'nb')::timestamptz",
+        # A bare parameter in a SELECT list is typed text (a NULL too), so it is cast to its column's type.
+        "param": "CAST(%s AS {type})",
+    },
+    "sqlite": {
+        # WHERE true: SQLite's parser needs it to read the ON CONFLICT that follows as the upsert clause.
+        "from": "json_each(%s) WHERE true ORDER BY key",
+        "k": "json_extract(value, '$.k')",
+        "t": "json_extract(value, '$.t')",
+        "p": "json_extract(value, '$.p')",
+        "nb": "json_extract(value, '$.nb')",
+        "param": "%s",
+    },
+}
+#: Which item field fills which column; every other column gets the model's default.
+_ITEM_COLUMNS = {"idempotency_key": "k", "action_type": "t", "payload": "p"}
+
+
+def _insert_many_unless_keys_taken(rows: list[dict[str, Any]], *, now: datetime) -> dict[str, int]:
+    """INSERT ``rows`` in one statement, skipping keys already taken; ``{key: id}`` of the rows inserted.
+
+    The rows travel as one JSON document that the database unpacks (INSERT … SELECT … FROM
+    jsonb_array_elements / json_each … ON CONFLICT (idempotency_key) DO NOTHING RETURNING): one
+    parameter instead of one per column and row, which both drivers would quote value by value,
+    and no error when another writer holds a key, so the caller looks that one up instead of
+    retrying the batch. Ids follow input order. Column defaults are prepared once per batch, as
+    the ORM prepares them.
+    """
+    db = connections[DEFAULT_DB_ALIAS]
+    read = _ROWS_FROM_JSON[db.vendor]
+    adapt = db.ops.adapt_datetimefield_value
+    columns, values, params = [], [], []
+    for model_field in Action._meta.concrete_fields:
+        if model_field.primary_key:
+            continue
+        if model_field.attname in _ITEM_COLUMNS:
+            value_sql = read[_ITEM_COLUMNS[model_field.attname]]
+        elif model_field.attname == "not_before":
+            value_sql = f"COALESCE({read['nb']}, {read['param'].format(type=model_field.cast_db_type(db))})"
+            params.append(model_field.get_db_prep_save(now, db))
+        else:
+            auto = getattr(model_field, "auto_now", False) or getattr(model_field, "auto_now_add", False)
+            default = now if auto else model_field.get_default()
+            if isinstance(default, DatabaseDefault):
+                continue  # left to the database
+            value_sql = read["param"].format(type=model_field.cast_db_type(db))
+            params.append(model_field.get_db_prep_save(default, db))
+        columns.append(db.ops.quote_name(model_field.column))
+        values.append(value_sql)
+    document = json.dumps(
+        [
+            {
+                "k": row["idempotency_key"],
+                "t": row["action_type"],
+                "p": row["payload"],
+                **({"nb": str(adapt(row["not_before"]))} if row.get("not_before") is not None else {}),
+            }
+            for row in rows
+        ]
+    )
+    quote = db.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(Action._meta.db_table)} ({', '.join(columns)})"
+        f" SELECT {', '.join(values)} FROM {read['from']}"
+        f" ON CONFLICT ({quote('idempotency_key')}) DO NOTHING RETURNING {quote('id')}, {quote('idempotency_key')}"
+    )
+    with db.cursor() as cursor:
+        cursor.execute(sql, [*params, document])
+        return {key: pk for pk, key in cursor.fetchall()}

@@ -4,7 +4,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -111,6 +111,43 @@ def test_action_enqueue__deeply_nested_payload_is_rejected():
 def test_action_enqueue__naive_not_before_is_rejected():
     with pytest.raises(InvalidPayload, match="timezone"):
         action_enqueue(action_type="POST_SOCIAL", payload=VALID, not_before=timezone.now().replace(tzinfo=None))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_action_enqueue__outside_a_transaction_is_one_statement_and_a_repeat_is_two(django_assert_num_queries):
+    """A fresh enqueue is a single INSERT that commits on its own (no BEGIN/COMMIT round trips);
+    a repeat of the key is that INSERT (which skips the row) and the look-up of the holder."""
+    with django_assert_num_queries(1):
+        first, created = action_enqueue(action_type="POST_SOCIAL", payload=VALID, idempotency_key="k1")
+    assert created and Action.objects.get().pk == first.pk
+    with django_assert_num_queries(2):
+        again, created = action_enqueue(action_type="POST_SOCIAL", payload=VALID, idempotency_key="k1")
+    assert (again.pk, created) == (first.pk, False)
+
+
+def test_action_enqueue__returns_the_row_as_stored():
+    later = timezone.now() + timedelta(minutes=5)
+    for not_before in (None, later):
+        action, _ = action_enqueue(action_type="POST_SOCIAL", payload=VALID, not_before=not_before, priority=7)
+        stored = Action.objects.get(pk=action.pk)
+        fields = [f.attname for f in Action._meta.concrete_fields]
+        assert [getattr(action, name) for name in fields] == [getattr(stored, name) for name in fields]
+        assert not action._state.adding
+
+
+@pytest.mark.django_db(transaction=True)
+def test_action_enqueue__conflict_inside_a_callers_transaction_leaves_that_transaction_usable():
+    """A caller's transaction survives a refused enqueue: it can go on writing, and commits what it wrote."""
+    action_enqueue(action_type="POST_SOCIAL", payload=VALID, idempotency_key="k1")
+    with transaction.atomic():
+        action_enqueue(action_type="POST_SOCIAL", payload=VALID, idempotency_key="before")
+        with pytest.raises(IdempotencyConflict, match="different payload"):
+            action_enqueue(action_type="POST_SOCIAL", payload={**VALID, "message": "other"}, idempotency_key="k1")
+        existing, created = action_enqueue(action_type="POST_SOCIAL", payload=VALID, idempotency_key="k1")
+        assert not created
+        action_enqueue(action_type="POST_SOCIAL", payload=VALID, idempotency_key="after")
+    assert sorted(Action.objects.values_list("idempotency_key", flat=True)) == ["after", "before", "k1"]
+    assert Action.objects.get(idempotency_key="k1").payload == VALID
 
 
 @pytest.mark.parametrize("text", ["{bad", "", "{'single': 'quotes'}"])

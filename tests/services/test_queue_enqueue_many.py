@@ -1,5 +1,6 @@
 """Bulk enqueue: every item validated like action_enqueue, all or nothing, idempotent per key."""
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -9,7 +10,7 @@ from django.utils import timezone
 
 from orchestration.exceptions import IdempotencyConflict, InvalidPayload, UnknownActionType
 from orchestration.models import Action, ActionStatus
-from orchestration.services.queue import EnqueueConflict, action_enqueue_many
+from orchestration.services.queue import EnqueueConflict, action_enqueue, action_enqueue_many
 from tests.factories import post_social
 
 pytestmark = pytest.mark.django_db
@@ -104,3 +105,55 @@ def test_action_enqueue_many__statements_do_not_grow_with_each_item():
 def test_action_enqueue_many__nothing_to_do():
     report = action_enqueue_many(items=[])
     assert (report.created, report.existing, report.conflicts) == ([], [], [])
+
+
+def test_action_enqueue_many__payload_text_round_trips_exactly_and_is_found_again_one_at_a_time():
+    payload = {**VALID, "message": 'Café "crème" \\ naïve ✓ — 10% off', "account": "ünïcode"}
+    report = action_enqueue_many(items=[item("text", **payload)])
+    assert Action.objects.get(pk=report.created[0]).payload == payload
+    action, created = action_enqueue(action_type="POST_SOCIAL", payload=payload, idempotency_key="text")
+    assert (action.pk, created) == (report.created[0], False)
+
+
+def test_action_enqueue_many__ids_follow_input_order_and_not_before_defaults_to_the_call_time():
+    before = timezone.now()
+    report = action_enqueue_many(items=[item(f"k{i:03d}", message=f"m{i}") for i in range(300)])
+    rows = list(Action.objects.order_by("id"))
+    assert [row.idempotency_key for row in rows] == [f"k{i:03d}" for i in range(300)]
+    assert report.created == [row.pk for row in rows]
+    assert all(before <= row.not_before <= timezone.now() for row in rows)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_action_enqueue_many__concurrent_batches_sharing_keys__one_row_per_key_and_every_item_accounted_for():
+    """Three batches over overlapping keys at once (each waits on the others' uncommitted rows on
+    PostgreSQL; SQLite serialises them): no error, one row per key, and every item of every batch is
+    reported created by exactly one batch or existing for the others, with that row's id."""
+    batches = [[item(f"k{i:03d}", message=f"m{i}") for i in range(start, start + 200)] for start in (0, 100, 150)]
+    reports: dict[int, object] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(batches))
+
+    def enqueue(number: int) -> None:
+        try:
+            barrier.wait(10)
+            reports[number] = action_enqueue_many(items=batches[number])
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=enqueue, args=(number,)) for number in range(len(batches))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    ids = dict(Action.objects.values_list("idempotency_key", "pk"))
+    assert len(ids) == 350
+    created = [pk for report in reports.values() for pk in report.created]
+    assert sorted(created) == sorted(ids.values())
+    for number, report in reports.items():
+        assert report.conflicts == []
+        keys = [entry["idempotency_key"] for entry in batches[number]]
+        assert sorted(report.created + report.existing) == sorted(ids[key] for key in keys)
