@@ -87,6 +87,9 @@ def _check_payload_shape(payload: Any) -> dict[str, Any]:
     # interpreter's recursion limit.
     if _depth(payload) > MAX_PAYLOAD_DEPTH:
         raise InvalidPayload(f"Payload is nested more than {MAX_PAYLOAD_DEPTH} levels deep.")
+    if _has_nul(payload):
+        # PostgreSQL's jsonb cannot store it; refused on every database so both behave alike.
+        raise InvalidPayload("Payload contains a NUL character (\\u0000) in a key or a text value.")
     try:
         encoded = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except UnicodeEncodeError:
@@ -117,6 +120,16 @@ def _depth(value: Any, level: int = 1) -> int:
         return level
     children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
     return max((_depth(child, level + 1) for child in children), default=level)
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(child) for key, child in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(child) for child in value)
+    return False
 
 
 def _check_key(key: str | None, action_type: str) -> str:

@@ -49,6 +49,8 @@ POISON = {
     "deeply nested": (nested(10_000), "nested more than"),
     "huge": ({"seconds": 1, "fail": "x" * 100_000}, "bytes; the limit is"),
     "invalid UTF-8": ({"seconds": 1, "fail": "\udcff"}, "not valid UTF-8"),
+    "NUL in a text": ({"seconds": 1, "note": "a\x00b"}, "NUL character"),
+    "NUL in a key": ({"seconds": 1, "a\x00": "b"}, "NUL character"),
     "wrong type": ({"seconds": "5"}, "'seconds' must be a number"),
     "not an object": ([1, 2, 3], "must be a JSON object"),
     "not finite": ({"seconds": float("nan")}, "cannot be stored as JSON"),
