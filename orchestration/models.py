@@ -260,6 +260,14 @@ class Action(models.Model):
                 condition=Q(status__in=DUE_STATUSES) & ~Q(deferred_note=""),
                 name="aol_actions_deferred_idx",
             ),
+            # The status view's approvals list, in its order; only AWAITING_APPROVAL rows are in it.
+            # (updated_at changes on every save, but nearly every save of an action also changes its
+            # status, which is indexed already: no HOT update is lost in practice.)
+            models.Index(
+                fields=["-priority", "updated_at", "id"],
+                condition=Q(status=ActionStatus.AWAITING_APPROVAL),
+                name="aol_actions_approval_idx",
+            ),
             # Per-status counts (open statuses exactly, by an index-only scan), the admin's status filter.
             models.Index(fields=["status", "action_type"], name="aol_actions_status_idx"),
             models.Index(fields=["-created_at"], name="aol_actions_created_idx"),
