@@ -309,6 +309,14 @@ def _shorten(sql: str) -> str:
     return f"{sql[:40]} … {sql[cut:][:260]}" if cut > 0 else sql[:300]
 
 
+def _count_kind(sql: str) -> str:
+    """What a counting query reads: a capped subquery, the rows a WHERE selects, or the whole table."""
+    upper = sql.upper()
+    kind = "COUNT ... GROUP BY" if "GROUP BY" in upper else "COUNT(*)"
+    scope = "capped by LIMIT" if " LIMIT " in upper else "with WHERE" if " WHERE " in upper else "whole table"
+    return f"{kind} {scope}"
+
+
 @register
 def console(args) -> dict:
     """p50/p95 of the status selector and the console pages through Django's test client."""
@@ -365,13 +373,7 @@ def console(args) -> dict:
                 timings.append(elapsed)
             queries = len(captured)
             slowest = max(captured.captured_queries, key=lambda q: float(q["time"]), default=None)
-            counts = sorted(
-                {
-                    "COUNT ... GROUP BY" if "GROUP BY" in q["sql"].upper() else "COUNT(*)"
-                    for q in captured.captured_queries
-                    if "COUNT(" in q["sql"].upper()
-                }
-            )
+            counts = sorted({_count_kind(q["sql"]) for q in captured.captured_queries if "COUNT(" in q["sql"].upper()})
         results[label] = {
             "p50": percentile(timings, 50),
             "p95": percentile(timings, 95),

@@ -713,27 +713,49 @@ def scenario_controls(bench: Bench) -> None:
 
 # --- 7. Console at scale --------------------------------------------------------------------------
 
+#: Every NOT NULL column is written: the model's defaults are Python-side, so the table has none.
+#: Status mix per 10,000 actions (i * 7919 mod 10,000 spreads them evenly over the table).
 FILL_ACTIONS = """
 INSERT INTO aol_actions (idempotency_key, action_type, payload, status, attempts, not_before, last_error,
-                         claimed_by, lease_token, created_at, updated_at)
+                         claimed_by, lease_token, claimed_mode, created_at, updated_at, priority,
+                         requires_approval, approval_artifact_ref, approval_sha256, approved_by,
+                         cancel_requested, deferred_note, rate_key)
 SELECT 'bench-' || lpad(i::text, 8, '0'), 'POST_SOCIAL',
        jsonb_build_object('platform', 'twitter', 'message', 'Benchmark post ' || i),
        s.status,
-       CASE WHEN s.status IN ('PENDING', 'READY') THEN 0 WHEN s.status = 'DLQ' THEN 3 ELSE 1 END,
+       CASE WHEN s.status IN ('PENDING', 'READY', 'AWAITING_APPROVAL', 'REJECTED', 'CANCELLED') THEN 0
+            WHEN s.status = 'DLQ' THEN 3 ELSE 1 END,
        s.t + CASE WHEN s.status = 'RETRY' THEN interval '1 hour' ELSE interval '0' END,
        CASE WHEN s.status IN ('RETRY', 'DLQ', 'FAILED') THEN 'TransientAdapterError: could not write artifact'
             ELSE '' END,
-       CASE WHEN s.status IN ('PENDING', 'READY') THEN '' ELSE 'bench-host:1' END,
-       CASE WHEN s.status IN ('PENDING', 'READY') THEN NULL ELSE 1 END,
-       s.t, s.t + interval '2 seconds'
+       CASE WHEN s.claimed THEN 'bench-host:1' ELSE '' END,
+       CASE WHEN s.claimed THEN 1 END,
+       CASE WHEN s.claimed THEN 'PROOF' ELSE '' END,
+       s.t, s.t + interval '2 seconds', 0,
+       s.status IN ('AWAITING_APPROVAL', 'REJECTED'),
+       CASE WHEN s.status IN ('AWAITING_APPROVAL', 'REJECTED') THEN 'post_social/approval-' || i || '.txt'
+            ELSE '' END,
+       CASE WHEN s.status IN ('AWAITING_APPROVAL', 'REJECTED') THEN md5(i::text) || md5((i + 1)::text)
+            ELSE '' END,
+       '', false, '', ''
 FROM (
-    SELECT i, now() - (%(n)s - i) * interval '5 seconds' AS t,
-           CASE WHEN m < 900 THEN 'SUCCESS' WHEN m < 930 THEN 'PENDING' WHEN m < 940 THEN 'READY'
-                WHEN m < 960 THEN 'RETRY' WHEN m < 985 THEN 'DLQ' WHEN m < 999 THEN 'FAILED'
-                ELSE 'RUNNING' END AS status
-    FROM (SELECT i, (i::bigint * 7919) %% 1000 AS m FROM generate_series(1, %(n)s) AS i) AS g
+    SELECT i, t, status,
+           status NOT IN ('PENDING', 'READY', 'AWAITING_APPROVAL', 'REJECTED', 'CANCELLED') AS claimed
+    FROM (
+        SELECT i, now() - (%(n)s - i) * interval '5 seconds' AS t,
+               CASE WHEN m < 8900 THEN 'SUCCESS' WHEN m < 9200 THEN 'PENDING' WHEN m < 9300 THEN 'READY'
+                    WHEN m < 9500 THEN 'RETRY' WHEN m < 9740 THEN 'DLQ' WHEN m < 9880 THEN 'FAILED'
+                    WHEN m < 9950 THEN 'CANCELLED' WHEN m < 9975 THEN 'AWAITING_APPROVAL'
+                    WHEN m < 9985 THEN 'REJECTED' WHEN m < 9990 THEN 'NEEDS_REVIEW'
+                    ELSE 'RUNNING' END AS status
+        FROM (SELECT i, (i::bigint * 7919) %% 10000 AS m FROM generate_series(1, %(n)s) AS i) AS g
+    ) AS mix
 ) AS s
 """
+STATUS_MIX = (
+    "89 % SUCCESS, 3 % PENDING, 1 % READY, 2 % RETRY, 2.4 % DLQ, 1.4 % FAILED, 0.7 % CANCELLED, "
+    "0.25 % AWAITING_APPROVAL, 0.1 % REJECTED, 0.05 % NEEDS_REVIEW, 0.1 % RUNNING"
+)
 FILL_LOGS = """
 INSERT INTO aol_execution_logs (action_id, ts, level, message, actor, artifact_ref, artifact_sha256)
 SELECT (i::bigint * 7919) %% %(actions)s + 1, now() - (%(n)s - i) * interval '5 seconds',
@@ -744,10 +766,12 @@ FROM generate_series(1, %(n)s) AS i
 """
 FILL_TICKS = """
 INSERT INTO aol_tick_ledger (started_at, finished_at, status, actions_attempted, actions_succeeded, owner,
-                             lease_token, notes)
+                             lease_token, notes, queue_depth)
 SELECT now() - (%(n)s - i) * interval '50 seconds', now() - (%(n)s - i) * interval '50 seconds'
        + interval '30 milliseconds', CASE WHEN i %% 100 = 0 THEN 'PARTIAL' ELSE 'SUCCESS' END, 3,
-       CASE WHEN i %% 100 = 0 THEN 2 ELSE 3 END, 'bench-host:1', 1, 'PROOF'
+       CASE WHEN i %% 100 = 0 THEN 2 ELSE 3 END, 'bench-host:1', 1, 'PROOF',
+       jsonb_build_object('PENDING', 30000 + i %% 100, 'READY', 10000, 'RETRY', 20000, 'RUNNING', 3,
+                          'DLQ', 24000, 'NEEDS_REVIEW', 500, 'AWAITING_APPROVAL', 2500)
 FROM generate_series(1, %(n)s) AS i
 """
 CONSOLE_TARGETS = {
@@ -795,10 +819,11 @@ def scenario_console(bench: Bench) -> None:
         )
     r.note(
         f"Console: {size['console_requests']} timed requests each after 2 warm-up requests, through Django's test "
-        "client with a logged-in superuser, DEBUG off, on a freshly VACUUM ANALYZEd database. Status mix: 90 % "
-        "SUCCESS, 3 % PENDING, 1 % READY, 2 % RETRY, 2.5 % DLQ, 1.4 % FAILED, 0.1 % RUNNING."
+        "client with a logged-in superuser, DEBUG off, on a freshly VACUUM ANALYZEd database. Status mix: "
+        f"{STATUS_MIX}."
     )
-    bench.drop(f"{DB_PREFIX}_console")
+    if not bench.args.keep:  # --keep leaves it for EXPLAIN ANALYZE (psql DB_PREFIX_console)
+        bench.drop(f"{DB_PREFIX}_console")
 
 
 # --- Report ---------------------------------------------------------------------------------------
@@ -889,6 +914,8 @@ def ordered_rows(bench: Bench) -> list[Row]:
 
 def print_table(bench: Bench) -> None:
     rows = ordered_rows(bench)
+    if not rows:  # every selected scenario failed: the notes above say why
+        return
     widths = [
         max(len(r.scenario) for r in rows),
         max(len(r.measure) for r in rows),

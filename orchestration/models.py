@@ -261,7 +261,22 @@ class Action(models.Model):
                 condition=~Q(rate_key=""),
                 name="aol_actions_rate_idx",
             ),
-            # Per-status counts and the admin's status filter.
+            # The status view's "deferred by a rate limit" list (ActionQuerySet.deferred()): only rows
+            # a rate limit pushed back are in it, so the list never reads the whole due backlog.
+            models.Index(
+                fields=["not_before", "id"],
+                condition=Q(status__in=DUE_STATUSES) & ~Q(deferred_note=""),
+                name="aol_actions_deferred_idx",
+            ),
+            # The status view's approvals list, in its order; only AWAITING_APPROVAL rows are in it.
+            # (updated_at changes on every save, but nearly every save of an action also changes its
+            # status, which is indexed already: no HOT update is lost in practice.)
+            models.Index(
+                fields=["-priority", "updated_at", "id"],
+                condition=Q(status=ActionStatus.AWAITING_APPROVAL),
+                name="aol_actions_approval_idx",
+            ),
+            # Per-status counts (open statuses exactly, by an index-only scan), the admin's status filter.
             models.Index(fields=["status", "action_type"], name="aol_actions_status_idx"),
             models.Index(fields=["-created_at"], name="aol_actions_created_idx"),
         ]

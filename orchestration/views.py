@@ -84,6 +84,21 @@ CONTROLS: dict[str, Control] = {
     ),
 }
 
+#: The queue card's rows: label, status, extra CSS class. Every status is shown, so the rows add up.
+QUEUE_ROWS = (
+    ("Pending", ActionStatus.PENDING, ""),
+    ("Ready", ActionStatus.READY, ""),
+    ("Running", ActionStatus.RUNNING, ""),
+    ("Retry", ActionStatus.RETRY, ""),
+    ("DLQ", ActionStatus.DLQ, "dlq-count"),
+    ("Succeeded", ActionStatus.SUCCESS, ""),
+    ("Failed", ActionStatus.FAILED, ""),
+    ("Needs review", ActionStatus.NEEDS_REVIEW, ""),
+    ("Awaiting approval", ActionStatus.AWAITING_APPROVAL, "approval-count"),
+    ("Cancelled", ActionStatus.CANCELLED, ""),
+    ("Rejected", ActionStatus.REJECTED, ""),
+)
+
 DLQ_OPERATIONS = {
     "retry": ("retry DLQ", queue.action_retry_dlq, "back to PENDING with attempts reset"),
     "discard": ("discard DLQ", queue.action_discard_dlq, "marked FAILED (kept, not deleted)"),
@@ -148,6 +163,16 @@ def _status_page(request: HttpRequest, *, bound: dict[str, forms.Form] | None = 
         **admin.site.each_context(request),
         "title": "AOL status",
         "snapshot": snapshot,
+        "queue_rows": [
+            {
+                "label": label,
+                "status": str(status),
+                "count": snapshot["counts"][status],
+                "estimated": status in snapshot["counts_estimated"],
+                "css": css,
+            }
+            for label, status, css in QUEUE_ROWS
+        ],
         "refusing_real": [adapter for adapter in snapshot["adapters"] if not adapter["supports_real"]],
         "controls": [
             {

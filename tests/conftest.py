@@ -152,3 +152,31 @@ def wait_until(predicate, timeout: float = 15, interval: float = 0.05, message: 
 from tests.openai_server import openai_server  # noqa: E402,F401  (a fixture, shared by the suite)
 from tests.smtp_server import smtp_server, smtp_settings  # noqa: E402,F401  (fixtures)
 from tests.web_server import database_switch, start_web_server  # noqa: E402,F401  (fixtures)
+
+
+@pytest.fixture
+def analyse(db):
+    """``analyse()`` runs ANALYZE on the big AOL tables (PostgreSQL), as autovacuum would.
+
+    ANALYZE writes ``pg_class.reltuples`` in place, so the test's rollback does not undo it. At
+    teardown the tables are emptied and analysed again: later tests see an estimate of 0 rows,
+    not this test's rows.
+    """
+
+    def run() -> None:
+        if connection.vendor != "postgresql":
+            return
+        with connection.cursor() as cursor:
+            for model in _analysed_models():
+                cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
+
+    yield run
+    for model in _analysed_models():
+        model.objects.all().delete()
+    run()
+
+
+def _analysed_models():
+    from orchestration.models import Action, ExecutionLog, TickLedger
+
+    return (Action, ExecutionLog, TickLedger)

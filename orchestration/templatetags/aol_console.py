@@ -39,6 +39,12 @@ def ago(value) -> str:
 
 
 @register.filter
+def thousands(value) -> str:
+    """``889,000``: queue counts run into millions."""
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+@register.filter
 def yesno_upper(value) -> str:
     return "YES" if value else "no"
 

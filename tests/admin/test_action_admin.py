@@ -54,7 +54,7 @@ def test_action_changelist__columns_badges_and_newest_first(viewer):
     [
         ("status__exact=DLQ", "dead 1", "alive"),
         ("action_type=POST_SOCIAL", "alive", None),
-        ("q=nope", "dead 1", "alive"),
+        ("q=alive", "alive", "dead 1"),
     ],
 )
 def test_action_changelist__filters_and_search(query, shown, hidden, viewer):
@@ -74,6 +74,59 @@ def test_action_changelist__search_by_exact_idempotency_key(viewer):
     action_enqueue(action_type="POST_SOCIAL", payload={"platform": "x", "message": "m"}, idempotency_key="launch-70")
     response = client_for(viewer).get(f"{CHANGELIST}?q=launch-7")
     assert [a.idempotency_key for a in response.context["cl"].result_list] == ["launch-7"]
+
+
+def test_action_changelist__search_matches_the_whole_key_exactly_and_says_so(viewer):
+    for key in ("launch-7", "launch-70", "Launch-7"):
+        action_enqueue(action_type="POST_SOCIAL", payload={"platform": "x", "message": key}, idempotency_key=key)
+    dead_action(1)  # its last error says "nope"
+    client = client_for(viewer)
+
+    def found(term: str) -> list[str]:
+        return [a.idempotency_key for a in client.get(CHANGELIST, {"q": term}).context["cl"].result_list]
+
+    assert found("launch-7") == ["launch-7"]
+    assert found(" Launch-7 ") == ["Launch-7"]
+    assert found("launch") == []  # a prefix is not the key
+    assert found("LAUNCH-7") == []  # nor is another case of it
+    assert found("nope") == []  # words of the last error are not searched (filter by status instead)
+    page = client.get(CHANGELIST).content.decode()
+    assert "The exact idempotency key (case-sensitive, the whole key), or an action id (42 or #42)." in page
+
+
+@pytest.mark.parametrize("prefix", ["", "#"])
+def test_action_changelist__search_by_action_id(prefix, viewer):
+    wanted = dead_action(1)
+    dead_action(2)
+    response = client_for(viewer).get(CHANGELIST, {"q": f"{prefix}{wanted.pk}"})
+    assert [a.pk for a in response.context["cl"].result_list] == [wanted.pk]
+    assert client_for(viewer).get(CHANGELIST, {"q": "9" * 30}).status_code == 200  # no bigint overflow
+
+
+@pytest.mark.postgres_only
+def test_action_changelist__big_unfiltered_table_shows_an_estimate_it_never_counts(superuser, analyse, monkeypatch):
+    monkeypatch.setattr("orchestration.admin.COUNT_CAP", 5)
+    many_dead(8)
+    analyse()
+    with CaptureQueriesContext(connection) as queries:
+        page = client_for(superuser).get(CHANGELIST).content.decode()  # may run bulk actions: "select all"
+    assert not [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert "about 8 actions (estimated, not counted)" in page
+    assert "An estimate from PostgreSQL's table statistics" in page
+    assert "Select all matching actions (more than 5; not counted)" in page
+    assert "Select all 5" not in page and "8 actions" not in page.replace("about 8 actions", "")
+
+
+def test_action_changelist__filtered_list_counts_up_to_the_cap_never_estimates(viewer, analyse, monkeypatch):
+    monkeypatch.setattr("orchestration.admin.COUNT_CAP", 5)
+    many_dead(8)
+    analyse()
+    with CaptureQueriesContext(connection) as queries:
+        page = client_for(viewer).get(CHANGELIST, {"status__exact": "DLQ"}).content.decode()
+    assert "more than 5 actions (not counted further)" in page and "estimated" not in page
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert len(counts) == 1 and "LIMIT 6" in counts[0].upper()
+    assert "ORDER BY" not in counts[0].upper()  # any index may answer the count; the order is irrelevant
 
 
 def test_action_changelist__never_counts_more_than_the_cap(viewer, settings, monkeypatch):

@@ -8,9 +8,10 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from orchestration.models import Action, ExecutionLog
+from orchestration.models import Action, ActionStatus, ExecutionLog
 from orchestration.services.control import control_flags_get
 from tests.conftest import ROOT
+from tests.console_fixtures import actions_with_status
 from tests.factories import hold_lease, post_social
 
 PAYLOAD = '{"platform": "twitter", "message": "Test message from CLI"}'
@@ -90,6 +91,18 @@ def test_aol_status__text_says_when_no_daemon_is_running():
     text = run("aol_status")
     assert "Lease:     free: no daemon is running" in text
     assert "Mode:      PROOF" in text
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+def test_aol_status__text_marks_an_estimated_count(analyse, monkeypatch):
+    monkeypatch.setattr("orchestration.services.status.EXACT_COUNT_LIMIT", 10)
+    actions_with_status(ActionStatus.SUCCESS, 30)
+    post_social("a")
+    analyse()
+    text = run("aol_status")
+    assert "SUCCESS: ~" in text and "PENDING: 1 " in text
+    assert "~ Estimated, not counted: SUCCESS." in text
 
 
 # --- aol_control ---------------------------------------------------------------------------------

@@ -8,12 +8,13 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from orchestration.models import TickLedger
+from orchestration.models import ActionStatus, TickLedger
+from orchestration.services import status as status_service
 from orchestration.services.control import control_pause, control_set_proof_mode
 from orchestration.services.lease import lease_acquire_or_renew
 from orchestration.services.logs import log_write
 from orchestration.services.queue import action_enqueue
-from tests.console_fixtures import client_for, dead_action
+from tests.console_fixtures import actions_with_status, client_for, dead_action
 
 pytestmark = pytest.mark.django_db
 
@@ -255,3 +256,44 @@ def test_status_view__links_to_the_diagnostics_page(viewer):
 def test_status_view__enqueue_form_starts_with_a_post_social_that_needs_no_llm(viewer):
     page = client_for(viewer).get(STATUS_URL).content.decode()
     assert '<option value="POST_SOCIAL" selected>POST_SOCIAL</option>' in page
+
+
+# --- Queue counts at scale (issue 6): exact where it matters, estimates labelled ---------------------------
+
+
+def test_status_view__every_status_has_a_row_and_exact_counts_carry_no_label(viewer):
+    actions_with_status(ActionStatus.READY, 2)
+    actions_with_status(ActionStatus.SUCCESS, 1234)
+    page = client_for(viewer).get(STATUS_URL).content.decode()
+    assert '<td data-field="counts.READY">2</td>' in page
+    assert '<td data-field="counts.SUCCESS">1,234</td>' in page
+    assert '<p id="counts-note" class="help" hidden></p>' in page
+    assert "about " not in page.split('id="card-queue"')[1].split("</section>")[0]
+
+
+@pytest.mark.postgres_only
+def test_status_view__an_estimated_count_says_about_and_why(viewer, analyse, monkeypatch):
+    monkeypatch.setattr(status_service, "EXACT_COUNT_LIMIT", 10)
+    actions_with_status(ActionStatus.SUCCESS, 30)
+    actions_with_status(ActionStatus.DLQ, 2)
+    analyse()
+    client = client_for(viewer)
+    data = snapshot(client)
+    assert data["counts_estimated"] == ["SUCCESS"] and data["counts"]["DLQ"] == 2
+    page = client.get(STATUS_URL).content.decode()
+    success = page.split('<td data-field="counts.SUCCESS"')[1].split("</td>")[0]
+    assert 'class="estimate"' in success and f">about {data['counts']['SUCCESS']:,}" in success
+    assert "Estimated, not counted: SUCCESS." in success  # the tooltip
+    assert '<p id="counts-note" class="help">Estimated, not counted: SUCCESS.' in page
+    assert '<td data-field="counts.DLQ" class="dlq-count">2</td>' in page  # open: exact, unlabelled
+
+
+def test_status_json__query_count_is_pinned(viewer, django_assert_num_queries):
+    """Bounded: one query per panel whatever the table sizes (session, user, flags, lease, ticks, counts…)."""
+    tick(status="SUCCESS", depth={"PENDING": 1})
+    dead_action()
+    client = client_for(viewer)
+    client.get(JSON_URL)  # fills the storage-size cache (re-measured once a minute)
+    statistics = 1 if connections["default"].vendor == "postgresql" else 0  # pg_class / pg_stats
+    with django_assert_num_queries(17 + statistics):
+        assert client.get(JSON_URL).status_code == 200

@@ -39,8 +39,13 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write("Last tick: none yet")
-        counts = "  ".join(f"{status}: {n}" for status, n in snapshot["counts"].items())
+        estimated = snapshot["counts_estimated"]
+        counts = "  ".join(
+            f"{status}: {'~' if status in estimated else ''}{n}" for status, n in snapshot["counts"].items()
+        )
         self.stdout.write(f"Actions:   {counts}")
+        if estimated:
+            self.stdout.write(f"           ~ {snapshot['counts_note']}")
         for pause in snapshot["paused_types"]:
             self.stdout.write(
                 f"Paused:    {pause['action_type']} by {pause['paused_by']} at {pause['paused_at']}: {pause['reason']}"

@@ -72,9 +72,21 @@
     return parts.length ? parts.join(", ") : "—";
   }
 
+  function applyCount(node, s, status) {
+    /* An estimate (a large finished status on PostgreSQL) says so: "about …", with the reason as its tooltip. */
+    var estimated = (s.counts_estimated || []).indexOf(status) >= 0;
+    var value = get(s, "counts." + status);
+    node.textContent = blank(value) ? "—" : (estimated ? "about " : "") + Number(value).toLocaleString("en-US");
+    node.classList.toggle("estimate", estimated);
+    if (estimated) node.title = s.counts_note; else node.removeAttribute("title");
+  }
+
   function applyFields(s) {
+    var note = document.getElementById("counts-note");
+    if (note) { note.textContent = s.counts_note || ""; note.hidden = !s.counts_note; }
     root.querySelectorAll("[data-field]").forEach(function (node) {
       var path = node.dataset.field;
+      if (path.indexOf("counts.") === 0) return applyCount(node, s, path.slice(7));
       var format = FORMATS[node.dataset.format || "text"] || FORMATS.text;
       var value = get(s, path);
       if (path === "lease.expires_in_seconds" && !s.lease.holder) value = null;
