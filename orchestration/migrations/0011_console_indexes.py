@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orchestration', '0008_flow_control_operators_permissions'),
+        ('orchestration', '0010_notify_on_enqueue'),
     ]
 
     operations = [
