@@ -173,7 +173,9 @@ class ClaimedMode(models.TextChoices):
 class Action(models.Model):
     """One queued marketing action."""
 
-    idempotency_key = models.CharField(max_length=255, unique=True)
+    # Unique through a UniqueConstraint (Meta), not unique=True: on PostgreSQL unique=True also builds
+    # a second, varchar_pattern_ops index for LIKE look-ups that nothing uses and every INSERT pays for.
+    idempotency_key = models.CharField(max_length=255)
     action_type = models.CharField(max_length=64)
     payload = models.JSONField(default=dict)
     status = models.CharField(max_length=20, choices=ActionStatus.choices, default=ActionStatus.PENDING)
@@ -236,6 +238,7 @@ class Action(models.Model):
             ("approve_action", "Can approve or reject PROOF artifacts before their REAL run"),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["idempotency_key"], name="aol_actions_idempotency_key_uniq"),
             models.CheckConstraint(condition=Q(status__in=ActionStatus.values), name="aol_actions_status_valid"),
             models.CheckConstraint(
                 condition=~Q(status=ActionStatus.RUNNING) | Q(lease_token__isnull=False),
