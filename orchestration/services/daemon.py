@@ -605,12 +605,9 @@ class Daemon:
             # Name what a person approved beside what was done.
             message = f"{message} (approved by {action.approved_by or '?'}: sha256 {action.approval_sha256})"
             ref, sha256 = ref or action.approval_artifact_ref, sha256 or action.approval_sha256
-        success = Success(action, message, ref, sha256, finished_at=timezone.now())
-        if action.claimed_in_batch:
-            self._unrecorded.append(success)
-        else:
+        self._unrecorded.append(Success(action, message, ref, sha256, finished_at=timezone.now()))
+        if not action.claimed_in_batch:
             self._record_unrecorded()
-            action_mark_success_many(successes=[success], token=self.token, actor=self.config.owner)
         logger.info(
             "action id=%s type=%s status=%s artifact=%s",
             action.pk,

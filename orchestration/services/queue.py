@@ -471,9 +471,23 @@ def action_claim_mode(*, action: Action, daemon_mode: str) -> str:
 
 
 def _fenced(action: Action, token: int):
-    return Action.objects.filter(pk=action.pk, status=ActionStatus.RUNNING, lease_token=token).filter(
+    return _fenced_many([action.pk], token)
+
+
+def _fenced_many(pks: list[int], token: int):
+    """These actions, only while RUNNING under ``token`` and while ``token`` is the lease's token."""
+    return Action.objects.filter(pk__in=pks, status=ActionStatus.RUNNING, lease_token=token).filter(
         lease_is_current(token=token)
     )
+
+
+def _back_in_queue_uncounted() -> dict[str, Any]:
+    """UPDATE fields that return a RUNNING action to the queue as if its attempt never happened."""
+    return {
+        "status": Case(When(attempts__lte=1, then=Value(ActionStatus.PENDING)), default=Value(ActionStatus.RETRY)),
+        "attempts": F("attempts") - 1,
+        "updated_at": Now(),
+    }
 
 
 @dataclass(frozen=True)
@@ -507,11 +521,7 @@ def action_mark_success_many(*, successes: list[Success], token: int, actor: str
         return
     ids = [success.action.pk for success in successes]
     with transaction.atomic():
-        recorded = (
-            Action.objects.filter(pk__in=ids, status=ActionStatus.RUNNING, lease_token=token)
-            .filter(lease_is_current(token=token))
-            .update(status=ActionStatus.SUCCESS, last_error="", updated_at=Now())
-        )
+        recorded = _fenced_many(ids, token).update(status=ActionStatus.SUCCESS, last_error="", updated_at=Now())
         if recorded != len(set(ids)):
             which = f"action #{ids[0]}" if len(ids) == 1 else f"{len(ids)} actions (#{ids[0]}..#{ids[-1]})"
             raise LeaseNotHeld(f"{which}: lease token {token} is no longer current; result not recorded")
@@ -568,12 +578,7 @@ def action_mark_interrupted(*, action: Action, token: int, actor: str, reason: s
     Only for AttemptInterrupted: the adapter stopped at a point where running again is safe.
     """
     with transaction.atomic():
-        if not _fenced(action, token).update(
-            status=Case(When(attempts__lte=1, then=Value(ActionStatus.PENDING)), default=Value(ActionStatus.RETRY)),
-            attempts=F("attempts") - 1,
-            not_before=Now(),
-            updated_at=Now(),
-        ):
+        if not _fenced(action, token).update(**_back_in_queue_uncounted(), not_before=Now()):
             raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not returned")
         log_write(
             action_id=action.pk,
@@ -633,16 +638,7 @@ def action_release_unstarted(*, actions: list[Action], token: int) -> int:
     """Give claimed-but-unstarted actions back to the queue, uncounting their attempt."""
     if not actions:
         return 0
-    released = (
-        Action.objects.filter(pk__in=[a.pk for a in actions], status=ActionStatus.RUNNING, lease_token=token)
-        .filter(lease_is_current(token=token))
-        .update(
-            status=Case(When(attempts__lte=1, then=Value(ActionStatus.PENDING)), default=Value(ActionStatus.RETRY)),
-            attempts=F("attempts") - 1,
-            updated_at=Now(),
-        )
-    )
-    return released
+    return _fenced_many([a.pk for a in actions], token).update(**_back_in_queue_uncounted())
 
 
 @dataclass(frozen=True)

@@ -168,8 +168,13 @@ def _status_estimates() -> dict[str, int]:
     reltuples, relpages, pages, values, frequencies = row
     if reltuples < 0 or not values:  # never analysed (reltuples is -1), or no statistics for the column
         return {}
-    rows = reltuples * pages / relpages if relpages > 0 else reltuples
+    rows = _rows_now(reltuples, relpages, pages)
     return {value: int(rows * frequency) for value, frequency in zip(values, frequencies, strict=True)}
+
+
+def _rows_now(reltuples: float, relpages: int, pages: int) -> float:
+    """The last ANALYZE's row count scaled to the table's current pages, as the planner scales it."""
+    return reltuples * pages / relpages if relpages > 0 else reltuples
 
 
 def table_rows_estimate(*, model: type[models.Model]) -> int | None:
@@ -185,8 +190,7 @@ def table_rows_estimate(*, model: type[models.Model]) -> int | None:
         row = cursor.fetchone()
     if row is None or row[0] < 0:  # no such table, or never analysed (reltuples is -1)
         return None
-    reltuples, relpages, pages = row
-    return estimate_round(int(reltuples * pages / relpages if relpages > 0 else reltuples))
+    return estimate_round(int(_rows_now(*row)))
 
 
 def estimate_round(rows: int) -> int:

@@ -42,6 +42,26 @@ def test_recovery__crash_after_artifact_written__rerun_verifies_sha256_and_write
     assert Action.objects.get(pk=action.pk).attempts == 2
 
 
+def restart_until_dead_lettered(start_daemon, poison: Action, *args: str, tries: int, on_first_death=None) -> int:
+    """Start a PROOF standby daemon again after each crash until ``poison`` is in the DLQ; returns the
+    number of crashes (each exited with CRASH_EXIT_CODE). ``on_first_death`` runs right after the first."""
+    deaths = 0
+    for _ in range(tries):
+        daemon = start_daemon("--proof", "--standby", *args)
+        wait_until(
+            lambda d=daemon: d.proc.poll() is not None or Action.objects.get(pk=poison.pk).status == ActionStatus.DLQ,
+            timeout=20,
+            message="a crash or the DLQ",
+        )
+        if daemon.proc.poll() is None:
+            return deaths
+        assert daemon.proc.returncode == CRASH_EXIT_CODE, daemon.output()
+        if deaths == 0 and on_first_death is not None:
+            on_first_death()
+        deaths += 1
+    pytest.fail("the poison action never reached the DLQ")
+
+
 def test_recovery__adapter_kills_its_process__dlq_after_attempt_limit_worker_lost_others_complete(
     start_daemon, artifacts_dir
 ):
@@ -54,20 +74,7 @@ def test_recovery__adapter_kills_its_process__dlq_after_attempt_limit_worker_los
         action_enqueue(action_type="SLEEP", payload={"seconds": 0}, idempotency_key=f"ok-{i}")[0] for i in range(4)
     ]
 
-    deaths = 0
-    for _ in range(6):
-        daemon = start_daemon("--proof", "--standby")
-        wait_until(
-            lambda d=daemon: d.proc.poll() is not None or Action.objects.get(pk=poison.pk).status == ActionStatus.DLQ,
-            timeout=20,
-            message="a crash or the DLQ",
-        )
-        if daemon.proc.poll() is None:
-            break
-        assert daemon.proc.returncode == CRASH_EXIT_CODE, daemon.output()
-        deaths += 1
-    else:
-        pytest.fail("the poison action never reached the DLQ")
+    deaths = restart_until_dead_lettered(start_daemon, poison, tries=6)
 
     poison.refresh_from_db()
     assert deaths == 3
@@ -106,29 +113,21 @@ def test_recovery__adapter_kills_its_process_mid_batch__batch_mates_lose_no_atte
     ]
     others = warm + before + after
 
-    deaths, mates, poison_batched = 0, set(), False
-    for _ in range(8):
-        daemon = start_daemon("--proof", "--standby", "--max-actions", "20")
-        wait_until(
-            lambda d=daemon: d.proc.poll() is not None or Action.objects.get(pk=poison.pk).status == ActionStatus.DLQ,
-            timeout=20,
-            message="a crash or the DLQ",
-        )
-        if daemon.proc.poll() is None:
-            break
-        assert daemon.proc.returncode == CRASH_EXIT_CODE, daemon.output()
-        if deaths == 0:  # who shared the poison's claim when it first crashed
-            poison_batched = Action.objects.get(pk=poison.pk).claimed_in_batch
-            mates = set(
-                Action.objects.filter(status=ActionStatus.RUNNING, claimed_in_batch=True)
-                .exclude(pk=poison.pk)
-                .values_list("pk", flat=True)
-            )
-        deaths += 1
-    else:
-        pytest.fail("the poison action never reached the DLQ")
+    first_death = {}
 
-    assert poison_batched and mates, "the poison was not claimed in a batch: the scenario did not happen"
+    def note_batch_mates() -> None:  # who shared the poison's claim when it first crashed
+        first_death["poison_batched"] = Action.objects.get(pk=poison.pk).claimed_in_batch
+        first_death["mates"] = set(
+            Action.objects.filter(status=ActionStatus.RUNNING, claimed_in_batch=True)
+            .exclude(pk=poison.pk)
+            .values_list("pk", flat=True)
+        )
+
+    deaths = restart_until_dead_lettered(
+        start_daemon, poison, "--max-actions", "20", tries=8, on_first_death=note_batch_mates
+    )
+    mates = first_death["mates"]
+    assert first_death["poison_batched"] and mates, "the poison was not claimed in a batch: the scenario did not happen"
     poison.refresh_from_db()
     assert (poison.status, poison.attempts) == (ActionStatus.DLQ, 3)
     assert deaths == 4  # its batch run was not counted
