@@ -39,7 +39,7 @@ class AolCollector:
         yield duration
 
     def _families(self, Gauge, Counter):
-        from orchestration.adapters import ADAPTERS
+        from orchestration.adapters import adapters_all
         from orchestration.models import Action, ControlFlags, TickLedger
         from orchestration.services.lease import lease_get
 
@@ -49,7 +49,7 @@ class AolCollector:
             .values_list("status", "action_type")
             .annotate(n=Count("id"))
         }
-        types = sorted(set(ADAPTERS) | {action_type for _, action_type in counts})
+        types = sorted(set(adapters_all()) | {action_type for _, action_type in counts})
         depth = Gauge(
             "aol_queue_depth",
             "Actions waiting or running, per status and action type.",

@@ -44,7 +44,7 @@ PUBLIC_API = {
     ],
     "orchestration.services.status": ["status_snapshot"],
     "orchestration.services.daemon": ["Daemon", "DaemonConfig"],
-    "orchestration.adapters": ["ADAPTERS", "adapter_get"],
+    "orchestration.adapters": ["adapters_all", "adapter_get"],
     "llm.runtime": ["llm_enabled", "require_llm", "safe_llm_status"],
     "llm.client": ["llm_client_get"],
 }

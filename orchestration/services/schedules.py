@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from orchestration.adapters import ADAPTERS, action_types
+from orchestration.adapters import action_types, adapters_all
 from orchestration.exceptions import IdempotencyConflict, InvalidAction
 from orchestration.models import Action, LogLevel, Schedule
 from orchestration.services.lease import lease_is_current
@@ -153,7 +153,7 @@ def schedule_clean(*, schedule: Schedule) -> None:
     catch_up = schedule.catch_up
     if isinstance(catch_up, bool) or not isinstance(catch_up, int) or not 1 <= catch_up <= Schedule.MAX_CATCH_UP:
         problem("catch_up", f"Catch-up must be a whole number from 1 to {Schedule.MAX_CATCH_UP}, not {catch_up!r}.")
-    adapter = ADAPTERS.get(schedule.action_type) if isinstance(schedule.action_type, str) else None
+    adapter = adapters_all().get(schedule.action_type) if isinstance(schedule.action_type, str) else None
     if adapter is None:
         problem(
             "action_type",

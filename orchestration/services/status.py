@@ -8,7 +8,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from llm import safe_llm_status
-from orchestration.adapters import ADAPTERS, adapters_all
+from orchestration.adapters import adapters_all
 from orchestration.conf import aol
 from orchestration.dburl import database_url_masked
 from orchestration.models import (
@@ -298,7 +298,7 @@ def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
                 "supports_real": not problem,
                 "real_setup_hint": problem,
             }
-            for _, adapter in sorted(ADAPTERS.items())
+            for _, adapter in sorted(adapters_all().items())
             for problem in [adapter.real_problem()]
         ],
         "recent_logs": [
