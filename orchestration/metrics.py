@@ -12,9 +12,12 @@ from django.db import DatabaseError
 from django.db.models import Count
 from django.db.models.functions import Now
 
-#: Statuses that are still in the queue, and those an action finished in (by outcome).
-QUEUED = ("PENDING", "READY", "RETRY", "RUNNING", "AWAITING_APPROVAL")
-FINISHED = ("SUCCESS", "DLQ", "FAILED", "CANCELLED", "REJECTED")
+from orchestration.models import ATTENTION_STATUSES, OPEN_STATUSES, TERMINAL_STATUSES
+
+#: Statuses still in the queue (waiting for the daemon or running), and those an action's run ended
+#: in (by outcome; DLQ and NEEDS_REVIEW wait for a person). Together they are every status.
+QUEUED = tuple(status for status in OPEN_STATUSES if status not in ATTENTION_STATUSES)
+FINISHED = (*TERMINAL_STATUSES, *ATTENTION_STATUSES)
 
 
 class AolCollector:
@@ -57,8 +60,8 @@ class AolCollector:
         )
         finished = Gauge(
             "aol_actions_finished",
-            "Actions that finished, per action type and outcome (SUCCESS, DLQ, FAILED, CANCELLED, REJECTED). A "
-            "gauge: operators can requeue DLQ actions.",
+            f"Actions that finished, per action type and outcome ({', '.join(FINISHED)}). A gauge: operators "
+            "can requeue DLQ and NEEDS_REVIEW actions.",
             labels=["action_type", "outcome"],
         )
         for action_type in types:
