@@ -44,7 +44,7 @@ class AolCollector:
     def _families(self, Gauge, Counter):
         from orchestration.adapters import adapters_all
         from orchestration.models import Action, ControlFlags, TickLedger
-        from orchestration.services.lease import lease_get
+        from orchestration.services.lease import lease_health
 
         counts = {
             (status, action_type): n
@@ -92,19 +92,16 @@ class AolCollector:
             yield age
             yield took
 
-        lease = lease_get()
-        expires_in = None
-        if lease is not None and lease.owner and lease.expires_at:
-            expires_in = (lease.expires_at - lease.db_now).total_seconds()
+        lease = lease_health()
         held = Gauge("aol_lease_held", "1 when a daemon holds an unexpired lease.")
-        held.add_metric([], 1 if expires_in is not None and expires_in > 0 else 0)
+        held.add_metric([], 1 if lease.held else 0)
         yield held
-        if expires_in is not None:
+        if lease.expires_in_seconds is not None:
             expiry = Gauge("aol_lease_expires_in_seconds", "Seconds until the lease expires (negative: expired).")
-            expiry.add_metric([], expires_in)
+            expiry.add_metric([], lease.expires_in_seconds)
             yield expiry
         token = Gauge("aol_lease_token", "The lease's fencing token: it grows with every new holder.")
-        token.add_metric([], lease.token if lease is not None else 0)
+        token.add_metric([], lease.token)
         yield token
 
         flags = (
