@@ -956,6 +956,35 @@ def action_enqueue_by_operator(
     return action, created
 
 
+def action_enqueue_many_by_operator(
+    *, items: Iterable[dict[str, Any]], actor: str, reason: str, source: str = ""
+) -> "EnqueueManyReport":
+    """``action_enqueue_many`` for a person (``aol_enqueue --from-file``), audited in one row with who and why.
+
+    One audit row for the whole call (counts, the new ids, ``source`` such as the file name), not
+    one execution-log row per action: a file of 100,000 lines stays one bulk INSERT. Raises what
+    ``action_enqueue_many`` raises (nothing is written then), and ControlChangeRejected when the
+    reason is missing.
+    """
+    reason = operator_reason_clean(reason=reason, actor=actor, verb="enqueue actions")
+    with transaction.atomic():
+        report = action_enqueue_many(items=items)
+        audit_write(
+            actor=actor,
+            verb="enqueue",
+            outcome=AuditOutcome.DONE if report.created else AuditOutcome.NO_CHANGE,
+            reason=reason,
+            target=describe_ids(report.created),
+            after={
+                "created": len(report.created),
+                "existing": len(report.existing),
+                "conflicts": len(report.conflicts),
+                **({"source": source} if source else {}),
+            },
+        )
+    return report
+
+
 # --- Flow control, daemon side (docs/flow-control.md) --------------------------------------------------
 
 

@@ -6,11 +6,12 @@ import pytest
 from django.utils import timezone
 
 from orchestration.exceptions import IdempotencyConflict, InvalidAction
-from orchestration.models import Action
+from orchestration.models import Action, AuditEntry, AuditOutcome
 from orchestration.services.queue import (
     EnqueueConflict,
     action_enqueue,
     action_enqueue_many,
+    action_enqueue_many_by_operator,
     action_fields_clean,
 )
 
@@ -89,3 +90,25 @@ def test_action_enqueue_many__the_approval_requirement_is_part_of_an_action_like
     with pytest.raises(IdempotencyConflict, match="Items 1 and 2 both use the idempotency key 'k'") as raised:
         action_enqueue_many(items=[item("k"), item("k", requires_approval=True)])
     assert raised.value.items == (1, 2)
+
+
+def test_action_enqueue_many_by_operator__one_audit_row_with_who_why_and_counts():
+    action_enqueue(action_type="POST_SOCIAL", payload=VALID, idempotency_key="old")
+    report = action_enqueue_many_by_operator(
+        items=[item("old"), item("new1"), item("new2")], actor="cli:ops@host", reason="launch", source="launch.jsonl"
+    )
+    entry = AuditEntry.objects.get()
+    assert (entry.actor, entry.verb, entry.outcome, entry.reason) == (
+        "cli:ops@host",
+        "enqueue",
+        AuditOutcome.DONE,
+        "launch",
+    )
+    assert entry.after == {"created": 2, "existing": 1, "conflicts": 0, "source": "launch.jsonl"}
+    assert entry.target == f"2 actions: #{report.created[0]}, #{report.created[1]}"
+
+
+def test_action_enqueue_many_by_operator__an_invalid_item_writes_neither_actions_nor_audit():
+    with pytest.raises(InvalidAction):
+        action_enqueue_many_by_operator(items=[item("a"), item("b", priority=500)], actor="cli:ops@host", reason="x")
+    assert not Action.objects.exists() and not AuditEntry.objects.exists()
