@@ -17,11 +17,11 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.text import Truncator
@@ -52,13 +52,14 @@ from orchestration.models import (
 from orchestration.services import control
 from orchestration.services.audit import admin_log_write, audit_denied, audit_write
 from orchestration.services.flow import action_cancel, action_set_priority
+from orchestration.services.lease import lease_health_of
 from orchestration.services.queue import (
     MAX_BULK_ACTIONS,
     action_discard_dlq,
     action_requeue_now,
     action_retry_dlq,
 )
-from orchestration.services.status import lease_state, table_rows_estimate
+from orchestration.services.status import table_rows_estimate
 
 #: Changelists count at most this many rows (then say "more than …"), so a page load never
 #: counts a table of millions; pages stop there too, so no page needs a deep OFFSET.
@@ -520,10 +521,12 @@ class LeaseAdmin(InspectionAdmin):
     def holder(self, obj: Lease) -> str:
         return obj.owner or "— (free)"
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(db_now=Now())  # the badge's clock: the database's
+
     @admin.display(description="state")
     def state_badge(self, obj: Lease) -> str:
-        expires_in = (obj.expires_at - timezone.now()).total_seconds() if obj.owner and obj.expires_at else None
-        state = lease_state(expires_in_seconds=expires_in)
+        state = lease_health_of(obj).state
         return format_html('<span class="light light-{}" title="{}"></span>{}', state, state, state)
 
 

@@ -1,5 +1,7 @@
 """Named errors of the orchestration layer. Each docstring is the default message."""
 
+from types import EllipsisType
+
 from django.core.exceptions import ImproperlyConfigured
 
 
@@ -13,17 +15,66 @@ class AOLError(Exception):
 class InvalidAction(AOLError, ValueError):
     """The action was rejected before anything was written."""
 
+    #: The enqueue input the error is about (``action_type``, ``payload``, ``idempotency_key``,
+    #: ``not_before``, ``priority``, ``requires_approval``), so an entry point can show the message
+    #: next to that field; None when it is about the request as a whole.
+    field: str | None = None
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        field: str | None | EllipsisType = ...,  # ...: the class's own field
+        items: tuple[int, ...] = (),
+        idempotency_key: str | None = None,
+    ):
+        self.detail = message or (self.__doc__ or "").strip()
+        if field is not ...:
+            self.field = field
+        #: 1-based positions of the bulk-enqueue items concerned (empty for a single enqueue), and
+        #: the idempotency key of the one item.
+        self.items = tuple(items)
+        self.idempotency_key = idempotency_key
+        super().__init__(self.located("Item"))
+
+    def located(self, noun: str) -> str:
+        """The message prefixed with the items it concerns: ``"Item 3 (key 'k'): …"``, ``"Items 1 and 3 …"``."""
+        if not self.items:
+            return self.detail
+        if len(self.items) == 1:
+            key = "" if self.idempotency_key is None else f" (key {self.idempotency_key!r})"
+            return f"{noun} {self.items[0]}{key}: {self.detail}"
+        return f"{noun}s {', '.join(map(str, self.items[:-1]))} and {self.items[-1]} {self.detail}"
+
 
 class UnknownActionType(InvalidAction):
     """Unknown action type."""
+
+    field = "action_type"
 
 
 class InvalidPayload(InvalidAction):
     """The payload is not valid for this action type."""
 
+    field = "payload"
+
+
+class InvalidIdempotencyKey(InvalidPayload):
+    """The idempotency key must be a non-empty string of printable characters."""
+
+    field = "idempotency_key"
+
+
+class InvalidNotBefore(InvalidPayload):
+    """not_before must be a datetime that includes a timezone."""
+
+    field = "not_before"
+
 
 class IdempotencyConflict(InvalidAction):
     """This idempotency key is already used by an action with a different payload."""
+
+    field = "idempotency_key"
 
 
 class AdapterError(AOLError):
@@ -85,6 +136,8 @@ class LLMUnconfigured(PermanentAdapterError, ImproperlyConfigured):
 
 class InvalidPriority(InvalidAction):
     """The priority must be a whole number from -100 to 100."""
+
+    field = "priority"
 
 
 class ApprovalRefused(ControlChangeRejected):

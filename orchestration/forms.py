@@ -3,10 +3,15 @@
 from django import forms
 
 from orchestration.adapters import action_types
-from orchestration.exceptions import InvalidPayload
+from orchestration.exceptions import InvalidAction, InvalidPayload
 from orchestration.models import MAX_PRIORITY, MIN_PRIORITY
 from orchestration.services.control import MAX_REASON_LENGTH
-from orchestration.services.queue import MAX_BULK_ACTIONS, MAX_IDEMPOTENCY_KEY_LENGTH, action_payload_from_json
+from orchestration.services.queue import (
+    MAX_BULK_ACTIONS,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    action_fields_clean,
+    action_payload_from_json,
+)
 
 REAL_CONFIRMATION = "REAL"
 
@@ -146,6 +151,23 @@ class EnqueueForm(ReasonForm):
             return action_payload_from_json(text=self.cleaned_data["payload"])
         except InvalidPayload as exc:
             raise forms.ValidationError(str(exc)) from None
+
+    def clean(self):
+        cleaned = super().clean()
+        names = ("action_type", "payload", "idempotency_key", "not_before", "priority", "requires_approval")
+        if all(name in cleaned for name in names):  # each field is well-formed: now what the queue says of them
+            try:
+                action_fields_clean(
+                    action_type=cleaned["action_type"],
+                    payload=cleaned["payload"],
+                    idempotency_key=cleaned["idempotency_key"] or None,
+                    not_before=cleaned["not_before"],
+                    priority=cleaned["priority"],
+                    requires_approval=cleaned["requires_approval"],
+                )
+            except InvalidAction as exc:
+                self.add_error(exc.field if exc.field in self.fields else None, str(exc))
+        return cleaned
 
 
 # --- Flow control (docs/flow-control.md) -------------------------------------------------------------

@@ -12,9 +12,12 @@ from django.db import DatabaseError
 from django.db.models import Count
 from django.db.models.functions import Now
 
-#: Statuses that are still in the queue, and those an action finished in (by outcome).
-QUEUED = ("PENDING", "READY", "RETRY", "RUNNING", "AWAITING_APPROVAL")
-FINISHED = ("SUCCESS", "DLQ", "FAILED", "CANCELLED", "REJECTED")
+from orchestration.models import ATTENTION_STATUSES, OPEN_STATUSES, TERMINAL_STATUSES
+
+#: Statuses still in the queue (waiting for the daemon or running), and those an action's run ended
+#: in (by outcome; DLQ and NEEDS_REVIEW wait for a person). Together they are every status.
+QUEUED = tuple(status for status in OPEN_STATUSES if status not in ATTENTION_STATUSES)
+FINISHED = (*TERMINAL_STATUSES, *ATTENTION_STATUSES)
 
 
 class AolCollector:
@@ -39,9 +42,9 @@ class AolCollector:
         yield duration
 
     def _families(self, Gauge, Counter):
-        from orchestration.adapters import ADAPTERS
+        from orchestration.adapters import adapters_all
         from orchestration.models import Action, ControlFlags, TickLedger
-        from orchestration.services.lease import lease_get
+        from orchestration.services.lease import lease_health
 
         counts = {
             (status, action_type): n
@@ -49,7 +52,7 @@ class AolCollector:
             .values_list("status", "action_type")
             .annotate(n=Count("id"))
         }
-        types = sorted(set(ADAPTERS) | {action_type for _, action_type in counts})
+        types = sorted(set(adapters_all()) | {action_type for _, action_type in counts})
         depth = Gauge(
             "aol_queue_depth",
             "Actions waiting or running, per status and action type.",
@@ -57,8 +60,8 @@ class AolCollector:
         )
         finished = Gauge(
             "aol_actions_finished",
-            "Actions that finished, per action type and outcome (SUCCESS, DLQ, FAILED, CANCELLED, REJECTED). A "
-            "gauge: operators can requeue DLQ actions.",
+            f"Actions that finished, per action type and outcome ({', '.join(FINISHED)}). A gauge: operators "
+            "can requeue DLQ and NEEDS_REVIEW actions.",
             labels=["action_type", "outcome"],
         )
         for action_type in types:
@@ -89,19 +92,16 @@ class AolCollector:
             yield age
             yield took
 
-        lease = lease_get()
-        expires_in = None
-        if lease is not None and lease.owner and lease.expires_at:
-            expires_in = (lease.expires_at - lease.db_now).total_seconds()
+        lease = lease_health()
         held = Gauge("aol_lease_held", "1 when a daemon holds an unexpired lease.")
-        held.add_metric([], 1 if expires_in is not None and expires_in > 0 else 0)
+        held.add_metric([], 1 if lease.held else 0)
         yield held
-        if expires_in is not None:
+        if lease.expires_in_seconds is not None:
             expiry = Gauge("aol_lease_expires_in_seconds", "Seconds until the lease expires (negative: expired).")
-            expiry.add_metric([], expires_in)
+            expiry.add_metric([], lease.expires_in_seconds)
             yield expiry
         token = Gauge("aol_lease_token", "The lease's fencing token: it grows with every new holder.")
-        token.add_metric([], lease.token if lease is not None else 0)
+        token.add_metric([], lease.token)
         yield token
 
         flags = (

@@ -44,7 +44,7 @@ PUBLIC_API = {
     ],
     "orchestration.services.status": ["status_snapshot"],
     "orchestration.services.daemon": ["Daemon", "DaemonConfig"],
-    "orchestration.adapters": ["ADAPTERS", "adapter_get"],
+    "orchestration.adapters": ["adapters_all", "adapter_get"],
     "llm.runtime": ["llm_enabled", "require_llm", "safe_llm_status"],
     "llm.client": ["llm_client_get"],
 }
@@ -330,37 +330,27 @@ def check_system_checks(run: SentinelRun) -> tuple[str, str, str]:
 @sentinel("orchestration.S012", "Daemon heartbeat")
 def check_daemon(run: SentinelRun) -> tuple[str, str, str]:
     from orchestration.conf import aol
+    from orchestration.services.lease import lease_health
 
     advice = "Start the daemon: python manage.py run_aol_daemon (or check why it stopped in its log)."
     if not run.probe.ready:
         status = FAIL if run.require_daemon else SKIP
         return status, f"cannot read the lease: {run.probe.reason}", "Fix the database first."
     try:
-        holder, age, expires_in = _lease_heartbeat()
+        lease = lease_health()
     except (DatabaseError, ImproperlyConfigured) as exc:
         return FAIL if run.require_daemon else SKIP, f"cannot read the lease: {_one_line(exc)}", advice
-    stale_after = 3 * aol.heartbeat_seconds
-    if holder and expires_in > 0 and age <= stale_after:
-        return PASS, f"held by {holder}, heartbeat {age:.1f}s ago, expires in {expires_in:.1f}s", ""
-    if holder and expires_in > 0:
-        state = f"held by {holder} but the last heartbeat was {age:.1f}s ago (more than {stale_after:g}s)"
+    if lease.held:
+        age = "" if lease.heartbeat_age_seconds is None else f"heartbeat {lease.heartbeat_age_seconds:.1f}s ago, "
+        state = f"held by {lease.holder}, {age}expires in {lease.expires_in_seconds:.1f}s"
+        if lease.state == "green":
+            return PASS, state, ""
+        state += f": heartbeats are late (more than two {aol.heartbeat_seconds:g}s heartbeats missed)"
     else:
         state = "no daemon holds the lease"
     if not run.require_daemon:
         return SKIP, f"{state} (not required; pass --require-daemon)", ""
     return FAIL, state, advice
-
-
-def _lease_heartbeat() -> tuple[str, float, float]:
-    """(holder, seconds since the last heartbeat, seconds to expiry), judged by the database clock."""
-    from orchestration.services.lease import lease_get
-
-    lease = lease_get()
-    if lease is None or not lease.owner or not lease.expires_at:
-        return "", float("inf"), 0.0
-    beat = lease.renewed_at or lease.acquired_at
-    age = (lease.db_now - beat).total_seconds() if beat else float("inf")
-    return lease.owner, age, (lease.expires_at - lease.db_now).total_seconds()
 
 
 @sentinel("orchestration.S013", "Storage size")

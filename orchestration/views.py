@@ -25,13 +25,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from orchestration import permissions
 from orchestration.conf import aol
-from orchestration.exceptions import (
-    ControlChangeRejected,
-    IdempotencyConflict,
-    InvalidAction,
-    InvalidPriority,
-    UnknownActionType,
-)
+from orchestration.exceptions import ControlChangeRejected, InvalidAction, InvalidPriority
 from orchestration.forms import (
     ApproveForm,
     DlqForm,
@@ -293,14 +287,8 @@ def enqueue(request: HttpRequest) -> HttpResponse:
                 actor=_actor(request),
                 reason=data["reason"],
             )
-        except UnknownActionType as exc:
-            form.add_error("action_type", str(exc))
-        except InvalidPriority as exc:
-            form.add_error("priority", str(exc))
-        except IdempotencyConflict as exc:
-            form.add_error("idempotency_key", str(exc))
         except InvalidAction as exc:
-            form.add_error("idempotency_key" if "idempotency key" in str(exc).lower() else "payload", str(exc))
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
         except ControlChangeRejected as exc:
             form.add_error("reason", str(exc))
         else:

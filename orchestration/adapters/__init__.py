@@ -1,6 +1,7 @@
-"""The adapter registry: action type → adapter. Add an adapter by adding it to ADAPTERS.
+"""The adapter registry: action type → adapter. ``adapters_all()`` is the one registry every caller reads.
 
-``AOL_EXTRA_ADAPTERS`` (dotted paths of adapter classes) adds more without editing this file;
+Built-in adapters are listed in ``_BUILT_IN``. ``AOL_EXTRA_ADAPTERS`` (dotted paths of adapter
+classes) adds more, or replaces a built-in of the same action type, without editing this file;
 the test suite uses it to register fake adapters that hang or kill their process.
 """
 
@@ -17,7 +18,7 @@ from orchestration.adapters.sleep import SleepAdapter
 from orchestration.conf import aol
 from orchestration.exceptions import UnknownActionType
 
-ADAPTERS: dict[str, ActionAdapter] = {
+_BUILT_IN: dict[str, ActionAdapter] = {
     adapter.action_type: adapter
     for adapter in (PostSocialAdapter(), DraftSocialAdapter(), SendEmailAdapter(), SleepAdapter())
 }
@@ -38,9 +39,9 @@ def _extra_adapters(paths: tuple[str, ...]) -> dict[str, ActionAdapter]:
 
 
 def adapters_all() -> dict[str, ActionAdapter]:
-    """The built-in adapters plus those named in AOL_EXTRA_ADAPTERS (read at call time)."""
+    """Every adapter, by action type: the built-ins plus AOL_EXTRA_ADAPTERS (read at call time). Do not mutate."""
     paths = tuple(aol.extra_adapters or ())
-    return {**ADAPTERS, **_extra_adapters(paths)} if paths else ADAPTERS
+    return {**_BUILT_IN, **_extra_adapters(paths)} if paths else _BUILT_IN
 
 
 def adapter_get(action_type: str) -> ActionAdapter:
@@ -54,11 +55,11 @@ def adapter_get(action_type: str) -> ActionAdapter:
 
 
 def action_types() -> list[str]:
+    """Every registered action type, sorted."""
     return sorted(adapters_all())
 
 
 __all__ = [
-    "ADAPTERS",
     "ActionAdapter",
     "ActionResult",
     "Attempt",

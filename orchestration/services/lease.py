@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, Value
 from django.db.models.functions import Now
 
+from orchestration.conf import aol
 from orchestration.models import Lease
 
 logger = logging.getLogger("orchestration")
@@ -98,3 +99,58 @@ def lease_release(*, owner: str, token: int) -> bool:
 def lease_get() -> Lease | None:
     """The lease row annotated with the database time as ``db_now``, or None before first use."""
     return Lease.objects.annotate(db_now=Now()).filter(pk=Lease.SINGLETON_ID).first()
+
+
+@dataclass(frozen=True)
+class LeaseHealth:
+    """One reading of the lease, judged by the database's clock; the console, ``aol_status``,
+    ``/metrics``, the sentinels and the admin all show this one."""
+
+    holder: str  # the owner of an unexpired lease, or ""
+    last_owner: str  # whoever held it last ("" once released)
+    token: int
+    expires_at: datetime | None
+    expires_in_seconds: float | None  # negative once expired; None when released or never held
+    heartbeat_age_seconds: float | None  # since the last renewal (or the acquisition)
+    state: str  # "green": held and fresh; "amber": held, but heartbeats are late; "red": no live holder
+
+    @property
+    def held(self) -> bool:
+        return self.state != "red"
+
+
+def lease_health() -> LeaseHealth:
+    """The lease's health now, by the database's clock (one query)."""
+    return lease_health_of(lease_get())
+
+
+def lease_health_of(lease: Lease | None) -> LeaseHealth:
+    """The health of ``lease``, a row annotated with the database time as ``db_now`` (as ``lease_get`` returns it).
+
+    Amber means two heartbeats were missed: less than TTL - 2 x heartbeat left, or no renewal for
+    2 x heartbeat (a holder running with another TTL than this process's settings).
+    """
+    if lease is None:
+        return LeaseHealth("", "", 0, None, None, None, "red")
+    expires_in = age = None
+    if lease.owner and lease.expires_at:
+        expires_in = (lease.expires_at - lease.db_now).total_seconds()
+        beat = lease.renewed_at or lease.acquired_at
+        age = (lease.db_now - beat).total_seconds() if beat else None
+    if expires_in is None or expires_in <= 0:
+        state = "red"
+    elif expires_in < aol.lease_ttl_seconds - 2 * aol.heartbeat_seconds or (
+        age is not None and age > 2 * aol.heartbeat_seconds
+    ):
+        state = "amber"
+    else:
+        state = "green"
+    return LeaseHealth(
+        holder=lease.owner if state != "red" else "",
+        last_owner=lease.owner,
+        token=lease.token,
+        expires_at=lease.expires_at,
+        expires_in_seconds=expires_in,
+        heartbeat_age_seconds=age,
+        state=state,
+    )

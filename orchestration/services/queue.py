@@ -27,6 +27,8 @@ from orchestration.exceptions import (
     ControlChangeRejected,
     IdempotencyConflict,
     InvalidAction,
+    InvalidIdempotencyKey,
+    InvalidNotBefore,
     InvalidPayload,
     InvalidPriority,
     LeaseNotHeld,
@@ -136,13 +138,13 @@ def _check_key(key: str | None, action_type: str) -> str:
     if key is None:
         return f"{action_type.lower()}-{uuid.uuid4().hex}"
     if not isinstance(key, str) or not key.strip():
-        raise InvalidPayload("The idempotency key must be a non-empty string.")
+        raise InvalidIdempotencyKey("The idempotency key must be a non-empty string.")
     if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
-        raise InvalidPayload(
+        raise InvalidIdempotencyKey(
             f"The idempotency key is {len(key)} characters; the limit is {MAX_IDEMPOTENCY_KEY_LENGTH}."
         )
     if not key.isprintable():
-        raise InvalidPayload("The idempotency key must not contain control characters.")
+        raise InvalidIdempotencyKey("The idempotency key must not contain control characters.")
     return key
 
 
@@ -156,7 +158,7 @@ def action_priority_clean(*, priority: Any) -> int:
     return priority
 
 
-def action_enqueue(
+def action_fields_clean(
     *,
     action_type: str,
     payload: Any,
@@ -164,25 +166,29 @@ def action_enqueue(
     not_before: datetime | None = None,
     priority: int = 0,
     requires_approval: bool = False,
-) -> tuple[Action, bool]:
-    """Validate and queue an action; returns ``(action, created)``.
+) -> dict[str, Any]:
+    """The fields of a new action, checked and normalised; InvalidAction (its ``field`` names the input) if not.
 
-    The same key with the same type, payload and approval requirement returns the existing action
-    (``created`` False; its priority is left as it is); the same key with anything else raises
-    IdempotencyConflict. ``requires_approval`` gates this action's REAL run behind a person's
-    approval even if its type is not gated (AOL_APPROVAL_REQUIRED_TYPES). Nothing is written on error.
+    The one validation of every way in: ``action_enqueue``, ``action_enqueue_many`` (per item),
+    schedules, the console's form and ``aol_enqueue``. Without a key, a new random one is made;
+    without ``not_before`` the action is due when it is written. Writes nothing.
     """
     adapter, payload = action_payload_validate(action_type=action_type, payload=payload)
     key = _check_key(idempotency_key, action_type)
-    if not_before is not None and timezone.is_naive(not_before):
-        raise InvalidPayload("not_before must include a timezone (for example 2026-11-21T12:00:00Z).")
+    if not_before is not None and (not isinstance(not_before, datetime) or timezone.is_naive(not_before)):
+        raise InvalidNotBefore(
+            "not_before must be a datetime that includes a timezone (for example 2026-11-21T12:00:00Z)."
+        )
     priority = action_priority_clean(priority=priority)
     if not isinstance(requires_approval, bool):
-        raise InvalidAction(f"requires_approval must be true or false, got {requires_approval!r}.")
+        raise InvalidAction(
+            f"requires_approval must be true or false, got {requires_approval!r}.", field="requires_approval"
+        )
     if requires_approval and not adapter.supports_approval:
         raise InvalidAction(
             f"{action_type} actions cannot require approval: the adapter cannot re-render its PROOF artifact, "
-            "so an approval could not be bound to what it sends."
+            "so an approval could not be bound to what it sends.",
+            field="requires_approval",
         )
     fields: dict[str, Any] = {
         "idempotency_key": key,
@@ -193,6 +199,34 @@ def action_enqueue(
     }
     if not_before is not None:
         fields["not_before"] = not_before
+    return fields
+
+
+def action_enqueue(
+    *,
+    action_type: str,
+    payload: Any,
+    idempotency_key: str | None = None,
+    not_before: datetime | None = None,
+    priority: int = 0,
+    requires_approval: bool = False,
+) -> tuple[Action, bool]:
+    """Validate (``action_fields_clean``) and queue an action; returns ``(action, created)``.
+
+    The same key with the same type, payload and approval requirement returns the existing action
+    (``created`` False; its priority is left as it is); the same key with anything else raises
+    IdempotencyConflict. ``requires_approval`` gates this action's REAL run behind a person's
+    approval even if its type is not gated (AOL_APPROVAL_REQUIRED_TYPES). Nothing is written on error.
+    """
+    fields = action_fields_clean(
+        action_type=action_type,
+        payload=payload,
+        idempotency_key=idempotency_key,
+        not_before=not_before,
+        priority=priority,
+        requires_approval=requires_approval,
+    )
+    key, payload, priority = fields["idempotency_key"], fields["payload"], fields["priority"]
     for _ in range(_RACE_RETRIES):
         action = Action(**fields)
         if connection.in_atomic_block:
@@ -888,7 +922,7 @@ def action_enqueue_by_operator(
     actor: str,
     reason: str,
 ) -> tuple[Action, bool]:
-    """``action_enqueue`` for a person: also logs and audits who queued it and why.
+    """``action_enqueue`` for a person (the console, ``aol_enqueue``): also logs and audits who queued it and why.
 
     Raises what ``action_enqueue`` raises (nothing is written then), and ControlChangeRejected
     when the reason is missing.
@@ -920,6 +954,35 @@ def action_enqueue_by_operator(
             },
         )
     return action, created
+
+
+def action_enqueue_many_by_operator(
+    *, items: Iterable[dict[str, Any]], actor: str, reason: str, source: str = ""
+) -> "EnqueueManyReport":
+    """``action_enqueue_many`` for a person (``aol_enqueue --from-file``), audited in one row with who and why.
+
+    One audit row for the whole call (counts, the new ids, ``source`` such as the file name), not
+    one execution-log row per action: a file of 100,000 lines stays one bulk INSERT. Raises what
+    ``action_enqueue_many`` raises (nothing is written then), and ControlChangeRejected when the
+    reason is missing.
+    """
+    reason = operator_reason_clean(reason=reason, actor=actor, verb="enqueue actions")
+    with transaction.atomic():
+        report = action_enqueue_many(items=items)
+        audit_write(
+            actor=actor,
+            verb="enqueue",
+            outcome=AuditOutcome.DONE if report.created else AuditOutcome.NO_CHANGE,
+            reason=reason,
+            target=describe_ids(report.created),
+            after={
+                "created": len(report.created),
+                "existing": len(report.existing),
+                "conflicts": len(report.conflicts),
+                **({"source": source} if source else {}),
+            },
+        )
+    return report
 
 
 # --- Flow control, daemon side (docs/flow-control.md) --------------------------------------------------
@@ -979,7 +1042,9 @@ def action_mark_cancelled_if_requested(*, action: Action, token: int, actor: str
 
 # --- Bulk enqueue ----------------------------------------------------------------------------
 
-ENQUEUE_MANY_FIELDS = frozenset({"action_type", "payload", "idempotency_key", "not_before"})
+ENQUEUE_MANY_FIELDS = frozenset(
+    {"action_type", "payload", "idempotency_key", "not_before", "priority", "requires_approval"}
+)
 _INSERT_BATCH_SIZE = 5000
 
 
@@ -1000,45 +1065,33 @@ class EnqueueManyReport:
 
 
 def _enqueue_item_fields(number: int, item: Any) -> dict[str, Any]:
-    """Validate one bulk item exactly as action_enqueue would; the error names the item."""
-    where = f"Item {number}"
+    """Validate one bulk item with ``action_fields_clean``; the error names the item (``items``)."""
+    key = item.get("idempotency_key") if isinstance(item, dict) else None
     try:
         if not isinstance(item, dict):
-            raise InvalidPayload(f"must be an object with action_type and payload, not {type(item).__name__}.")
-        if item.get("idempotency_key") is not None:
-            where = f"Item {number} (key {item['idempotency_key']!r})"
+            raise InvalidPayload(
+                f"must be an object with action_type and payload, not {type(item).__name__}.", field=None
+            )
         unknown = sorted(set(item) - ENQUEUE_MANY_FIELDS)
         if unknown:
             allowed = ", ".join(sorted(ENQUEUE_MANY_FIELDS))
-            raise InvalidPayload(f"unknown field(s) {', '.join(map(repr, unknown))} (allowed: {allowed}).")
+            raise InvalidPayload(f"unknown field(s) {', '.join(map(repr, unknown))} (allowed: {allowed}).", field=None)
         if "action_type" not in item or "payload" not in item:
-            raise InvalidPayload("action_type and payload are required.")
-        action_type = item["action_type"]
-        adapter = adapter_get(action_type)
-        payload = _check_payload_shape(item["payload"])
-        adapter.validate(payload)
-        key = _check_key(item.get("idempotency_key"), action_type)
-        not_before = item.get("not_before")
-        if not_before is not None and (not isinstance(not_before, datetime) or timezone.is_naive(not_before)):
-            raise InvalidPayload("not_before must be a datetime that includes a timezone.")
-    except InvalidPayload as exc:
-        raise InvalidPayload(f"{where}: {exc}") from None
+            raise InvalidPayload("action_type and payload are required.", field=None)
+        return action_fields_clean(**item)
     except InvalidAction as exc:
-        raise type(exc)(f"{where}: {exc}") from None
-    fields: dict[str, Any] = {"idempotency_key": key, "action_type": action_type, "payload": payload}
-    if not_before is not None:
-        fields["not_before"] = not_before
-    return fields
+        raise type(exc)(exc.detail, field=exc.field, items=(number,), idempotency_key=key) from None
 
 
 def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport:
     """Validate and queue many actions in one transaction; returns what was created, found, refused.
 
-    Each item is ``{"action_type", "payload", "idempotency_key"?, "not_before"?}`` and is checked
-    like ``action_enqueue``. Any invalid item (or one key given twice with different contents)
-    raises InvalidAction naming the item, and nothing is written. A key already held by an action
-    with the same type and payload is reported as existing; with anything else, as a conflict
-    (that item is not written; the others are). Without ``not_before`` an action is due from the
+    Each item is ``{"action_type", "payload", "idempotency_key"?, "not_before"?, "priority"?,
+    "requires_approval"?}`` and is checked like ``action_enqueue`` (``action_fields_clean``). Any
+    invalid item (or one key given twice with different contents) raises InvalidAction whose
+    ``items`` name the item(s), and nothing is written. A key already held by an action with the
+    same type, payload and approval requirement is reported as existing; with anything else, as a
+    conflict (that item is not written; the others are). Without ``not_before`` an action is due from the
     time of this call by this process's clock (the instant of its ``created_at``), not the database's.
     """
     rows = [_enqueue_item_fields(number, item) for number, item in enumerate(items, start=1)]
@@ -1048,14 +1101,13 @@ def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport
         if key not in first_by_key:
             first_by_key[key] = index
             continue
-        first = rows[first_by_key[key]]
-        if (first["action_type"], first["payload"]) != (fields["action_type"], fields["payload"]):
+        if _identity(rows[first_by_key[key]]) != _identity(fields):
             raise IdempotencyConflict(
-                f"Items {first_by_key[key] + 1} and {index + 1} both use the idempotency key {key!r} "
-                "with different contents; give each action its own key."
+                f"both use the idempotency key {key!r} with different contents; give each action its own key.",
+                items=(first_by_key[key] + 1, index + 1),
             )
     ids: dict[str, int] = {}  # key -> id of the action this call created
-    found: dict[str, tuple[int, str, Any]] = {}  # key -> (id, type, payload) of an action that had it
+    found: dict[str, tuple[int, tuple]] = {}  # key -> (id, _identity) of an action that had it
     with transaction.atomic():
         todo = [rows[index] for index in first_by_key.values()]
         for _ in range(_RACE_RETRIES):
@@ -1080,8 +1132,8 @@ def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport
         if key in ids:
             (created if first_by_key[key] == index else existing).append(ids[key])
             continue
-        pk, action_type, payload = found[key]
-        if (action_type, payload) == (fields["action_type"], fields["payload"]):
+        pk, identity = found[key]
+        if identity == _identity(fields):
             existing.append(pk)
         else:
             conflicts.append(EnqueueConflict(item=index + 1, idempotency_key=key, action_id=pk))
@@ -1095,22 +1147,27 @@ def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport
     return report
 
 
-def _actions_holding_keys(keys: list[str]) -> dict[str, tuple[int, str, Any]]:
-    """``{key: (id, action_type, payload)}`` of the actions holding any of ``keys``."""
+def _identity(fields: dict[str, Any]) -> tuple:
+    """What two enqueues of one key must share to be the same action (as in ``action_enqueue``)."""
+    return fields["action_type"], fields["payload"], fields["requires_approval"]
+
+
+def _actions_holding_keys(keys: list[str]) -> dict[str, tuple[int, tuple]]:
+    """``{key: (id, _identity)}`` of the actions holding any of ``keys``."""
     found = {}
     # All keys in one look-up on PostgreSQL; within SQLite's limit on parameters there.
     per_lookup = max(1, connection.ops.bulk_batch_size(["idempotency_key"], keys))
     for start in range(0, len(keys), per_lookup):
-        for pk, key, action_type, payload in Action.objects.filter(
+        for pk, key, *identity in Action.objects.filter(
             idempotency_key__in=keys[start : start + per_lookup]
-        ).values_list("pk", "idempotency_key", "action_type", "payload"):
-            found[key] = (pk, action_type, payload)
+        ).values_list("pk", "idempotency_key", "action_type", "payload", "requires_approval"):
+            found[key] = (pk, tuple(identity))
     return found
 
 
 #: How each database unpacks the batch's JSON document (one parameter) into rows, in input order:
-#: the FROM clause, how a row reads an item's key, type, payload and not_before, and how a
-#: parameter for a column default is written.
+#: the FROM clause, how a row reads an item's key, type, payload, priority, approval and not_before, and
+#: how a parameter for a column default is written.
 _ROWS_FROM_JSON: dict[str, dict[str, str]] = {
     "postgresql": {
         "from": "jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(item, n) ORDER BY e.n",
@@ -1118,6 +1175,8 @@ _ROWS_FROM_JSON: dict[str, dict[str, str]] = {
         "t": "e.item->>'t'",
         "p": "e.item->'p'",
         "nb": "(e.item->>'nb')::timestamptz",
+        "pr": "(e.item->>'pr')::smallint",
+        "ra": "(e.item->>'ra')::boolean",
         # A bare parameter in a SELECT list is typed text (a NULL too), so it is cast to its column's type.
         "param": "CAST(%s AS {type})",
     },
@@ -1128,11 +1187,19 @@ _ROWS_FROM_JSON: dict[str, dict[str, str]] = {
         "t": "json_extract(value, '$.t')",
         "p": "json_extract(value, '$.p')",
         "nb": "json_extract(value, '$.nb')",
+        "pr": "json_extract(value, '$.pr')",
+        "ra": "json_extract(value, '$.ra')",
         "param": "%s",
     },
 }
 #: Which item field fills which column; every other column gets the model's default.
-_ITEM_COLUMNS = {"idempotency_key": "k", "action_type": "t", "payload": "p"}
+_ITEM_COLUMNS = {
+    "idempotency_key": "k",
+    "action_type": "t",
+    "payload": "p",
+    "priority": "pr",
+    "requires_approval": "ra",
+}
 
 
 def _insert_many_unless_keys_taken(rows: list[dict[str, Any]], *, now: datetime) -> dict[str, int]:
@@ -1172,6 +1239,8 @@ def _insert_many_unless_keys_taken(rows: list[dict[str, Any]], *, now: datetime)
                 "k": row["idempotency_key"],
                 "t": row["action_type"],
                 "p": row["payload"],
+                "pr": row["priority"],
+                "ra": row["requires_approval"],
                 **({"nb": str(adapt(row["not_before"]))} if row.get("not_before") is not None else {}),
             }
             for row in rows

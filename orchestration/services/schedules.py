@@ -19,12 +19,11 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from orchestration.adapters import ADAPTERS, action_types
 from orchestration.exceptions import IdempotencyConflict, InvalidAction
 from orchestration.models import Action, LogLevel, Schedule
 from orchestration.services.lease import lease_is_current
 from orchestration.services.logs import log_write
-from orchestration.services.queue import _check_payload_shape, action_enqueue
+from orchestration.services.queue import action_enqueue, action_fields_clean
 
 logger = logging.getLogger("orchestration")
 
@@ -153,19 +152,15 @@ def schedule_clean(*, schedule: Schedule) -> None:
     catch_up = schedule.catch_up
     if isinstance(catch_up, bool) or not isinstance(catch_up, int) or not 1 <= catch_up <= Schedule.MAX_CATCH_UP:
         problem("catch_up", f"Catch-up must be a whole number from 1 to {Schedule.MAX_CATCH_UP}, not {catch_up!r}.")
-    adapter = ADAPTERS.get(schedule.action_type) if isinstance(schedule.action_type, str) else None
-    if adapter is None:
-        problem(
-            "action_type",
-            f"Unknown action type {schedule.action_type!r}; known types: {', '.join(action_types())}.",
-        )
-    else:
-        sample = schedule_render_payload(
-            template=schedule.payload_template, schedule_name=schedule.name or "schedule", period=timezone.now()
-        )
-        try:
-            adapter.validate(_check_payload_shape(sample))
-        except InvalidAction as exc:
+    sample = schedule_render_payload(
+        template=schedule.payload_template, schedule_name=schedule.name or "schedule", period=timezone.now()
+    )
+    try:
+        action_fields_clean(action_type=schedule.action_type, payload=sample)
+    except InvalidAction as exc:
+        if exc.field == "action_type":
+            problem("action_type", str(exc))
+        else:
             problem("payload_template", f"{schedule.action_type} rejects this payload: {exc}")
     if errors:
         raise ValidationError(errors)

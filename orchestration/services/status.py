@@ -8,7 +8,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from llm import safe_llm_status
-from orchestration.adapters import ADAPTERS, adapters_all
+from orchestration.adapters import adapters_all
 from orchestration.conf import aol
 from orchestration.dburl import database_url_masked
 from orchestration.models import (
@@ -23,7 +23,7 @@ from orchestration.models import (
     TickLedger,
 )
 from orchestration.services.control import control_flags_get
-from orchestration.services.lease import lease_get
+from orchestration.services.lease import lease_health
 from orchestration.services.retention import storage_sizes
 
 #: How much history the status view shows.
@@ -64,15 +64,6 @@ def _iso(value) -> str | None:
     return value.isoformat() if value else None
 
 
-def lease_state(*, expires_in_seconds: float | None) -> str:
-    """green: held and fresh; amber: about to expire (missed heartbeats); red: no live holder."""
-    if expires_in_seconds is None or expires_in_seconds <= 0:
-        return "red"
-    if expires_in_seconds < aol.lease_ttl_seconds - 2 * aol.heartbeat_seconds:
-        return "amber"
-    return "green"
-
-
 def status_snapshot(*, detail: bool = False) -> dict[str, Any]:
     """Flags, lease, last tick and queue counts, as JSON-ready values (no secrets).
 
@@ -81,11 +72,8 @@ def status_snapshot(*, detail: bool = False) -> dict[str, Any]:
     chart series.
     """
     flags = control_flags_get()
-    lease = lease_get()
-    expires_in = None
-    if lease is not None and lease.owner and lease.expires_at:
-        expires_in = (lease.expires_at - lease.db_now).total_seconds()
-    holder = lease.owner if lease is not None and expires_in is not None and expires_in > 0 else ""
+    lease = lease_health()
+    expires_in = lease.expires_in_seconds
     last_tick = TickLedger.objects.order_by("-started_at", "-id").first()
     counts, estimated = action_status_counts()
     snapshot = {
@@ -99,12 +87,12 @@ def status_snapshot(*, detail: bool = False) -> dict[str, Any]:
             "updated_by": flags.updated_by,
         },
         "lease": {
-            "holder": holder,
-            "last_owner": lease.owner if lease is not None else "",
-            "token": lease.token if lease is not None else 0,
-            "expires_at": _iso(lease.expires_at) if lease is not None else None,
+            "holder": lease.holder,
+            "last_owner": lease.last_owner,
+            "token": lease.token,
+            "expires_at": _iso(lease.expires_at),
             "expires_in_seconds": round(expires_in, 1) if expires_in is not None else None,
-            "state": lease_state(expires_in_seconds=expires_in),
+            "state": lease.state,
         },
         "last_tick": None
         if last_tick is None
@@ -298,7 +286,7 @@ def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
                 "supports_real": not problem,
                 "real_setup_hint": problem,
             }
-            for _, adapter in sorted(ADAPTERS.items())
+            for _, adapter in sorted(adapters_all().items())
             for problem in [adapter.real_problem()]
         ],
         "recent_logs": [

@@ -2,7 +2,7 @@
 
 import pytest
 
-from orchestration.adapters import ADAPTERS, adapter_get
+from orchestration.adapters import adapter_get, adapters_all
 from orchestration.adapters.artifacts import artifact_path, sha256_bytes
 from orchestration.exceptions import (
     InvalidPayload,
@@ -37,7 +37,7 @@ def draft(key="draft-1", payload=PAYLOAD) -> Action:
 
 
 def test_adapter_registry__has_draft_social():
-    assert adapter_get("DRAFT_SOCIAL") is ADAPTERS["DRAFT_SOCIAL"]
+    assert adapter_get("DRAFT_SOCIAL") is adapters_all()["DRAFT_SOCIAL"]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from orchestration.adapters import ADAPTERS, ActionAdapter, adapter_get
+from orchestration.adapters import ActionAdapter, adapter_get, adapters_all
 from orchestration.adapters.artifacts import artifact_path, artifact_verify, safe_filename_part
 from orchestration.exceptions import RealRunUnconfigured, UnknownActionType
 from tests.factories import post_social
@@ -13,8 +13,8 @@ pytestmark = pytest.mark.django_db
 
 
 def test_registry__every_action_type_has_an_adapter_that_declares_its_capabilities():
-    assert "POST_SOCIAL" in ADAPTERS
-    for action_type, adapter in ADAPTERS.items():
+    assert "POST_SOCIAL" in adapters_all()
+    for action_type, adapter in adapters_all().items():
         assert isinstance(adapter, ActionAdapter)
         assert adapter.action_type == action_type
         assert isinstance(adapter.is_idempotent, bool) and isinstance(adapter.supports_real, bool)

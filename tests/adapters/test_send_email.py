@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from orchestration.adapters import ADAPTERS, adapter_get
+from orchestration.adapters import adapter_get, adapters_all
 from orchestration.adapters.artifacts import artifact_path, sha256_bytes
 from orchestration.adapters.send_email import MAX_RECIPIENTS, message_id_for
 from orchestration.exceptions import InvalidPayload, PermanentAdapterError, RealRunUnconfigured, TransientAdapterError
@@ -37,7 +37,7 @@ def parse(data: bytes) -> email.message.EmailMessage:
 
 def test_registry__send_email_is_registered_with_real_support_and_a_non_idempotent_real_send():
     adapter = adapter_get("SEND_EMAIL")
-    assert ADAPTERS["SEND_EMAIL"] is adapter
+    assert adapters_all()["SEND_EMAIL"] is adapter
     assert adapter.supports_real is True
     assert adapter.is_idempotent is False  # REAL: a resend is a second email
 

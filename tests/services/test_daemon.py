@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from orchestration.adapters import ADAPTERS
+from orchestration import adapters
 from orchestration.adapters.artifacts import artifact_path
 from orchestration.exceptions import LeaseHeldElsewhere
 from orchestration.models import Action, ActionStatus, ExecutionLog, Lease, TickLedger
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def fakes(monkeypatch):
     for adapter in fake_adapters.ALL:
-        monkeypatch.setitem(ADAPTERS, adapter.action_type, adapter)
+        monkeypatch.setitem(adapters._BUILT_IN, adapter.action_type, adapter)
 
 
 def make_daemon(**overrides) -> tuple[Daemon, list[str]]:
@@ -143,7 +143,7 @@ class _PausingAdapter(fake_adapters.SucceedsAdapter):
 
 def test_tick__a_pause_seen_mid_batch_records_what_ran_and_returns_the_rest_uncounted(monkeypatch):
     adapter = _PausingAdapter()
-    monkeypatch.setitem(ADAPTERS, adapter.action_type, adapter)
+    monkeypatch.setitem(adapters._BUILT_IN, adapter.action_type, adapter)
     warm = enqueue("TEST_OK", "warm")  # the first claim takes one action and measures it
     pauser = enqueue("TEST_PAUSES", "pauser")
     rest = [enqueue("TEST_OK", f"rest{i}") for i in range(5)]

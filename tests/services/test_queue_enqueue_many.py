@@ -75,7 +75,7 @@ def test_action_enqueue_many__a_key_repeated_with_other_contents_names_both_item
         ({**item("bad"), "action_type": "TWEET"}, UnknownActionType, r"Item 3 \(key 'bad'\): Unknown action type"),
         (["POST_SOCIAL", VALID], InvalidPayload, "Item 3: must be an object with action_type and payload, not list"),
         ({"action_type": "POST_SOCIAL"}, InvalidPayload, "Item 3: action_type and payload are required"),
-        ({**item("bad"), "priority": 1}, InvalidPayload, r"Item 3 \(key 'bad'\): unknown field\(s\) 'priority'"),
+        ({**item("bad"), "colour": 1}, InvalidPayload, r"Item 3 \(key 'bad'\): unknown field\(s\) 'colour'"),
         (item("bad\nkey"), InvalidPayload, "Item 3 .*control characters"),
         (
             {**item("bad"), "not_before": timezone.now().replace(tzinfo=None)},

@@ -4,6 +4,7 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from orchestration.models import Action, ActionStatus
 from orchestration.services.ledger import tick_record
 from orchestration.services.queue import action_claim_due, action_enqueue, action_mark_failure, action_mark_success
 from tests.factories import hold_lease, post_social
@@ -105,3 +106,20 @@ def test_metrics__empty_database_reports_zero_depth_and_no_lease(client, token):
     assert m[("aol_lease_held", ())] == 0
     assert ("aol_last_tick_age_seconds", ()) not in m
     assert m[("aol_queue_depth", (("action_type", "POST_SOCIAL"), ("status", "PENDING")))] == 0
+
+
+def test_metrics__a_needs_review_action_is_exported(client, token):
+    action = post_social(key="unknown-outcome")
+    Action.objects.filter(pk=action.pk).update(status=ActionStatus.NEEDS_REVIEW)
+    m = scrape(client)
+    assert m[("aol_actions_finished", (("action_type", "POST_SOCIAL"), ("outcome", "NEEDS_REVIEW")))] == 1
+
+
+def test_metrics__every_status_is_exported_once_per_action_type(client, token):
+    m = scrape(client)
+    exported = [
+        dict(labels).get("status") or dict(labels).get("outcome")
+        for name, labels in m
+        if name in ("aol_queue_depth", "aol_actions_finished") and dict(labels)["action_type"] == "POST_SOCIAL"
+    ]
+    assert sorted(exported) == sorted(ActionStatus.values)

@@ -9,13 +9,19 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from orchestration.adapters import action_types
-from orchestration.exceptions import InvalidAction
-from orchestration.management.commands._common import priority
+from orchestration.exceptions import ControlChangeRejected, InvalidAction
+from orchestration.management.commands._common import cli_actor, priority
 from orchestration.models import MAX_PRIORITY, MIN_PRIORITY
-from orchestration.services.queue import action_enqueue, action_enqueue_many, action_payload_from_json
+from orchestration.services.queue import (
+    action_enqueue_by_operator,
+    action_enqueue_many_by_operator,
+    action_payload_from_json,
+)
 
 #: How many conflicting lines are listed one by one before the rest are only counted.
 MAX_CONFLICTS_LISTED = 20
+#: The audit trail's "why" when the operator gives no --reason.
+DEFAULT_REASON = "queued with aol_enqueue (no --reason given)"
 
 
 def _not_before(text: str, *, label: str):
@@ -34,8 +40,10 @@ class Command(BaseCommand):
         '\'{"platform": "twitter", "message": "hello"}\' --key launch-001. '
         "Reusing a key with the same payload returns the existing action; with another payload it is an error. "
         "Many at once: aol_enqueue --from-file actions.jsonl (one "
-        '{"action_type": …, "payload": {…}, "idempotency_key": …, "not_before": …} per line; "-" reads stdin); '
-        "an invalid line enqueues nothing."
+        '{"action_type": …, "payload": {…}, "idempotency_key": …, "not_before": …, "priority": …, '
+        '"requires_approval": …} per line; "-" reads stdin); --priority, --requires-approval and --not-before '
+        "then apply to the lines that do not say. An invalid line enqueues nothing. Every call is audited "
+        "with --actor and --reason."
     )
     stealth_options = ("stdin",)
 
@@ -47,7 +55,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--priority",
             type=priority,
-            default=0,
+            default=None,
             help=f"{MIN_PRIORITY} to {MAX_PRIORITY}, higher runs first (default 0); first in, first out within one.",
         )
         parser.add_argument(
@@ -60,28 +68,44 @@ class Command(BaseCommand):
             metavar="FILE",
             help="Queue every action of a JSON-lines file ('-' for standard input) in one transaction.",
         )
+        parser.add_argument("--reason", default=DEFAULT_REASON, help="Why; recorded in the audit trail.")
+        parser.add_argument("--actor", default=None, help="Who (default: cli:<user>@<host>).")
 
     def handle(self, *args, **options):
+        actor = options["actor"] or cli_actor()
+        not_before = _not_before(options["not_before"], label="--not-before") if options["not_before"] else None
         if options["from_file"]:
-            given = [name for name in ("action_type", "payload", "key", "not_before") if options[name]]
+            given = [name for name in ("action_type", "payload", "key") if options[name]]
             if given:
                 names = ", ".join("action_type" if n == "action_type" else f"--{n.replace('_', '-')}" for n in given)
                 raise CommandError(f"--from-file takes each action from the file; drop {names}.", returncode=2)
-            return self._enqueue_file(options["from_file"], options.get("stdin") or sys.stdin)
+            defaults = {
+                **({"not_before": not_before} if not_before is not None else {}),
+                **({"priority": options["priority"]} if options["priority"] is not None else {}),
+                **({"requires_approval": True} if options["requires_approval"] else {}),
+            }
+            return self._enqueue_file(
+                options["from_file"],
+                options.get("stdin") or sys.stdin,
+                defaults=defaults,
+                actor=actor,
+                reason=options["reason"],
+            )
         if not options["action_type"] or options["payload"] is None:
             raise CommandError("Give an action type and --payload, or --from-file FILE.", returncode=2)
-        not_before = _not_before(options["not_before"], label="--not-before") if options["not_before"] else None
         try:
             payload = action_payload_from_json(text=options["payload"])
-            action, created = action_enqueue(
+            action, created = action_enqueue_by_operator(
                 action_type=options["action_type"],
                 payload=payload,
                 idempotency_key=options["key"],
                 not_before=not_before,
-                priority=options["priority"],
+                priority=0 if options["priority"] is None else options["priority"],
                 requires_approval=options["requires_approval"],
+                actor=actor,
+                reason=options["reason"],
             )
-        except InvalidAction as exc:
+        except (InvalidAction, ControlChangeRejected) as exc:
             raise CommandError(f"Nothing enqueued: {exc}") from None
         described = (
             f"Action #{action.pk} ({action.action_type}, key {action.idempotency_key}, {action.status}"
@@ -94,7 +118,8 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"{described} already exists for this key; nothing written.")
 
-    def _enqueue_file(self, path: str, stdin) -> None:
+    def _enqueue_file(self, path: str, stdin, *, defaults: dict, actor: str, reason: str) -> None:
+        """Queue every line of ``path``; ``defaults`` fill the fields a line does not give."""
         name = "standard input" if path == "-" else path
         try:
             if path == "-":
@@ -106,11 +131,15 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot read {name}: {exc.strerror or exc}.") from None
         except UnicodeDecodeError as exc:
             raise CommandError(f"Nothing enqueued: {name} is not UTF-8 text ({exc.reason}).") from None
+        if defaults:
+            items = [{**defaults, **item} if isinstance(item, dict) else item for item in items]
         try:
-            report = action_enqueue_many(items=items)
+            report = action_enqueue_many_by_operator(items=items, actor=actor, reason=reason, source=name)
         except InvalidAction as exc:
-            # The service numbers items from 1, one per line, so "Item 3" is line 3.
-            raise CommandError(f"Nothing enqueued: {str(exc).replace('Item', 'Line', 1)}") from None
+            # Items are numbered from 1, one per line (an empty line is refused), so item 3 is line 3.
+            raise CommandError(f"Nothing enqueued: {exc.located('Line')}") from None
+        except ControlChangeRejected as exc:
+            raise CommandError(f"Nothing enqueued: {exc}") from None
         self.stdout.write(
             self.style.SUCCESS(
                 f"{len(items)} action(s) read from {name}: {len(report.created)} enqueued, "
@@ -121,7 +150,7 @@ class Command(BaseCommand):
             for conflict in report.conflicts[:MAX_CONFLICTS_LISTED]:
                 self.stderr.write(
                     f"Line {conflict.item}: key {conflict.idempotency_key!r} is already used by action "
-                    f"#{conflict.action_id} with another type or payload; not enqueued."
+                    f"#{conflict.action_id} with another type, payload or approval requirement; not enqueued."
                 )
             if len(report.conflicts) > MAX_CONFLICTS_LISTED:
                 self.stderr.write(f"… and {len(report.conflicts) - MAX_CONFLICTS_LISTED} more.")
