@@ -10,7 +10,8 @@ import time
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.db.models import Count
-from django.db.models.functions import Now
+
+from orchestration.dbclock import DbNow
 
 #: Statuses that are still in the queue, and those an action finished in (by outcome).
 QUEUED = ("PENDING", "READY", "RETRY", "RUNNING", "AWAITING_APPROVAL")
@@ -76,7 +77,7 @@ class AolCollector:
         yield ticks
 
         last = (
-            TickLedger.objects.annotate(db_now=Now())
+            TickLedger.objects.annotate(db_now=DbNow())
             .order_by("-started_at", "-id")
             .values("started_at", "finished_at", "db_now")
             .first()

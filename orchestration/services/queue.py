@@ -18,11 +18,11 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
 from django.db.models.expressions import DatabaseDefault
-from django.db.models.functions import Now
 from django.utils import timezone
 
 from orchestration.adapters import ActionAdapter, adapter_get
 from orchestration.conf import aol
+from orchestration.dbclock import DbNow, db_now
 from orchestration.exceptions import (
     ControlChangeRejected,
     IdempotencyConflict,
@@ -51,7 +51,7 @@ from orchestration.services.audit import audit_write, describe_ids
 from orchestration.services.control import operator_reason_clean
 from orchestration.services.lease import lease_is_current
 from orchestration.services.logs import log_entry, log_write, log_write_many
-from orchestration.services.rate_limits import RateDecision, db_now, rate_limit_decide, rate_limits_for
+from orchestration.services.rate_limits import RateDecision, rate_limit_decide, rate_limits_for
 from orchestration.typeconf import action_type_settings, approval_required_types
 
 logger = logging.getLogger("orchestration")
@@ -388,10 +388,10 @@ def _claim_rows(
         "claimed_mode": mode,
         "claimed_in_batch": batch,
         "deferred_note": "",
-        "updated_at": Now(),
+        "updated_at": DbNow(),
     }
     if rate_key is not None:
-        fields.update(rate_key=rate_key, rate_counted_at=Now())
+        fields.update(rate_key=rate_key, rate_counted_at=DbNow())
     claimed = (
         Action.objects.filter(pk__in=[a.pk for a in actions]).filter(lease_is_current(token=token)).update(**fields)
     )
@@ -418,7 +418,7 @@ def _defer(*, action: Action, decision: RateDecision, token: int, actor: str) ->
             deferred_note=decision.note[:500],
             rate_key=decision.key,
             rate_counted_at=None,
-            updated_at=Now(),
+            updated_at=DbNow(),
         )
     )
     if not deferred:
@@ -437,7 +437,7 @@ def _cancel_unclaimed(*, action: Action, token: int, actor: str) -> None:
     if not (
         Action.objects.filter(pk=action.pk, status__in=DUE_STATUSES)
         .filter(lease_is_current(token=token))
-        .update(status=ActionStatus.CANCELLED, updated_at=Now())
+        .update(status=ActionStatus.CANCELLED, updated_at=DbNow())
     ):
         raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not cancelled")
     log_write(
@@ -486,7 +486,7 @@ def _back_in_queue_uncounted() -> dict[str, Any]:
     return {
         "status": Case(When(attempts__lte=1, then=Value(ActionStatus.PENDING)), default=Value(ActionStatus.RETRY)),
         "attempts": F("attempts") - 1,
-        "updated_at": Now(),
+        "updated_at": DbNow(),
     }
 
 
@@ -521,7 +521,7 @@ def action_mark_success_many(*, successes: list[Success], token: int, actor: str
         return
     ids = [success.action.pk for success in successes]
     with transaction.atomic():
-        recorded = _fenced_many(ids, token).update(status=ActionStatus.SUCCESS, last_error="", updated_at=Now())
+        recorded = _fenced_many(ids, token).update(status=ActionStatus.SUCCESS, last_error="", updated_at=DbNow())
         if recorded != len(set(ids)):
             which = f"action #{ids[0]}" if len(ids) == 1 else f"{len(ids)} actions (#{ids[0]}..#{ids[-1]})"
             raise LeaseNotHeld(f"{which}: lease token {token} is no longer current; result not recorded")
@@ -549,7 +549,7 @@ def action_mark_failure(*, action: Action, token: int, actor: str, error: str, p
     """
     error = error[:MAX_ERROR_LENGTH]
     settings = action_type_settings(action.action_type)
-    fields: dict[str, Any] = {"last_error": error, "updated_at": Now()}
+    fields: dict[str, Any] = {"last_error": error, "updated_at": DbNow()}
     if permanent or action.attempts >= settings.max_attempts:
         fields["status"] = ActionStatus.DLQ
         why = "permanent error" if permanent else f"attempt {action.attempts} of {settings.max_attempts} failed"
@@ -557,7 +557,7 @@ def action_mark_failure(*, action: Action, token: int, actor: str, error: str, p
     else:
         backoff = timedelta(seconds=round(settings.backoff_for(attempts=action.attempts), 3))
         fields["status"] = ActionStatus.RETRY
-        fields["not_before"] = Now() + Value(backoff)
+        fields["not_before"] = DbNow() + Value(backoff)
         message = (
             f"attempt {action.attempts} of {settings.max_attempts} failed, "
             f"retrying in {backoff.total_seconds():g}s: {error}"
@@ -578,7 +578,7 @@ def action_mark_interrupted(*, action: Action, token: int, actor: str, reason: s
     Only for AttemptInterrupted: the adapter stopped at a point where running again is safe.
     """
     with transaction.atomic():
-        if not _fenced(action, token).update(**_back_in_queue_uncounted(), not_before=Now()):
+        if not _fenced(action, token).update(**_back_in_queue_uncounted(), not_before=DbNow()):
             raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not returned")
         log_write(
             action_id=action.pk,
@@ -594,7 +594,7 @@ def action_mark_needs_review(*, action: Action, token: int, actor: str, error: s
     """Park an attempt whose outcome is unknown for a person (non-idempotent REAL adapters)."""
     error = error[:MAX_ERROR_LENGTH]
     with transaction.atomic():
-        if not _fenced(action, token).update(status=ActionStatus.NEEDS_REVIEW, last_error=error, updated_at=Now()):
+        if not _fenced(action, token).update(status=ActionStatus.NEEDS_REVIEW, last_error=error, updated_at=DbNow()):
             raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not parked")
         log_write(
             action_id=action.pk,
@@ -689,24 +689,24 @@ def action_recover_orphans(*, token: int, actor: str) -> RecoveryReport:
         )
         error = WORKER_LOST
         if review:
-            base.filter(pk__in=review).update(status=ActionStatus.NEEDS_REVIEW, last_error=error, updated_at=Now())
+            base.filter(pk__in=review).update(status=ActionStatus.NEEDS_REVIEW, last_error=error, updated_at=DbNow())
         if dead:
-            base.filter(pk__in=dead).update(status=ActionStatus.DLQ, last_error=error, updated_at=Now())
+            base.filter(pk__in=dead).update(status=ActionStatus.DLQ, last_error=error, updated_at=DbNow())
         counted = [pk for pk in retried if pk not in uncounted]
         if counted:
             base.filter(pk__in=counted).update(
-                status=ActionStatus.RETRY, last_error=error, not_before=Now(), updated_at=Now()
+                status=ActionStatus.RETRY, last_error=error, not_before=DbNow(), updated_at=DbNow()
             )
         if uncounted:
             base.filter(pk__in=uncounted).update(
                 status=ActionStatus.RETRY,
                 attempts=F("attempts") - 1,
                 last_error=error,
-                not_before=Now(),
-                updated_at=Now(),
+                not_before=DbNow(),
+                updated_at=DbNow(),
             )
         if cancelled:
-            base.filter(pk__in=cancelled).update(status=ActionStatus.CANCELLED, last_error=error, updated_at=Now())
+            base.filter(pk__in=cancelled).update(status=ActionStatus.CANCELLED, last_error=error, updated_at=DbNow())
         outcome = {pk: "returned to the queue as RETRY" for pk in counted}
         outcome.update({pk: UNCOUNTED_MESSAGE for pk in uncounted})
         outcome.update({pk: "moved to DLQ: no attempts left" for pk in dead})
@@ -795,7 +795,7 @@ def _operator_update(
         found = list(rows.select_for_update().order_by("id").values_list("pk", "status", "attempts")[:limit])
         ids = [pk for pk, _, _ in found]
         if ids:
-            updated = Action.objects.filter(pk__in=ids, status__in=eligible).update(**fields, updated_at=Now())
+            updated = Action.objects.filter(pk__in=ids, status__in=eligible).update(**fields, updated_at=DbNow())
             if updated != len(ids):  # cannot happen while the rows are locked; refuse rather than half-log
                 raise ControlChangeRejected("The actions changed while being updated; nothing was done. Try again.")
             new_status = fields.get("status")
@@ -840,7 +840,7 @@ def action_retry_dlq(
         actor=actor,
         reason=reason,
         limit=limit,
-        fields={"status": ActionStatus.PENDING, "attempts": 0, "not_before": Now(), "last_error": ""},
+        fields={"status": ActionStatus.PENDING, "attempts": 0, "not_before": DbNow(), "last_error": ""},
         after={"status": ActionStatus.PENDING, "attempts": 0},
     )
 
@@ -872,7 +872,7 @@ def action_requeue_now(
         actor=actor,
         reason=reason,
         limit=limit,
-        fields={"not_before": Now()},
+        fields={"not_before": DbNow()},
         after={"not_before": "now"},
     )
 
@@ -935,7 +935,7 @@ def action_mark_awaiting_approval(
             approval_artifact_ref=artifact_ref,
             approval_sha256=artifact_sha256,
             last_error="",
-            updated_at=Now(),
+            updated_at=DbNow(),
         ):
             raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not parked")
         log_write(
@@ -963,7 +963,7 @@ def action_mark_cancelled_if_requested(*, action: Action, token: int, actor: str
             .update(
                 status=ActionStatus.CANCELLED,
                 last_error=f"cancelled on request; the attempt {outcome}"[:MAX_ERROR_LENGTH],
-                updated_at=Now(),
+                updated_at=DbNow(),
             )
         ):
             return False
