@@ -292,7 +292,9 @@ def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None =
     of a paused type are passed over; in REAL mode an action gated by approval and not yet
     approved is claimed in PROOF, to make the artifact a person approves; an action over a rate
     limit is deferred (``not_before`` moved, ``deferred_note`` set) instead of claimed. Without
-    pauses, gates or limits in play the claim is still one SELECT and one UPDATE.
+    pauses, gates or limits in play the claim is still one SELECT and one UPDATE. An action whose
+    attempts already reach its type's limit (a row written around the services, or a limit lowered
+    since its last attempt) is moved to the DLQ without running.
 
     Batches (``limit`` > 1) take only actions that a crash cannot harm by being claimed beside
     others (``action_batchable``): first attempts whose outcome recovery would simply retry. An
@@ -300,6 +302,7 @@ def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None =
     rows are marked ``claimed_in_batch``, so recovery does not count their attempt.
     """
     daemon_mode = "" if proof is None else ClaimedMode.PROOF if proof else ClaimedMode.REAL
+    max_attempts = cache(lambda action_type: action_type_settings(action_type).max_attempts)  # per type, per claim
     claimed: list[Action] = []
     deferrals = 0
     with transaction.atomic():
@@ -323,6 +326,10 @@ def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None =
                 if action.cancel_requested:
                     # Cancelled while its last attempt was being recorded: it does not run again.
                     _cancel_unclaimed(action=action, token=token, actor=owner)
+                    passed_over += 1
+                    continue
+                if action.attempts >= (allowed := max_attempts(action.action_type)):
+                    _dead_letter_unclaimed(action=action, max_attempts=allowed, token=token, actor=owner)
                     passed_over += 1
                     continue
                 mode = action_claim_mode(action=action, daemon_mode=daemon_mode)
@@ -430,6 +437,24 @@ def _defer(*, action: Action, decision: RateDecision, token: int, actor: str) ->
         action.action_type,
         decision.defer_until,
         decision.key,
+    )
+
+
+def _dead_letter_unclaimed(*, action: Action, max_attempts: int, token: int, actor: str) -> None:
+    """Retire a due action whose attempts already reach its limit, without running it (fenced)."""
+    error = (
+        f"not run: its {action.attempts} attempts already reach the limit of {max_attempts} "
+        f"for {action.action_type}; moved to DLQ"
+    )
+    if not (
+        Action.objects.filter(pk=action.pk, status__in=DUE_STATUSES)
+        .filter(lease_is_current(token=token))
+        .update(status=ActionStatus.DLQ, last_error=error, updated_at=DbNow())
+    ):
+        raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not dead-lettered")
+    log_write(action_id=action.pk, level=LogLevel.ERROR, message=error, actor=actor)
+    logger.warning(
+        "action id=%s type=%s status=%s attempts=%s", action.pk, action.action_type, ActionStatus.DLQ, action.attempts
     )
 
 
