@@ -1064,7 +1064,7 @@ def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport
     raises InvalidAction naming the item, and nothing is written. A key already held by an action
     with the same type and payload is reported as existing; with anything else, as a conflict
     (that item is not written; the others are). Without ``not_before`` an action is due from the
-    time of this call by this process's clock (the instant of its ``created_at``), not the database's.
+    time of this call by the database's clock (the instant of its ``created_at``).
     """
     rows = [_enqueue_item_fields(number, item) for number, item in enumerate(items, start=1)]
     first_by_key: dict[str, int] = {}
@@ -1084,7 +1084,7 @@ def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport
     with transaction.atomic():
         todo = [rows[index] for index in first_by_key.values()]
         for _ in range(_RACE_RETRIES):
-            now = timezone.now()
+            now = db_now()
             for start in range(0, len(todo), _INSERT_BATCH_SIZE):
                 ids.update(_insert_many_unless_keys_taken(todo[start : start + _INSERT_BATCH_SIZE], now=now))
             found.update(
