@@ -17,7 +17,6 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Q
-from django.db.models.functions import Now
 from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -29,6 +28,7 @@ from django.utils.text import Truncator
 from orchestration import permissions
 from orchestration.adapters import action_types
 from orchestration.adapters.artifacts import artifact_path, artifact_verify
+from orchestration.dbclock import DbNow
 from orchestration.exceptions import ControlChangeRejected, InvalidAction
 from orchestration.forms import REAL_CONFIRMATION, ReasonForm, reason_field
 from orchestration.models import (
@@ -522,7 +522,7 @@ class LeaseAdmin(InspectionAdmin):
         return obj.owner or "— (free)"
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(db_now=Now())  # the badge's clock: the database's
+        return super().get_queryset(request).annotate(db_now=DbNow())  # the badge's clock: the database's
 
     @admin.display(description="state")
     def state_badge(self, obj: Lease) -> str:

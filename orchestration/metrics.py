@@ -10,8 +10,8 @@ import time
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.db.models import Count
-from django.db.models.functions import Now
 
+from orchestration.dbclock import DbNow
 from orchestration.models import ATTENTION_STATUSES, OPEN_STATUSES, TERMINAL_STATUSES
 
 #: Statuses still in the queue (waiting for the daemon or running), and those an action's run ended
@@ -79,7 +79,7 @@ class AolCollector:
         yield ticks
 
         last = (
-            TickLedger.objects.annotate(db_now=Now())
+            TickLedger.objects.annotate(db_now=DbNow())
             .order_by("-started_at", "-id")
             .values("started_at", "finished_at", "db_now")
             .first()

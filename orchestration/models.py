@@ -7,7 +7,9 @@ so a shell session that bypasses the services still cannot write an impossible r
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Now
+from django.db.models.functions import Now  # noqa: TID251  (the column default below)
+
+from orchestration.dbclock import DbNow
 
 
 class ControlFlags(models.Model):
@@ -145,7 +147,7 @@ MIN_PRIORITY, MAX_PRIORITY = -100, 100
 class ActionQuerySet(models.QuerySet):
     def due(self):
         """Actions a daemon may claim now, in claim order: highest priority first, then oldest due first."""
-        return self.filter(status__in=DUE_STATUSES, not_before__lte=Now()).order_by("-priority", "not_before", "id")
+        return self.filter(status__in=DUE_STATUSES, not_before__lte=DbNow()).order_by("-priority", "not_before", "id")
 
     def running(self):
         return self.filter(status=ActionStatus.RUNNING)
@@ -180,6 +182,8 @@ class Action(models.Model):
     payload = models.JSONField(default=dict)
     status = models.CharField(max_length=20, choices=ActionStatus.choices, default=ActionStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0, help_text="Counted when claimed.")
+    # Django's Now(), not DbNow(): changing the default would rebuild the table on SQLite, and a default
+    # with three fractional digits there only compares as the earlier of two equal instants (due, not late).
     not_before = models.DateTimeField(db_default=Now(), help_text="Not claimed before this time.")
     last_error = models.TextField(blank=True)
     claimed_by = models.CharField(max_length=255, blank=True, help_text="hostname:pid of the last claimer")

@@ -13,10 +13,10 @@ import logging
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models.functions import Now
 
 from orchestration.adapters import ActionAdapter, adapter_get
 from orchestration.adapters.artifacts import artifact_path, sha256_bytes
+from orchestration.dbclock import DbNow
 from orchestration.exceptions import ApprovalRefused, PermanentAdapterError, UnknownActionType
 from orchestration.models import Action, ActionStatus, AuditOutcome
 from orchestration.services.audit import audit_write
@@ -146,11 +146,11 @@ def action_approve(*, action_id: int, sha256: str, actor: str, reason: str) -> A
         ).update(
             status=ActionStatus.PENDING,
             attempts=0,
-            not_before=Now(),
+            not_before=DbNow(),
             approved_by=actor[:255],
-            approved_at=Now(),
+            approved_at=DbNow(),
             last_error="",
-            updated_at=Now(),
+            updated_at=DbNow(),
         )
         if updated != 1:  # cannot happen while the row is locked; refuse rather than half-log
             raise ApprovalRefused(f"Action #{action.pk} changed while being approved; nothing changed. Try again.")
@@ -173,7 +173,7 @@ def action_reject(*, action_id: int, actor: str, reason: str) -> Action:
     with transaction.atomic():
         action = _locked_awaiting(action_id=action_id, verb="reject")
         Action.objects.filter(pk=action.pk, status=ActionStatus.AWAITING_APPROVAL).update(
-            status=ActionStatus.REJECTED, last_error=f"rejected by {actor}: {reason}"[:2000], updated_at=Now()
+            status=ActionStatus.REJECTED, last_error=f"rejected by {actor}: {reason}"[:2000], updated_at=DbNow()
         )
         _record_decision(
             action=action,

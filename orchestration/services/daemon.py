@@ -37,8 +37,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -158,7 +157,6 @@ class TickReport:
     status: str
     attempted: int = 0
     succeeded: int = 0
-    started_at: datetime = field(default_factory=timezone.now)
     duration_seconds: float = 0.0
     notes: str = ""
     stop: bool = False  # the daemon must exit after this tick (kill flag)
@@ -326,7 +324,7 @@ class Daemon:
             report.status = TickStatus.PAUSED
             report.notes = f"paused by {flags.updated_by or 'an operator'}"
         else:
-            # Schedules (issue 7): while holding the lease, queue the due periods before claiming.
+            # While holding the lease, queue the due periods of schedules before claiming.
             fired = schedule_fire_due(token=self.token, actor=self.config.owner)
             self._work(report, proof=self._proof(flags), deadline=clock + self.config.max_tick_seconds)
             report.notes = "; ".join(filter(None, [report.notes, fired.note()]))
@@ -335,8 +333,7 @@ class Daemon:
                 report.notes = "; ".join(filter(None, [report.notes, "lease released"]))
         report.duration_seconds = time.monotonic() - clock
         recorded = tick_record(
-            started_at=report.started_at,
-            finished_at=timezone.now(),
+            duration_seconds=report.duration_seconds,
             status=report.status,
             attempted=report.attempted,
             succeeded=report.succeeded,

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models.functions import Now
 
+from orchestration.dbclock import DbNow
 from orchestration.exceptions import CancelRefused, ControlChangeRejected
 from orchestration.models import (
     CANCELLABLE_STATUSES,
@@ -92,14 +92,14 @@ def action_cancel(*, action_ids: Iterable[int], actor: str, reason: str, limit: 
         running = [pk for pk in ids if found[pk][0] == ActionStatus.RUNNING and not found[pk][2]]
         if waiting:
             changed = Action.objects.filter(pk__in=waiting, status__in=CANCELLABLE_STATUSES).update(
-                status=ActionStatus.CANCELLED, last_error=f"cancelled by {actor}: {reason}"[:2000], updated_at=Now()
+                status=ActionStatus.CANCELLED, last_error=f"cancelled by {actor}: {reason}"[:2000], updated_at=DbNow()
             )
             if changed != len(waiting):  # cannot happen while the rows are locked
                 raise CancelRefused("The actions changed while being cancelled; nothing changed. Try again.")
         if running:
             # Still RUNNING (the lock holds it) or, on SQLite, serialised with the daemon's writes.
             Action.objects.filter(pk__in=running, status=ActionStatus.RUNNING).update(
-                cancel_requested=True, updated_at=Now()
+                cancel_requested=True, updated_at=DbNow()
             )
         log_write_many(
             [
@@ -158,7 +158,7 @@ def action_set_priority(
         )
         changed = [pk for pk in ids if found[pk][1] != priority]
         if changed:
-            Action.objects.filter(pk__in=changed).update(priority=priority, updated_at=Now())
+            Action.objects.filter(pk__in=changed).update(priority=priority, updated_at=DbNow())
             log_write_many(
                 log_entry(
                     action_id=pk,

@@ -1,6 +1,6 @@
 """The daemon lease: only the holder of an unexpired lease works the queue.
 
-Expiry is judged by the database's clock (``Now()``), never the caller's. Each new acquisition
+Expiry is judged by the database's clock (``DbNow()``), never the caller's. Each new acquisition
 bumps ``token``; renewals keep it. Every write a daemon makes to the queue is fenced on its token
 (``lease_is_current``), so a daemon that stalled past its TTL and was replaced cannot write.
 """
@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, Value
-from django.db.models.functions import Now
 
 from orchestration.conf import aol
+from orchestration.dbclock import DbNow
 from orchestration.models import Lease
 
 logger = logging.getLogger("orchestration")
@@ -44,8 +44,8 @@ def lease_acquire_or_renew(*, owner: str, ttl_seconds: float, token: int | None 
 def lease_renew(*, owner: str, token: int, ttl_seconds: float) -> bool:
     """Extend the lease held under ``token`` (one statement); False once it expired or was taken."""
     return bool(
-        Lease.objects.filter(pk=Lease.SINGLETON_ID, owner=owner, token=token, expires_at__gt=Now()).update(
-            renewed_at=Now(), expires_at=Now() + Value(timedelta(seconds=ttl_seconds))
+        Lease.objects.filter(pk=Lease.SINGLETON_ID, owner=owner, token=token, expires_at__gt=DbNow()).update(
+            renewed_at=DbNow(), expires_at=DbNow() + Value(timedelta(seconds=ttl_seconds))
         )
     )
 
@@ -53,14 +53,14 @@ def lease_renew(*, owner: str, token: int, ttl_seconds: float) -> bool:
 def _acquire(*, owner: str, ttl: timedelta) -> LeaseResult:
     with transaction.atomic():
         # Row lock on PostgreSQL; on SQLite the IMMEDIATE transaction already holds the write lock.
-        lease = Lease.objects.select_for_update().annotate(db_now=Now()).filter(pk=Lease.SINGLETON_ID).first()
+        lease = Lease.objects.select_for_update().annotate(db_now=DbNow()).filter(pk=Lease.SINGLETON_ID).first()
         if lease is None:
             try:
                 with transaction.atomic():
                     Lease.objects.create(pk=Lease.SINGLETON_ID)
             except IntegrityError:
                 pass  # created concurrently
-            lease = Lease.objects.select_for_update().annotate(db_now=Now()).get(pk=Lease.SINGLETON_ID)
+            lease = Lease.objects.select_for_update().annotate(db_now=DbNow()).get(pk=Lease.SINGLETON_ID)
         now = lease.db_now
         # A live lease of another owner is refused. Our own owner name (hostname:pid) means this
         # process is starting a new tenure, e.g. after a database error: the new token fences off
@@ -90,7 +90,9 @@ def _acquire(*, owner: str, ttl: timedelta) -> LeaseResult:
 
 def lease_release(*, owner: str, token: int) -> bool:
     """Give the lease up at once so a standby need not wait for the TTL. False if it was not ours."""
-    released = Lease.objects.filter(pk=Lease.SINGLETON_ID, owner=owner, token=token).update(owner="", expires_at=Now())
+    released = Lease.objects.filter(pk=Lease.SINGLETON_ID, owner=owner, token=token).update(
+        owner="", expires_at=DbNow()
+    )
     if released:
         logger.info("lease released owner=%s token=%s", owner, token)
     return bool(released)
@@ -98,7 +100,7 @@ def lease_release(*, owner: str, token: int) -> bool:
 
 def lease_get() -> Lease | None:
     """The lease row annotated with the database time as ``db_now``, or None before first use."""
-    return Lease.objects.annotate(db_now=Now()).filter(pk=Lease.SINGLETON_ID).first()
+    return Lease.objects.annotate(db_now=DbNow()).filter(pk=Lease.SINGLETON_ID).first()
 
 
 @dataclass(frozen=True)

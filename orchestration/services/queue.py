@@ -18,11 +18,11 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Case, Count, Exists, F, OuterRef, Value, When
 from django.db.models.expressions import DatabaseDefault
-from django.db.models.functions import Now
 from django.utils import timezone
 
 from orchestration.adapters import ActionAdapter, adapter_get
 from orchestration.conf import aol
+from orchestration.dbclock import DbNow, db_now
 from orchestration.exceptions import (
     ControlChangeRejected,
     IdempotencyConflict,
@@ -53,7 +53,7 @@ from orchestration.services.audit import audit_write, describe_ids
 from orchestration.services.control import operator_reason_clean
 from orchestration.services.lease import lease_is_current
 from orchestration.services.logs import log_entry, log_write, log_write_many
-from orchestration.services.rate_limits import RateDecision, db_now, rate_limit_decide, rate_limits_for
+from orchestration.services.rate_limits import RateDecision, rate_limit_decide, rate_limits_for
 from orchestration.typeconf import action_type_settings, approval_required_types
 
 logger = logging.getLogger("orchestration")
@@ -326,7 +326,9 @@ def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None =
     of a paused type are passed over; in REAL mode an action gated by approval and not yet
     approved is claimed in PROOF, to make the artifact a person approves; an action over a rate
     limit is deferred (``not_before`` moved, ``deferred_note`` set) instead of claimed. Without
-    pauses, gates or limits in play the claim is still one SELECT and one UPDATE.
+    pauses, gates or limits in play the claim is still one SELECT and one UPDATE. An action whose
+    attempts already reach its type's limit (a row written around the services, or a limit lowered
+    since its last attempt) is moved to the DLQ without running.
 
     Batches (``limit`` > 1) take only actions that a crash cannot harm by being claimed beside
     others (``action_batchable``): first attempts whose outcome recovery would simply retry. An
@@ -334,6 +336,7 @@ def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None =
     rows are marked ``claimed_in_batch``, so recovery does not count their attempt.
     """
     daemon_mode = "" if proof is None else ClaimedMode.PROOF if proof else ClaimedMode.REAL
+    max_attempts = cache(lambda action_type: action_type_settings(action_type).max_attempts)  # per type, per claim
     claimed: list[Action] = []
     deferrals = 0
     with transaction.atomic():
@@ -357,6 +360,10 @@ def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None =
                 if action.cancel_requested:
                     # Cancelled while its last attempt was being recorded: it does not run again.
                     _cancel_unclaimed(action=action, token=token, actor=owner)
+                    passed_over += 1
+                    continue
+                if action.attempts >= (allowed := max_attempts(action.action_type)):
+                    _dead_letter_unclaimed(action=action, max_attempts=allowed, token=token, actor=owner)
                     passed_over += 1
                     continue
                 mode = action_claim_mode(action=action, daemon_mode=daemon_mode)
@@ -422,10 +429,10 @@ def _claim_rows(
         "claimed_mode": mode,
         "claimed_in_batch": batch,
         "deferred_note": "",
-        "updated_at": Now(),
+        "updated_at": DbNow(),
     }
     if rate_key is not None:
-        fields.update(rate_key=rate_key, rate_counted_at=Now())
+        fields.update(rate_key=rate_key, rate_counted_at=DbNow())
     claimed = (
         Action.objects.filter(pk__in=[a.pk for a in actions]).filter(lease_is_current(token=token)).update(**fields)
     )
@@ -452,7 +459,7 @@ def _defer(*, action: Action, decision: RateDecision, token: int, actor: str) ->
             deferred_note=decision.note[:500],
             rate_key=decision.key,
             rate_counted_at=None,
-            updated_at=Now(),
+            updated_at=DbNow(),
         )
     )
     if not deferred:
@@ -467,11 +474,29 @@ def _defer(*, action: Action, decision: RateDecision, token: int, actor: str) ->
     )
 
 
+def _dead_letter_unclaimed(*, action: Action, max_attempts: int, token: int, actor: str) -> None:
+    """Retire a due action whose attempts already reach its limit, without running it (fenced)."""
+    error = (
+        f"not run: its {action.attempts} attempts already reach the limit of {max_attempts} "
+        f"for {action.action_type}; moved to DLQ"
+    )
+    if not (
+        Action.objects.filter(pk=action.pk, status__in=DUE_STATUSES)
+        .filter(lease_is_current(token=token))
+        .update(status=ActionStatus.DLQ, last_error=error, updated_at=DbNow())
+    ):
+        raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not dead-lettered")
+    log_write(action_id=action.pk, level=LogLevel.ERROR, message=error, actor=actor)
+    logger.warning(
+        "action id=%s type=%s status=%s attempts=%s", action.pk, action.action_type, ActionStatus.DLQ, action.attempts
+    )
+
+
 def _cancel_unclaimed(*, action: Action, token: int, actor: str) -> None:
     if not (
         Action.objects.filter(pk=action.pk, status__in=DUE_STATUSES)
         .filter(lease_is_current(token=token))
-        .update(status=ActionStatus.CANCELLED, updated_at=Now())
+        .update(status=ActionStatus.CANCELLED, updated_at=DbNow())
     ):
         raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not cancelled")
     log_write(
@@ -520,7 +545,7 @@ def _back_in_queue_uncounted() -> dict[str, Any]:
     return {
         "status": Case(When(attempts__lte=1, then=Value(ActionStatus.PENDING)), default=Value(ActionStatus.RETRY)),
         "attempts": F("attempts") - 1,
-        "updated_at": Now(),
+        "updated_at": DbNow(),
     }
 
 
@@ -555,7 +580,7 @@ def action_mark_success_many(*, successes: list[Success], token: int, actor: str
         return
     ids = [success.action.pk for success in successes]
     with transaction.atomic():
-        recorded = _fenced_many(ids, token).update(status=ActionStatus.SUCCESS, last_error="", updated_at=Now())
+        recorded = _fenced_many(ids, token).update(status=ActionStatus.SUCCESS, last_error="", updated_at=DbNow())
         if recorded != len(set(ids)):
             which = f"action #{ids[0]}" if len(ids) == 1 else f"{len(ids)} actions (#{ids[0]}..#{ids[-1]})"
             raise LeaseNotHeld(f"{which}: lease token {token} is no longer current; result not recorded")
@@ -583,7 +608,7 @@ def action_mark_failure(*, action: Action, token: int, actor: str, error: str, p
     """
     error = error[:MAX_ERROR_LENGTH]
     settings = action_type_settings(action.action_type)
-    fields: dict[str, Any] = {"last_error": error, "updated_at": Now()}
+    fields: dict[str, Any] = {"last_error": error, "updated_at": DbNow()}
     if permanent or action.attempts >= settings.max_attempts:
         fields["status"] = ActionStatus.DLQ
         why = "permanent error" if permanent else f"attempt {action.attempts} of {settings.max_attempts} failed"
@@ -591,7 +616,7 @@ def action_mark_failure(*, action: Action, token: int, actor: str, error: str, p
     else:
         backoff = timedelta(seconds=round(settings.backoff_for(attempts=action.attempts), 3))
         fields["status"] = ActionStatus.RETRY
-        fields["not_before"] = Now() + Value(backoff)
+        fields["not_before"] = DbNow() + Value(backoff)
         message = (
             f"attempt {action.attempts} of {settings.max_attempts} failed, "
             f"retrying in {backoff.total_seconds():g}s: {error}"
@@ -612,7 +637,7 @@ def action_mark_interrupted(*, action: Action, token: int, actor: str, reason: s
     Only for AttemptInterrupted: the adapter stopped at a point where running again is safe.
     """
     with transaction.atomic():
-        if not _fenced(action, token).update(**_back_in_queue_uncounted(), not_before=Now()):
+        if not _fenced(action, token).update(**_back_in_queue_uncounted(), not_before=DbNow()):
             raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not returned")
         log_write(
             action_id=action.pk,
@@ -628,7 +653,7 @@ def action_mark_needs_review(*, action: Action, token: int, actor: str, error: s
     """Park an attempt whose outcome is unknown for a person (non-idempotent REAL adapters)."""
     error = error[:MAX_ERROR_LENGTH]
     with transaction.atomic():
-        if not _fenced(action, token).update(status=ActionStatus.NEEDS_REVIEW, last_error=error, updated_at=Now()):
+        if not _fenced(action, token).update(status=ActionStatus.NEEDS_REVIEW, last_error=error, updated_at=DbNow()):
             raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not parked")
         log_write(
             action_id=action.pk,
@@ -723,24 +748,24 @@ def action_recover_orphans(*, token: int, actor: str) -> RecoveryReport:
         )
         error = WORKER_LOST
         if review:
-            base.filter(pk__in=review).update(status=ActionStatus.NEEDS_REVIEW, last_error=error, updated_at=Now())
+            base.filter(pk__in=review).update(status=ActionStatus.NEEDS_REVIEW, last_error=error, updated_at=DbNow())
         if dead:
-            base.filter(pk__in=dead).update(status=ActionStatus.DLQ, last_error=error, updated_at=Now())
+            base.filter(pk__in=dead).update(status=ActionStatus.DLQ, last_error=error, updated_at=DbNow())
         counted = [pk for pk in retried if pk not in uncounted]
         if counted:
             base.filter(pk__in=counted).update(
-                status=ActionStatus.RETRY, last_error=error, not_before=Now(), updated_at=Now()
+                status=ActionStatus.RETRY, last_error=error, not_before=DbNow(), updated_at=DbNow()
             )
         if uncounted:
             base.filter(pk__in=uncounted).update(
                 status=ActionStatus.RETRY,
                 attempts=F("attempts") - 1,
                 last_error=error,
-                not_before=Now(),
-                updated_at=Now(),
+                not_before=DbNow(),
+                updated_at=DbNow(),
             )
         if cancelled:
-            base.filter(pk__in=cancelled).update(status=ActionStatus.CANCELLED, last_error=error, updated_at=Now())
+            base.filter(pk__in=cancelled).update(status=ActionStatus.CANCELLED, last_error=error, updated_at=DbNow())
         outcome = {pk: "returned to the queue as RETRY" for pk in counted}
         outcome.update({pk: UNCOUNTED_MESSAGE for pk in uncounted})
         outcome.update({pk: "moved to DLQ: no attempts left" for pk in dead})
@@ -829,7 +854,7 @@ def _operator_update(
         found = list(rows.select_for_update().order_by("id").values_list("pk", "status", "attempts")[:limit])
         ids = [pk for pk, _, _ in found]
         if ids:
-            updated = Action.objects.filter(pk__in=ids, status__in=eligible).update(**fields, updated_at=Now())
+            updated = Action.objects.filter(pk__in=ids, status__in=eligible).update(**fields, updated_at=DbNow())
             if updated != len(ids):  # cannot happen while the rows are locked; refuse rather than half-log
                 raise ControlChangeRejected("The actions changed while being updated; nothing was done. Try again.")
             new_status = fields.get("status")
@@ -874,7 +899,7 @@ def action_retry_dlq(
         actor=actor,
         reason=reason,
         limit=limit,
-        fields={"status": ActionStatus.PENDING, "attempts": 0, "not_before": Now(), "last_error": ""},
+        fields={"status": ActionStatus.PENDING, "attempts": 0, "not_before": DbNow(), "last_error": ""},
         after={"status": ActionStatus.PENDING, "attempts": 0},
     )
 
@@ -906,7 +931,7 @@ def action_requeue_now(
         actor=actor,
         reason=reason,
         limit=limit,
-        fields={"not_before": Now()},
+        fields={"not_before": DbNow()},
         after={"not_before": "now"},
     )
 
@@ -998,7 +1023,7 @@ def action_mark_awaiting_approval(
             approval_artifact_ref=artifact_ref,
             approval_sha256=artifact_sha256,
             last_error="",
-            updated_at=Now(),
+            updated_at=DbNow(),
         ):
             raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not parked")
         log_write(
@@ -1026,7 +1051,7 @@ def action_mark_cancelled_if_requested(*, action: Action, token: int, actor: str
             .update(
                 status=ActionStatus.CANCELLED,
                 last_error=f"cancelled on request; the attempt {outcome}"[:MAX_ERROR_LENGTH],
-                updated_at=Now(),
+                updated_at=DbNow(),
             )
         ):
             return False
@@ -1092,7 +1117,7 @@ def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport
     ``items`` name the item(s), and nothing is written. A key already held by an action with the
     same type, payload and approval requirement is reported as existing; with anything else, as a
     conflict (that item is not written; the others are). Without ``not_before`` an action is due from the
-    time of this call by this process's clock (the instant of its ``created_at``), not the database's.
+    time of this call by the database's clock (the instant of its ``created_at``).
     """
     rows = [_enqueue_item_fields(number, item) for number, item in enumerate(items, start=1)]
     first_by_key: dict[str, int] = {}
@@ -1111,7 +1136,7 @@ def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport
     with transaction.atomic():
         todo = [rows[index] for index in first_by_key.values()]
         for _ in range(_RACE_RETRIES):
-            now = timezone.now()
+            now = db_now()
             for start in range(0, len(todo), _INSERT_BATCH_SIZE):
                 ids.update(_insert_many_unless_keys_taken(todo[start : start + _INSERT_BATCH_SIZE], now=now))
             found.update(

@@ -23,11 +23,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models.functions import Now
-from django.utils import timezone
 
 from orchestration.conf import aol
-from orchestration.models import DUE_STATUSES, RATE_COUNTED_STATUSES, Action, Lease, RateLimit
+from orchestration.models import DUE_STATUSES, RATE_COUNTED_STATUSES, Action, RateLimit
 
 logger = logging.getLogger("orchestration")
 
@@ -260,12 +258,6 @@ class RateDecision:
     key: str
     defer_until: datetime | None = None  # None: the action may run now
     note: str = ""
-
-
-def db_now() -> datetime:
-    """The database's clock, which judges not_before and the windows (never a daemon's own clock)."""
-    now = Lease.objects.annotate(db_now=Now()).values_list("db_now", flat=True).first()
-    return now or timezone.now()
 
 
 def rate_limit_decide(*, action: Action, limits: list[Limit], now: datetime) -> RateDecision:

@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from orchestration.dbclock import DbNow, db_now
 from orchestration.exceptions import IdempotencyConflict, InvalidAction
 from orchestration.models import Action, LogLevel, Schedule
 from orchestration.services.lease import lease_is_current
@@ -169,11 +170,11 @@ def schedule_clean(*, schedule: Schedule) -> None:
 def schedule_prepare_save(*, schedule: Schedule, now: datetime | None = None) -> None:
     """Set ``next_run_at`` (and restart the periods of a re-enabled schedule) before it is saved.
 
-    A new or re-enabled schedule starts with the first period after now: periods that passed while
-    it did not exist or was disabled are not missed ones. A changed rule starts after the newest
-    period already fired.
+    A new or re-enabled schedule starts with the first period after now (the database's): periods
+    that passed while it did not exist or was disabled are not missed ones. A changed rule starts
+    after the newest period already fired.
     """
-    now = now or timezone.now()
+    now = now or db_now()
     was_enabled = None
     if schedule.pk is not None:
         was_enabled = Schedule.objects.filter(pk=schedule.pk).values_list("enabled", flat=True).first()
@@ -208,20 +209,21 @@ class ScheduleFireReport:
 def schedule_fire_due(*, now: datetime | None = None, token: int | None = None, actor: str = "") -> ScheduleFireReport:
     """Enqueue the due periods of every enabled schedule (see the module docstring).
 
-    One query when nothing is due. Each due schedule is handled in its own short transaction that
-    locks its row, so two callers fire a period once between them; with ``token`` (the daemon's
-    lease token) a caller that lost the lease fires nothing.
+    ``now`` is the database's clock unless given, so a daemon whose host clock is off fires each
+    period when it has come for everyone. One query when nothing is due. Each due schedule is
+    handled in its own short transaction that locks its row, so two callers fire a period once
+    between them; with ``token`` (the daemon's lease token) a caller that lost the lease fires nothing.
     """
-    now = now or timezone.now()
     report = ScheduleFireReport()
     due = list(
-        Schedule.objects.filter(enabled=True, next_run_at__lte=now)
+        Schedule.objects.filter(enabled=True, next_run_at__lte=now or DbNow())
+        .annotate(db_now=DbNow())
         .order_by("next_run_at", "id")
-        .values_list("pk", flat=True)
+        .values_list("pk", "db_now")
     )
-    for pk in due:
+    for pk, moment in due:
         try:
-            _fire_one(pk=pk, now=now, token=token, actor=actor, report=report)
+            _fire_one(pk=pk, now=now or moment, token=token, actor=actor, report=report)
         except DatabaseError:
             raise  # the daemon's loop handles these (reconnect, new lease tenure)
         except Exception as exc:  # a row broken behind the admin's back must not stop the daemon
@@ -259,7 +261,7 @@ def _fire_one(*, pk: int, now: datetime, token: int | None, actor: str, report: 
         Schedule.objects.filter(pk=pk).update(
             last_period_at=newest,
             next_run_at=schedule_period_next(schedule=schedule, after=max(now, newest)),
-            updated_at=timezone.now(),
+            updated_at=DbNow(),
         )
 
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 from llm import safe_llm_status
 from orchestration.adapters import adapters_all
 from orchestration.conf import aol
+from orchestration.dbclock import DbNow
 from orchestration.dburl import database_url_masked
 from orchestration.models import (
     OPEN_STATUSES,
@@ -74,7 +75,7 @@ def status_snapshot(*, detail: bool = False) -> dict[str, Any]:
     flags = control_flags_get()
     lease = lease_health()
     expires_in = lease.expires_in_seconds
-    last_tick = TickLedger.objects.order_by("-started_at", "-id").first()
+    last_tick = TickLedger.objects.annotate(db_now=DbNow()).order_by("-started_at", "-id").first()
     counts, estimated = action_status_counts()
     snapshot = {
         "flags": {
@@ -272,7 +273,9 @@ def _flow_detail() -> dict[str, Any]:
 
 
 def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
-    now = timezone.now()
+    # Tick times are the database's clock, so their age is measured on it too: the daemon's host
+    # and the console's may disagree.
+    now = last_tick.db_now if last_tick else timezone.now()
     return {
         "generated_at": now.isoformat(),
         "database": database_url_masked(),

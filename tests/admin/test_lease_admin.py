@@ -3,10 +3,10 @@
 from datetime import timedelta
 
 import pytest
-from django.db.models.functions import Now
 from django.urls import reverse
 from django.utils import timezone
 
+from orchestration.dbclock import DbNow
 from orchestration.models import Lease
 from orchestration.sentinels import FAIL, SentinelRun, check_daemon
 from orchestration.services.lease import lease_acquire_or_renew
@@ -32,7 +32,7 @@ def test_lease_admin__state_badge_follows_the_database_clock_as_the_console_does
     superuser, monkeypatch, expires_in, app_clock_offset, state
 ):
     lease_acquire_or_renew(owner="host-a:99", ttl_seconds=30)
-    Lease.objects.update(renewed_at=Now(), expires_at=Now() + expires_in)
+    Lease.objects.update(renewed_at=DbNow(), expires_at=DbNow() + expires_in)
     client = client_for(superuser)
     real_now = timezone.now
     monkeypatch.setattr(timezone, "now", lambda: real_now() + app_clock_offset)
@@ -48,7 +48,7 @@ def test_lease_health__admin_console_metrics_and_sentinel_agree_on_late_heartbea
     settings.AOL_METRICS_TOKEN = METRICS_TOKEN
     lease_acquire_or_renew(owner="host-a:99", ttl_seconds=30)
     # Two 5 s heartbeats missed (the default settings): alive, but its holder is in trouble.
-    Lease.objects.update(renewed_at=Now() - timedelta(seconds=12), expires_at=Now() + timedelta(seconds=18))
+    Lease.objects.update(renewed_at=DbNow() - timedelta(seconds=12), expires_at=DbNow() + timedelta(seconds=18))
 
     assert 'class="light light-amber"' in client_for(superuser).get(LEASE_CHANGELIST).content.decode()
     assert status_snapshot()["lease"]["state"] == "amber"

@@ -3,6 +3,7 @@
 import pytest
 from django.utils import timezone
 
+from orchestration.dbclock import db_now
 from orchestration.exceptions import ControlChangeRejected, IdempotencyConflict
 from orchestration.models import Action, ActionStatus, AuditEntry, ExecutionLog, TickLedger
 from orchestration.services.control import control_pause
@@ -154,11 +155,9 @@ def test_action_queue_depth__counts_open_statuses_only():
 
 def test_tick_record__stores_the_queue_depth():
     lease = lease_acquire_or_renew(owner="test:1", ttl_seconds=30)
-    now = timezone.now()
     depth = {"PENDING": 3, "READY": 0, "RETRY": 1, "RUNNING": 0, "DLQ": 2}
     assert tick_record(
-        started_at=now,
-        finished_at=now,
+        duration_seconds=0,
         status="SUCCESS",
         attempted=0,
         succeeded=0,
@@ -167,6 +166,18 @@ def test_tick_record__stores_the_queue_depth():
         queue_depth=depth,
     )
     assert TickLedger.objects.get().queue_depth == depth
+
+
+def test_tick_record__the_tick_ends_now_by_the_database_clock_and_lasts_its_measured_duration():
+    lease = lease_acquire_or_renew(owner="test:1", ttl_seconds=30)
+    before = db_now()
+    assert tick_record(
+        duration_seconds=1.25, status="SUCCESS", attempted=0, succeeded=0, owner="test:1", token=lease.token
+    )
+    after = db_now()
+    tick = TickLedger.objects.get()
+    assert before <= tick.finished_at <= after
+    assert tick.duration_seconds == pytest.approx(1.25, abs=0.002)  # SQLite's clock counts milliseconds
 
 
 @pytest.mark.parametrize(("operation", "after"), [(action_retry_dlq, "PENDING"), (action_discard_dlq, "FAILED")])

@@ -196,6 +196,43 @@ def test_action_claim_due__takes_one_select_and_one_update_whatever_the_batch_si
     assert data_statements(captured) == ["SELECT", "UPDATE"]
 
 
+@pytest.mark.parametrize("limit", [1, 10])
+def test_action_claim_due__an_action_out_of_attempts_goes_to_the_dlq_without_running(settings, limit):
+    """A row written around the services (or kept while AOL_MAX_ATTEMPTS was lowered) with attempts
+    at or over the limit is never run again: the claim dead-letters it and takes the next one."""
+    settings.AOL_MAX_ATTEMPTS = 5
+    over, at_limit, last_try, due = post_social("over"), post_social("at"), post_social("last"), post_social("due")
+    Action.objects.filter(pk=over.pk).update(status=ActionStatus.RETRY, attempts=99)
+    Action.objects.filter(pk=at_limit.pk).update(status=ActionStatus.RETRY, attempts=5)
+    Action.objects.filter(pk=last_try.pk).update(status=ActionStatus.RETRY, attempts=4)
+    token = hold_lease()
+    claimed = []
+    while batch := action_claim_due(owner=OWNER, token=token, limit=limit):
+        claimed.extend(batch)
+    assert sorted(a.pk for a in claimed) == sorted([last_try.pk, due.pk])
+    rows = {a.pk: a for a in Action.objects.all()}
+    assert (rows[over.pk].status, rows[over.pk].attempts) == (ActionStatus.DLQ, 99)
+    assert (rows[at_limit.pk].status, rows[at_limit.pk].attempts) == (ActionStatus.DLQ, 5)
+    assert (rows[last_try.pk].status, rows[last_try.pk].attempts) == (ActionStatus.RUNNING, 5)
+    assert (
+        rows[over.pk].last_error
+        == "not run: its 99 attempts already reach the limit of 5 for POST_SOCIAL; moved to DLQ"
+    )
+    [log] = ExecutionLog.objects.filter(action_id=over.pk)
+    assert (log.level, log.message) == ("ERROR", rows[over.pk].last_error)
+
+
+def test_action_claim_due__the_attempt_limit_is_the_action_types_own(settings):
+    settings.AOL_MAX_ATTEMPTS = 5
+    settings.AOL_ACTION_TYPES = {"POST_SOCIAL": {"max_attempts": 2}}
+    action = post_social("k")
+    Action.objects.filter(pk=action.pk).update(status=ActionStatus.RETRY, attempts=2)
+    assert action_claim_due(owner=OWNER, token=hold_lease(), limit=1) == []
+    action.refresh_from_db()
+    assert action.status == ActionStatus.DLQ
+    assert action.last_error == "not run: its 2 attempts already reach the limit of 2 for POST_SOCIAL; moved to DLQ"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_action_claim_due__concurrent_claimers_never_get_the_same_action():
     for i in range(60):
