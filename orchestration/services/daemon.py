@@ -31,9 +31,7 @@ released; a standby that is fenced out (lost its lease) goes back to waiting ins
 """
 
 import logging
-import os
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -59,7 +57,7 @@ from orchestration.exceptions import (
 from orchestration.models import Action, ActionStatus, ClaimedMode, ControlFlags, TickStatus
 from orchestration.services.approval import approval_check_proof_run, approval_verify_before_real
 from orchestration.services.control import control_flags_get
-from orchestration.services.lease import lease_acquire_or_renew, lease_release, lease_renew
+from orchestration.services.lease import lease_acquire_or_renew, lease_owner_new, lease_release, lease_renew
 from orchestration.services.ledger import tick_record
 from orchestration.services.queue import (
     Success,
@@ -109,11 +107,6 @@ BATCH_HOLD_SECONDS = 1.0
 ATTEMPT_TIME_WEIGHT = 0.2
 
 
-def default_owner() -> str:
-    """``hostname:pid``, unique among live daemons."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 @dataclass(frozen=True)
 class DaemonConfig:
     owner: str
@@ -134,7 +127,7 @@ class DaemonConfig:
     def from_settings(cls, **overrides) -> "DaemonConfig":
         """The configuration from AOL_* settings, with command-line ``overrides`` (None = unset)."""
         values = {
-            "owner": default_owner(),
+            "owner": lease_owner_new(),
             "force_proof": False,
             "max_ticks": aol.max_ticks,
             "interval_seconds": aol.tick_interval_seconds,

@@ -1,12 +1,14 @@
 """The daemon lease: one live holder, fencing tokens, expiry by the database clock."""
 
+import os
+import socket
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from orchestration.models import Lease
-from orchestration.services.lease import lease_acquire_or_renew, lease_release, lease_renew
+from orchestration.services.lease import lease_acquire_or_renew, lease_owner_new, lease_release, lease_renew
 
 pytestmark = pytest.mark.django_db
 
@@ -65,3 +67,22 @@ def test_lease_release__frees_the_lease_at_once_but_only_for_its_holder():
 def test_lease_acquire_or_renew__works_when_the_row_is_missing():
     Lease.objects.all().delete()
     assert lease_acquire_or_renew(owner="a:1", ttl_seconds=30).ok
+
+
+def test_lease_owner_new__two_names_built_in_one_process_differ_and_name_host_and_pid():
+    first, second = lease_owner_new(), lease_owner_new()
+    assert first != second
+    for owner in (first, second):
+        host, pid, random_part = owner.rsplit(":", 2)
+        assert (host, pid) == (socket.gethostname()[:64], str(os.getpid()))
+        assert len(random_part) == 8 and int(random_part, 16) >= 0
+    assert len(first) <= Lease._meta.get_field("owner").max_length
+
+
+def test_lease_acquire_or_renew__a_daemon_with_the_same_host_and_pid_but_another_start_is_refused():
+    """Two daemons that are both PID 1 on one hostname (containers) get different owner names."""
+    holder, twin = lease_owner_new(), lease_owner_new()
+    held = lease_acquire_or_renew(owner=holder, ttl_seconds=30)
+    refused = lease_acquire_or_renew(owner=twin, ttl_seconds=30)
+    assert not refused.ok and refused.holder == holder
+    assert Lease.objects.values_list("owner", "token").get() == (holder, held.token)
