@@ -82,7 +82,7 @@ from orchestration.typeconf import action_type_settings
 logger = logging.getLogger("orchestration")
 
 # Exit codes of run_aol_daemon (documented in the README).
-EXIT_OK = 0  # ran its ticks, was killed by the flag, or stopped by SIGINT/SIGTERM
+EXIT_OK = 0  # ran its ticks, was killed by the flag, or stopped by SIGINT/SIGTERM/SIGHUP
 EXIT_ERROR = 1  # could not start: database unreachable or migrations unapplied
 EXIT_USAGE = 2  # invalid arguments
 EXIT_LEASE_HELD = 3  # another live daemon holds the lease; nothing was touched
@@ -192,9 +192,11 @@ class Daemon:
     # --- control from outside ------------------------------------------------------------------
 
     def request_stop(self, reason: str = "stop requested") -> None:
-        """Finish the current action, then release the lease and exit (safe from a signal handler).
+        """Stop after the running attempt, then release the lease and exit (from any thread, not from
+        a signal handler: it sets events whose locks the interrupted thread may hold).
 
-        An adapter that checks its ``Attempt`` stops at its next safe point instead of finishing.
+        An adapter that checks its ``Attempt`` stops at its next safe point and its action goes back
+        to the queue uncounted; one that does not check is let finish, within its deadline.
         """
         if not self._stop.is_set():
             self._stop_reason = reason

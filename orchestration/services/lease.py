@@ -12,10 +12,11 @@ import logging
 import os
 import secrets
 import socket
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import Exists, Value
 from django.db.models.functions import Now
 
@@ -112,6 +113,28 @@ def lease_release(*, owner: str, token: int) -> bool:
     if released:
         logger.info("lease released owner=%s token=%s", owner, token)
     return bool(released)
+
+
+def lease_release_within(*, owner: str, token: int, timeout_seconds: float) -> bool:
+    """``lease_release`` on a thread and connection of its own, waiting for it at most ``timeout_seconds``.
+
+    For a process about to exit at once: the caller's connection may be in the middle of a statement,
+    and a database that does not answer (down, or the lease row locked) must not hold the exit up.
+    False when it was not released in time; the lease then expires at its TTL.
+    """
+    released = threading.Event()
+
+    def release() -> None:
+        try:
+            if lease_release(owner=owner, token=token):
+                released.set()
+        except DatabaseError as exc:
+            logger.warning("lease release failed owner=%s token=%s: %s", owner, token, type(exc).__name__)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    threading.Thread(target=release, name="aol-lease-release", daemon=True).start()
+    return released.wait(timeout_seconds)
 
 
 def lease_get() -> Lease | None:

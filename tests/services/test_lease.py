@@ -2,13 +2,22 @@
 
 import os
 import socket
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from orchestration.models import Lease
-from orchestration.services.lease import lease_acquire_or_renew, lease_owner_new, lease_release, lease_renew
+from orchestration.services.lease import (
+    lease_acquire_or_renew,
+    lease_owner_new,
+    lease_release,
+    lease_release_within,
+    lease_renew,
+)
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -86,3 +95,25 @@ def test_lease_acquire_or_renew__a_daemon_with_the_same_host_and_pid_but_another
     refused = lease_acquire_or_renew(owner=twin, ttl_seconds=30)
     assert not refused.ok and refused.holder == holder
     assert Lease.objects.values_list("owner", "token").get() == (holder, held.token)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lease_release_within__releases_from_its_own_connection_fenced_on_the_token():
+    held = lease_acquire_or_renew(owner="a:1:00", ttl_seconds=30)
+    assert not lease_release_within(owner="a:1:00", token=held.token + 1, timeout_seconds=5)
+    assert Lease.objects.get().owner == "a:1:00"
+    assert lease_release_within(owner="a:1:00", token=held.token, timeout_seconds=5)
+    assert Lease.objects.get().owner == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lease_release_within__gives_up_at_its_timeout_while_the_lease_row_is_locked():
+    """A process exiting at once is not held up by a database that does not answer in time."""
+    held = lease_acquire_or_renew(owner="a:1:00", ttl_seconds=30)
+    with transaction.atomic():
+        Lease.objects.filter(pk=Lease.SINGLETON_ID).update(renewed_at=timezone.now())  # row / write lock
+        started = time.monotonic()
+        assert not lease_release_within(owner="a:1:00", token=held.token, timeout_seconds=0.5)
+        assert time.monotonic() - started < 1.5
+    # The abandoned release goes through once the lock is gone (in a real exit, the process is gone).
+    wait_until(lambda: Lease.objects.get().owner == "", message="the late release")
