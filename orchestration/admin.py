@@ -535,7 +535,7 @@ class TickLedgerAdmin(InspectionAdmin):
     list_display = ("id", "started_at", "status_badge", "duration", "actions_attempted", "actions_succeeded", "owner")
     list_filter = ("status", ("started_at", DateFieldListFilter))
     search_fields = ("=owner",)
-    search_help_text = "Exact owner (hostname:pid)."
+    search_help_text = "Exact owner (hostname:pid:<8 hex>)."
     ordering = ("-started_at", "-id")
 
     @admin.display(description="status", ordering="status")

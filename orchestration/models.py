@@ -60,7 +60,7 @@ class TickLedger(models.Model):
     status = models.CharField(max_length=16, choices=TickStatus.choices)
     actions_attempted = models.PositiveIntegerField(default=0)
     actions_succeeded = models.PositiveIntegerField(default=0)
-    owner = models.CharField(max_length=255, blank=True, help_text="hostname:pid of the daemon")
+    owner = models.CharField(max_length=255, blank=True, help_text="hostname:pid:<8 hex> of the daemon")
     lease_token = models.BigIntegerField(null=True, blank=True)
     notes = models.TextField(blank=True)
     queue_depth = models.JSONField(
@@ -94,7 +94,7 @@ class Lease(models.Model):
     SINGLETON_ID = 1
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID, editable=False)
-    owner = models.CharField(max_length=255, blank=True, help_text="hostname:pid; empty when released")
+    owner = models.CharField(max_length=255, blank=True, help_text="hostname:pid:<8 hex>; empty when released")
     token = models.BigIntegerField(default=0)
     acquired_at = models.DateTimeField(null=True, blank=True)
     renewed_at = models.DateTimeField(null=True, blank=True)
@@ -186,7 +186,7 @@ class Action(models.Model):
     # with three fractional digits there only compares as the earlier of two equal instants (due, not late).
     not_before = models.DateTimeField(db_default=Now(), help_text="Not claimed before this time.")
     last_error = models.TextField(blank=True)
-    claimed_by = models.CharField(max_length=255, blank=True, help_text="hostname:pid of the last claimer")
+    claimed_by = models.CharField(max_length=255, blank=True, help_text="hostname:pid:<8 hex> of the last claimer")
     lease_token = models.BigIntegerField(null=True, blank=True, help_text="Lease token of the last claim")
     claimed_mode = models.CharField(
         max_length=8,
@@ -305,7 +305,7 @@ class ExecutionLog(models.Model):
     ts = models.DateTimeField(auto_now_add=True)
     level = models.CharField(max_length=8, choices=LogLevel.choices, default=LogLevel.INFO)
     message = models.TextField()
-    actor = models.CharField(max_length=255, blank=True, help_text="operator or daemon (hostname:pid)")
+    actor = models.CharField(max_length=255, blank=True, help_text="operator or daemon (hostname:pid:<8 hex>)")
     artifact_ref = models.CharField(max_length=500, blank=True, help_text="Path under AOL_ARTIFACTS_DIR")
     artifact_sha256 = models.CharField(max_length=64, blank=True)
 

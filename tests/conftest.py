@@ -1,6 +1,7 @@
 """Shared fixtures: isolated artifacts, the test database's URL, and real daemon subprocesses."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -112,6 +113,12 @@ class DaemonProcess:
 
     def wait(self, timeout: float = 15) -> int:
         return self.proc.wait(timeout=timeout)
+
+    def owner(self, timeout: float = 15) -> str:
+        """The lease owner name the daemon announced at start (``[AOL] Daemon <owner>: interval …``)."""
+        pattern = re.compile(r"^\[AOL\] Daemon (\S+): interval ", re.MULTILINE)
+        found = wait_until(lambda: pattern.search(self.output()), timeout=timeout, message="the daemon's owner line")
+        return found.group(1)
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)

@@ -31,9 +31,7 @@ released; a standby that is fenced out (lost its lease) goes back to waiting ins
 """
 
 import logging
-import os
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -58,7 +56,7 @@ from orchestration.exceptions import (
 from orchestration.models import Action, ActionStatus, ClaimedMode, ControlFlags, TickStatus
 from orchestration.services.approval import approval_check_proof_run, approval_verify_before_real
 from orchestration.services.control import control_flags_get
-from orchestration.services.lease import lease_acquire_or_renew, lease_release, lease_renew
+from orchestration.services.lease import lease_acquire_or_renew, lease_owner_new, lease_release, lease_renew
 from orchestration.services.ledger import tick_record
 from orchestration.services.queue import (
     Success,
@@ -83,7 +81,7 @@ from orchestration.typeconf import action_type_settings
 logger = logging.getLogger("orchestration")
 
 # Exit codes of run_aol_daemon (documented in the README).
-EXIT_OK = 0  # ran its ticks, was killed by the flag, or stopped by SIGINT/SIGTERM
+EXIT_OK = 0  # ran its ticks, was killed by the flag, or stopped by SIGINT/SIGTERM/SIGHUP
 EXIT_ERROR = 1  # could not start: database unreachable or migrations unapplied
 EXIT_USAGE = 2  # invalid arguments
 EXIT_LEASE_HELD = 3  # another live daemon holds the lease; nothing was touched
@@ -108,11 +106,6 @@ BATCH_HOLD_SECONDS = 1.0
 ATTEMPT_TIME_WEIGHT = 0.2
 
 
-def default_owner() -> str:
-    """``hostname:pid``, unique among live daemons."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 @dataclass(frozen=True)
 class DaemonConfig:
     owner: str
@@ -133,7 +126,7 @@ class DaemonConfig:
     def from_settings(cls, **overrides) -> "DaemonConfig":
         """The configuration from AOL_* settings, with command-line ``overrides`` (None = unset)."""
         values = {
-            "owner": default_owner(),
+            "owner": lease_owner_new(),
             "force_proof": False,
             "max_ticks": aol.max_ticks,
             "interval_seconds": aol.tick_interval_seconds,
@@ -197,9 +190,11 @@ class Daemon:
     # --- control from outside ------------------------------------------------------------------
 
     def request_stop(self, reason: str = "stop requested") -> None:
-        """Finish the current action, then release the lease and exit (safe from a signal handler).
+        """Stop after the running attempt, then release the lease and exit (from any thread, not from
+        a signal handler: it sets events whose locks the interrupted thread may hold).
 
-        An adapter that checks its ``Attempt`` stops at its next safe point instead of finishing.
+        An adapter that checks its ``Attempt`` stops at its next safe point and its action goes back
+        to the queue uncounted; one that does not check is let finish, within its deadline.
         """
         if not self._stop.is_set():
             self._stop_reason = reason

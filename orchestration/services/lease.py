@@ -3,13 +3,20 @@
 Expiry is judged by the database's clock (``DbNow()``), never the caller's. Each new acquisition
 bumps ``token``; renewals keep it. Every write a daemon makes to the queue is fenced on its token
 (``lease_is_current``), so a daemon that stalled past its TTL and was replaced cannot write.
+
+An owner name (``lease_owner_new``) names one process start, so that a live lease held under our own
+name can only be this process's.
 """
 
 import logging
+import os
+import secrets
+import socket
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import Exists, Value
 
 from orchestration.conf import aol
@@ -17,6 +24,9 @@ from orchestration.dbclock import DbNow
 from orchestration.models import Lease
 
 logger = logging.getLogger("orchestration")
+
+#: Linux's HOST_NAME_MAX: keeps an owner name far inside the 255 characters of the owner columns.
+HOSTNAME_MAX_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,16 @@ class LeaseResult:
     acquired: bool = False  # True when this call began a new tenure (a new token)
     holder: str = ""
     expires_at: datetime | None = None
+
+
+def lease_owner_new() -> str:
+    """A new owner name, ``hostname:pid:<8 hex>``, for one process start of a daemon.
+
+    Hostname and pid alone repeat: two daemons in separate PID namespaces on one host (containers,
+    ``unshare``) can both be PID 1 under one hostname, and a lease held under the caller's own name
+    is taken as a new tenure of the same process. The random part keeps such twins apart.
+    """
+    return f"{socket.gethostname()[:HOSTNAME_MAX_LENGTH]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def lease_is_current(*, token: int) -> Exists:
@@ -62,9 +82,9 @@ def _acquire(*, owner: str, ttl: timedelta) -> LeaseResult:
                 pass  # created concurrently
             lease = Lease.objects.select_for_update().annotate(db_now=DbNow()).get(pk=Lease.SINGLETON_ID)
         now = lease.db_now
-        # A live lease of another owner is refused. Our own owner name (hostname:pid) means this
-        # process is starting a new tenure, e.g. after a database error: the new token fences off
-        # whatever the old tenure left RUNNING, and recovery returns it to the queue.
+        # A live lease of another owner is refused. Our own owner name (unique per process start,
+        # lease_owner_new) means this process is starting a new tenure, e.g. after a database error:
+        # the new token fences off whatever the old tenure left RUNNING, and recovery returns it.
         if lease.owner and lease.owner != owner and lease.expires_at and lease.expires_at > now:
             return LeaseResult(
                 ok=False,
@@ -96,6 +116,28 @@ def lease_release(*, owner: str, token: int) -> bool:
     if released:
         logger.info("lease released owner=%s token=%s", owner, token)
     return bool(released)
+
+
+def lease_release_within(*, owner: str, token: int, timeout_seconds: float) -> bool:
+    """``lease_release`` on a thread and connection of its own, waiting for it at most ``timeout_seconds``.
+
+    For a process about to exit at once: the caller's connection may be in the middle of a statement,
+    and a database that does not answer (down, or the lease row locked) must not hold the exit up.
+    False when it was not released in time; the lease then expires at its TTL.
+    """
+    released = threading.Event()
+
+    def release() -> None:
+        try:
+            if lease_release(owner=owner, token=token):
+                released.set()
+        except DatabaseError as exc:
+            logger.warning("lease release failed owner=%s token=%s: %s", owner, token, type(exc).__name__)
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    threading.Thread(target=release, name="aol-lease-release", daemon=True).start()
+    return released.wait(timeout_seconds)
 
 
 def lease_get() -> Lease | None:

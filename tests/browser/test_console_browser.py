@@ -63,7 +63,7 @@ def test_status_view__shows_the_running_daemon_green_in_proof_mode(page, live_se
     daemon = start_console_daemon(start_daemon)
     log_in(page, live_server, "root")
     page.wait_for_selector("#lease-light.light-green")
-    assert page.inner_text("#card-lease [data-field='lease.holder']").endswith(f":{daemon.pid}")
+    assert page.inner_text("#card-lease [data-field='lease.holder']") == daemon.owner()
     assert page.inner_text("#lease-state-label") == "running"
     assert page.inner_text("#banner-mode").startswith("PROOF MODE")
     # The charts are drawn from the ledger: one bar per tick so far.

@@ -2,6 +2,7 @@
 
 import hashlib
 import signal
+import socket
 
 import pytest
 from django.utils import timezone
@@ -43,7 +44,7 @@ def test_run_aol_daemon__second_daemon_exits_3_naming_the_holder_and_the_first_c
     first = start_daemon()
     first.wait_for_output("[AOL Tick 1]")
     holder = Lease.objects.get().owner
-    assert holder.endswith(f":{first.pid}")
+    assert holder == first.owner() and holder.startswith(f"{socket.gethostname()}:{first.pid}:")
     second = start_daemon("--ticks", "1")
     assert second.wait() == 3
     assert f"Lease held by {holder} until" in second.output()

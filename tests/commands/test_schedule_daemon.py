@@ -39,10 +39,10 @@ def assert_once_per_period_without_gaps(periods: list[datetime], step: timedelta
     assert periods == expected, f"fired {periods}, expected each of {expected} exactly once"
 
 
-def queued_by(owner_pid: int) -> int:
-    """How many schedule actions the daemon with this pid queued (from its ticks' notes)."""
+def queued_by(daemon) -> int:
+    """How many schedule actions the daemon queued (from its ticks' notes)."""
     total = 0
-    for notes in TickLedger.objects.filter(owner__endswith=f":{owner_pid}").values_list("notes", flat=True):
+    for notes in TickLedger.objects.filter(owner=daemon.owner()).values_list("notes", flat=True):
         if "schedules queued " in notes:
             total += int(notes.split("schedules queued ", 1)[1].split(" ", 1)[0])
     return total
@@ -69,8 +69,8 @@ def test_schedule_daemon__two_sequential_daemons_fire_each_period_once(start_dae
     assert second.wait(timeout=60) == 0, second.output()
     periods = fired_periods(schedule)
     assert_once_per_period_without_gaps(periods, timedelta(seconds=1))
-    assert queued_by(first.pid) >= 1 and queued_by(second.pid) >= 1
-    assert queued_by(first.pid) + queued_by(second.pid) == len(periods)
+    assert queued_by(first) >= 1 and queued_by(second) >= 1
+    assert queued_by(first) + queued_by(second) == len(periods)
 
 
 def test_schedule_daemon__a_standby_taking_over_mid_way_fires_no_period_twice(start_daemon):
@@ -78,7 +78,7 @@ def test_schedule_daemon__a_standby_taking_over_mid_way_fires_no_period_twice(st
     holder = start_daemon("--proof")
     wait_until(lambda: len(fired_periods(schedule)) >= 2, timeout=30, message="the holder fires two periods")
     # ...and has recorded the ticks that fired them (a period is queued before its tick is recorded).
-    wait_until(lambda: queued_by(holder.pid) >= 2, timeout=30, message="the holder records its firing ticks")
+    wait_until(lambda: queued_by(holder) >= 2, timeout=30, message="the holder records its firing ticks")
     holder.signal(signal.SIGKILL)  # dies without releasing the lease: the standby must wait for its expiry
     holder.wait()
     fired_by_holder = len(fired_periods(schedule))
@@ -87,7 +87,7 @@ def test_schedule_daemon__a_standby_taking_over_mid_way_fires_no_period_twice(st
     standby.signal(signal.SIGTERM)
     assert standby.wait(timeout=15) == 0, standby.output()
     assert_once_per_period_without_gaps(fired_periods(schedule), timedelta(seconds=2))
-    assert queued_by(holder.pid) >= 2 and queued_by(standby.pid) >= 1
+    assert queued_by(holder) >= 2 and queued_by(standby) >= 1
 
 
 def test_schedule_daemon__after_downtime_fires_only_the_catch_up_count(start_daemon):
@@ -103,5 +103,5 @@ def test_schedule_daemon__after_downtime_fires_only_the_catch_up_count(start_dae
     assert len(after) == 2, after  # the newest two missed periods, no more
     assert after[1] - after[0] == timedelta(seconds=1)
     assert after[0] - before[-1] > timedelta(seconds=2)  # older missed periods were passed over
-    assert queued_by(second.pid) == 2
+    assert queued_by(second) == 2
     assert ExecutionLog.objects.filter(level=LogLevel.WARNING, message__contains="were passed over (catch-up 2)")

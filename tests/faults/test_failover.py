@@ -2,7 +2,6 @@
 
 import re
 import signal
-import socket
 import threading
 import time
 
@@ -24,7 +23,7 @@ MARGIN = 1.0
 
 
 def owner_of(daemon) -> str:
-    return f"{socket.gethostname()}:{daemon.pid}"
+    return daemon.owner()
 
 
 def sleep_action(seconds: float, key: str) -> Action:

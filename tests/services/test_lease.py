@@ -1,12 +1,23 @@
 """The daemon lease: one live holder, fencing tokens, expiry by the database clock."""
 
+import os
+import socket
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from orchestration.models import Lease
-from orchestration.services.lease import lease_acquire_or_renew, lease_release, lease_renew
+from orchestration.services.lease import (
+    lease_acquire_or_renew,
+    lease_owner_new,
+    lease_release,
+    lease_release_within,
+    lease_renew,
+)
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -65,3 +76,44 @@ def test_lease_release__frees_the_lease_at_once_but_only_for_its_holder():
 def test_lease_acquire_or_renew__works_when_the_row_is_missing():
     Lease.objects.all().delete()
     assert lease_acquire_or_renew(owner="a:1", ttl_seconds=30).ok
+
+
+def test_lease_owner_new__two_names_built_in_one_process_differ_and_name_host_and_pid():
+    first, second = lease_owner_new(), lease_owner_new()
+    assert first != second
+    for owner in (first, second):
+        host, pid, random_part = owner.rsplit(":", 2)
+        assert (host, pid) == (socket.gethostname()[:64], str(os.getpid()))
+        assert len(random_part) == 8 and int(random_part, 16) >= 0
+    assert len(first) <= Lease._meta.get_field("owner").max_length
+
+
+def test_lease_acquire_or_renew__a_daemon_with_the_same_host_and_pid_but_another_start_is_refused():
+    """Two daemons that are both PID 1 on one hostname (containers) get different owner names."""
+    holder, twin = lease_owner_new(), lease_owner_new()
+    held = lease_acquire_or_renew(owner=holder, ttl_seconds=30)
+    refused = lease_acquire_or_renew(owner=twin, ttl_seconds=30)
+    assert not refused.ok and refused.holder == holder
+    assert Lease.objects.values_list("owner", "token").get() == (holder, held.token)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lease_release_within__releases_from_its_own_connection_fenced_on_the_token():
+    held = lease_acquire_or_renew(owner="a:1:00", ttl_seconds=30)
+    assert not lease_release_within(owner="a:1:00", token=held.token + 1, timeout_seconds=5)
+    assert Lease.objects.get().owner == "a:1:00"
+    assert lease_release_within(owner="a:1:00", token=held.token, timeout_seconds=5)
+    assert Lease.objects.get().owner == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lease_release_within__gives_up_at_its_timeout_while_the_lease_row_is_locked():
+    """A process exiting at once is not held up by a database that does not answer in time."""
+    held = lease_acquire_or_renew(owner="a:1:00", ttl_seconds=30)
+    with transaction.atomic():
+        Lease.objects.filter(pk=Lease.SINGLETON_ID).update(renewed_at=timezone.now())  # row / write lock
+        started = time.monotonic()
+        assert not lease_release_within(owner="a:1:00", token=held.token, timeout_seconds=0.5)
+        assert time.monotonic() - started < 1.5
+    # The abandoned release goes through once the lock is gone (in a real exit, the process is gone).
+    wait_until(lambda: Lease.objects.get().owner == "", message="the late release")

@@ -1,5 +1,6 @@
 """``manage.py run_aol_daemon``: run the AOL tick loop (see orchestration/services/daemon.py)."""
 
+import contextlib
 import os
 import queue
 import signal
@@ -23,6 +24,15 @@ from orchestration.services.daemon import (
     Daemon,
     DaemonConfig,
 )
+from orchestration.services.lease import lease_release_within
+
+#: The signals that stop the daemon: the first one gracefully, a second one at once.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: A second stop signal exits with 128 + its number (129 SIGHUP, 130 SIGINT, 143 SIGTERM), as a shell
+#: reports a process that signal killed.
+EXIT_SIGNAL_BASE = 128
+#: How long a second stop signal waits for the lease to be released before exiting anyway.
+SECOND_SIGNAL_RELEASE_SECONDS = 1.0
 
 EXIT_MESSAGES = {
     EXIT_LEASE_HELD: "another daemon holds the lease",
@@ -34,10 +44,12 @@ EXIT_MESSAGES = {
 class Command(BaseCommand):
     help = (
         "Run the AOL daemon: claim due actions under the database lease and run them through their "
-        "adapters, tick after tick. Exit codes: 0 done/killed/stopped, 1 cannot start (database "
-        "unreachable or unmigrated), 2 bad arguments, 3 lease held by another daemon, 4 lease lost, "
-        "5 overrunning adapter threads piled up (restart it). With --standby, a held lease is waited for "
-        "and a lost one is waited for again, instead of exits 3 and 4."
+        "adapters, tick after tick. SIGINT, SIGTERM or SIGHUP stops it gracefully; a second one exits at "
+        "once (128 + the signal number) after releasing the lease. Exit codes: 0 done/killed/stopped, "
+        "1 cannot start (database unreachable or unmigrated), 2 bad arguments, 3 lease held by another "
+        "daemon, 4 lease lost, 5 overrunning adapter threads piled up (restart it), 129/130/143 a second "
+        "SIGHUP/SIGINT/SIGTERM. With --standby, a held lease is waited for and a lost one is waited for "
+        "again, instead of exits 3 and 4."
     )
 
     def add_arguments(self, parser):
@@ -124,26 +136,54 @@ class Command(BaseCommand):
             )
 
     def _install_signal_handlers(self, daemon: Daemon) -> dict:
-        """First SIGINT/SIGTERM: finish the current action, release the lease, exit 0. Second: exit now."""
-        stopping = []
+        """First SIGINT/SIGTERM/SIGHUP: stop gracefully (``Daemon.request_stop``), exit 0. Second: release
+        the lease (waiting at most SECOND_SIGNAL_RELEASE_SECONDS) and exit at once, 128 + signal."""
         # The handler only hands the signal over: request_stop() sets threading.Events, whose locks
-        # the interrupted main thread may be holding (it waits on such events), which would deadlock.
-        # SimpleQueue.put is safe in a signal handler; a small thread does the rest.
+        # the interrupted main thread may be holding (it waits on such events), which would deadlock;
+        # and the main thread's database connection may be in the middle of a statement. SimpleQueue.put
+        # is safe in a signal handler; a small thread does the rest, and os._exit from that thread does
+        # not wait for the main thread.
         received: queue.SimpleQueue[int] = queue.SimpleQueue()
 
         def relay() -> None:
-            daemon.request_stop(f"received {signal.Signals(received.get()).name}")
+            name = signal.Signals(received.get()).name
+            daemon.request_stop(f"received {name}")
+            # Our stdout may be a pipe whose reader died (the supervisor that sent the signal); the
+            # second signal must be handled all the same.
+            with contextlib.suppress(OSError):
+                self._say(
+                    f"[AOL] Received {name}: stopping once the running action stops at a safe point or "
+                    "finishes (a second signal exits at once)."
+                )
+            self._exit_at_once(daemon, received.get())
 
         threading.Thread(target=relay, name="aol-signals", daemon=True).start()
 
         def handle(signum, frame):
-            if stopping:
-                os._exit(128 + signum)
-            stopping.append(signum)
             received.put(signum)
 
         previous = {}
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             previous[signum] = signal.getsignal(signum)
             signal.signal(signum, handle)
         return previous
+
+    def _exit_at_once(self, daemon: Daemon, signum: int) -> None:
+        """End the process now, but hand the lease over first so a standby need not wait for its TTL.
+
+        What the running attempt leaves RUNNING is recovered by the next holder, as after a crash.
+        """
+        token = daemon.token
+        try:
+            if token is None:
+                outcome = "no lease held"
+            elif lease_release_within(
+                owner=daemon.config.owner, token=token, timeout_seconds=SECOND_SIGNAL_RELEASE_SECONDS
+            ):
+                outcome = "lease released"
+            else:
+                outcome = f"the lease was not released within {SECOND_SIGNAL_RELEASE_SECONDS:g}s; it expires at its TTL"
+            name = signal.Signals(signum).name
+            self._say(f"[AOL] Received {name}, a second stop signal: exiting at once; {outcome}.")
+        finally:  # whatever failed above (a closed stdout), the process ends now
+            os._exit(EXIT_SIGNAL_BASE + signum)
