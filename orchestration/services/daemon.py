@@ -26,6 +26,12 @@ lose it) and polls the control flags, so kill and pause take effect between two 
 than at the next tick; a kill, a stop request or a lost lease also asks the running attempt to
 stop at its next safe point (``Attempt.checkpoint``).
 
+A failure of the daemon's environment is not the action's fault. When the artifact store cannot be
+written (``ArtifactStoreUnavailable``: full, read-only or missing), the action goes back to the
+queue with its attempt uncounted and claiming pauses: each tick records a BLOCKED row saying why
+and probes the directory (``artifacts_dir_probe``), and claiming resumes when the probe passes.
+The pause starts at ``OUTAGE_BACKOFF_SECONDS`` and doubles up to ``OUTAGE_BACKOFF_MAX_SECONDS``.
+
 With ``standby`` a daemon that finds the lease held waits and takes over when it expires or is
 released; a standby that is fenced out (lost its lease) goes back to waiting instead of exiting.
 """
@@ -46,9 +52,11 @@ from django.db import DatabaseError, connection, connections
 from django.utils import timezone
 
 from orchestration.adapters import ActionResult, Attempt
+from orchestration.adapters.artifacts import artifacts_dir_probe
 from orchestration.conf import aol
 from orchestration.dburl import redact
 from orchestration.exceptions import (
+    ArtifactStoreUnavailable,
     AttemptDeadlineExceeded,
     AttemptInterrupted,
     InvalidAction,
@@ -94,6 +102,7 @@ EXIT_WEDGED = 5  # adapter threads that overran their deadline pile up; restart 
 # Outcomes of one attempt, for the tick's counts.
 SUCCEEDED, FAILED, INTERRUPTED = "succeeded", "failed", "interrupted"
 CANCELLED = "cancelled"  # stopped on an operator's request (not counted as attempted, like INTERRUPTED)
+BLOCKED = "blocked"  # the artifact store failed, not the action (not counted as attempted)
 #: The stop reason handed to an attempt whose action an operator cancelled.
 CANCEL_REQUESTED = "cancel requested by an operator"
 
@@ -107,6 +116,17 @@ BATCH_TARGET_SECONDS = 0.2
 BATCH_HOLD_SECONDS = 1.0
 #: Weight of the newest attempt in the running average of attempt times that sizes claims.
 ATTEMPT_TIME_WEIGHT = 0.2
+
+#: After an environment failure (artifact store or database unusable) the loop waits this long, or
+#: the tick interval if that is longer, before it checks again; each failed check doubles the wait,
+#: up to the maximum, which also bounds how long work takes to resume after the outage ends.
+OUTAGE_BACKOFF_SECONDS = 1.0
+OUTAGE_BACKOFF_MAX_SECONDS = 60.0
+
+
+def outage_backoff_seconds(failures: int) -> float:
+    """The wait after ``failures`` failed checks in a row: 1, 2, 4, … seconds, at most the maximum."""
+    return min(OUTAGE_BACKOFF_MAX_SECONDS, OUTAGE_BACKOFF_SECONDS * 2 ** max(0, min(failures - 1, 16)))
 
 
 def default_owner() -> str:
@@ -153,6 +173,21 @@ class DaemonConfig:
 
 
 @dataclass
+class Outage:
+    """An environment failure that pauses claiming: since when, how many failed checks, the last error."""
+
+    detail: str
+    failures: int = 1
+    retry_in_seconds: float = OUTAGE_BACKOFF_SECONDS
+    started_at: datetime = field(default_factory=timezone.now)
+    started: float = field(default_factory=time.monotonic)
+    logged: float = field(default_factory=time.monotonic)
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+
+@dataclass
 class TickReport:
     number: int
     status: str
@@ -195,6 +230,9 @@ class Daemon:
         self._unrecorded: list[Success] = []  # successes of batch-claimed actions, recorded together
         self._attempt_seconds: float | None = None  # running average, sizes the next claim
         self._cancel_requested: frozenset[int] = frozenset()  # RUNNING ids; written by the watchdog
+        self._pause_seconds = 0.0  # the wait between ticks in progress, read by the watchdog
+        self._store_outage: Outage | None = None  # the artifact store failed an attempt
+        self._store_failures = 0  # failed artifact writes and probes since the last success
 
     # --- control from outside ------------------------------------------------------------------
 
@@ -270,17 +308,27 @@ class Daemon:
                 number += 1
                 if self.config.max_ticks is not None and number >= self.config.max_ticks:
                     return EXIT_OK
-                self._sleep(busy=report is not None and report.attempted >= self.config.max_actions_per_tick)
+                self._sleep(
+                    busy=report is not None and report.attempted >= self.config.max_actions_per_tick,
+                    pause_seconds=self._outage_pause(),
+                )
             self.out(f"[AOL] Stopping: {self._stop_reason}.")
             return EXIT_OK
         finally:
             self._shutdown()
 
-    def _sleep(self, *, busy: bool) -> None:
+    def _sleep(self, *, busy: bool, pause_seconds: float | None = None) -> None:
         """Wait one tick interval, or less: a stop, kill or lost lease ends the wait at once, and so
         do actions enqueued since the last claim (PostgreSQL), unless the last tick was ``busy``
-        (it used its whole AOL_MAX_ACTIONS_PER_TICK): then the interval keeps its pace."""
-        deadline = time.monotonic() + self.config.interval_seconds
+        (it used its whole AOL_MAX_ACTIONS_PER_TICK): then the interval keeps its pace.
+
+        With ``pause_seconds`` (an outage's backoff) the wait lasts that long if it is longer than
+        the interval, and enqueued actions do not end it: they could not be run yet.
+        """
+        seconds = max(self.config.interval_seconds, pause_seconds or 0.0)
+        busy = busy or pause_seconds is not None
+        self._pause_seconds = seconds
+        deadline = time.monotonic() + seconds
         while not (self._notified.is_set() and not busy):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._wake.wait(remaining):
@@ -328,8 +376,13 @@ class Daemon:
         else:
             # Schedules (issue 7): while holding the lease, queue the due periods before claiming.
             fired = schedule_fire_due(token=self.token, actor=self.config.owner)
-            self._work(report, proof=self._proof(flags), deadline=clock + self.config.max_tick_seconds)
-            report.notes = "; ".join(filter(None, [report.notes, fired.note()]))
+            resumed = self._store_probe()
+            if self._store_outage is None:
+                self._work(report, proof=self._proof(flags), deadline=clock + self.config.max_tick_seconds)
+            report.notes = "; ".join(filter(None, [report.notes, fired.note(), resumed]))
+            if self._store_outage is not None:
+                report.status = TickStatus.BLOCKED
+                report.notes = "; ".join(filter(None, [self._store_note(), report.notes]))
             if self._flags_seen["killed"]:
                 report.status, report.stop = TickStatus.KILLED, True
                 report.notes = "; ".join(filter(None, [report.notes, "lease released"]))
@@ -417,7 +470,7 @@ class Daemon:
                 outcome = self._dispatch(action, proof=proof, deadline=deadline)
                 self._progress = time.monotonic()
                 self._observe_attempt(self._progress - started)
-                if outcome not in (INTERRUPTED, CANCELLED):
+                if outcome not in (INTERRUPTED, CANCELLED, BLOCKED):
                     report.attempted += 1
                 if outcome == SUCCEEDED:
                     report.succeeded += 1
@@ -471,6 +524,8 @@ class Daemon:
             return "lease renewal refused"
         if self._wedged:
             return "too many abandoned adapter threads"
+        if self._store_outage is not None:
+            return "artifact store unavailable"
         if time.monotonic() >= deadline:
             return f"tick budget of {self.config.max_tick_seconds:g}s spent"
         return ""
@@ -515,11 +570,14 @@ class Daemon:
             return self._record_unknown_outcome(action, AttemptDeadlineExceeded(overrun))
         if job.error is None and not for_approval:
             self._record_success(action, job.result)
+            self._store_failures = 0
             return SUCCEEDED
         self._record_unrecorded()  # keep the order of results: earlier successes first
         if job.error is None:
             return self._record_awaiting_approval(action, job.result)
         exc = job.error
+        if isinstance(exc, ArtifactStoreUnavailable):
+            return self._record_store_unavailable(action, exc)
         if isinstance(exc, AttemptInterrupted):
             if self._cancel_if_requested(action, outcome=f"stopped at a safe point ({exc})"):
                 return CANCELLED
@@ -634,6 +692,55 @@ class Daemon:
             )
         logger.warning("action id=%s type=%s status=%s error=%s", action.pk, action.action_type, status, exc)
         return FAILED
+
+    # --- environment failures -----------------------------------------------------------------------
+
+    def _record_store_unavailable(self, action: Action, exc: ArtifactStoreUnavailable) -> str:
+        """The artifact store failed, not the action: return it to the queue uncounted and pause claiming."""
+        self._store_failures += 1
+        if self._store_outage is None:
+            self._store_outage = Outage(detail=str(exc), retry_in_seconds=outage_backoff_seconds(self._store_failures))
+            logger.error("artifact store unavailable, claiming paused (attempts not counted): %s", exc)
+            self.out(
+                f"[AOL] Artifact store unavailable: claiming paused, attempts not counted; checking again "
+                f"with a backoff of up to {OUTAGE_BACKOFF_MAX_SECONDS:g}s. {exc}"
+            )
+        if self._cancel_if_requested(action, outcome=f"not run: {exc}"):
+            return CANCELLED
+        action_mark_interrupted(
+            action=action, token=self.token, actor=self.config.owner, reason=f"artifact store unavailable: {exc}"
+        )
+        logger.info("action id=%s type=%s returned to the queue uncounted: %s", action.pk, action.action_type, exc)
+        return BLOCKED
+
+    def _store_probe(self) -> str:
+        """While the artifact store is out, probe it; when it passes, end the outage and say so."""
+        outage = self._store_outage
+        if outage is None:
+            return ""
+        problem = artifacts_dir_probe()
+        if problem:
+            self._store_failures += 1
+            outage.failures += 1
+            outage.detail = str(problem)
+            outage.retry_in_seconds = outage_backoff_seconds(self._store_failures)
+            return ""
+        self._store_outage = None
+        message = f"artifact store available again after {outage.seconds():.0f}s; claiming resumed"
+        logger.warning("%s (%s failed checks)", message, outage.failures)
+        self.out(f"[AOL] {message[0].upper()}{message[1:]}.")
+        return message
+
+    def _store_note(self) -> str:
+        outage = self._store_outage
+        return (
+            f"claiming paused: artifact store unavailable for {outage.seconds():.0f}s "
+            f"({outage.failures} failed check(s); next in {outage.retry_in_seconds:g}s): {outage.detail}"
+        )
+
+    def _outage_pause(self) -> float | None:
+        """How long to wait before the next tick while an outage lasts; None when there is none."""
+        return self._store_outage.retry_in_seconds if self._store_outage is not None else None
 
     # --- lease keeping -------------------------------------------------------------------------------
 
@@ -831,7 +938,9 @@ class _Watchdog(threading.Thread):
         if token is None:
             return
         stalled = time.monotonic() - daemon._progress
-        if stalled > config.max_tick_seconds + config.interval_seconds + config.lease_ttl_seconds:
+        # An outage's backoff is a pause, not a stall (it may be longer than the interval).
+        pause = max(config.interval_seconds, daemon._pause_seconds)
+        if stalled > config.max_tick_seconds + pause + config.lease_ttl_seconds:
             if not self._stuck_logged:
                 self._stuck_logged = True
                 logger.error("daemon loop made no progress for %.0fs; not renewing lease token=%s", stalled, token)

@@ -105,3 +105,16 @@ def test_metrics__empty_database_reports_zero_depth_and_no_lease(client, token):
     assert m[("aol_lease_held", ())] == 0
     assert ("aol_last_tick_age_seconds", ()) not in m
     assert m[("aol_queue_depth", (("action_type", "POST_SOCIAL"), ("status", "PENDING")))] == 0
+
+
+def test_metrics__environment_blocked_gauge_follows_the_newest_tick(client, token):
+    token_value = hold_lease(owner="host:1")
+    for status in ("SUCCESS", "BLOCKED"):
+        now = timezone.now()
+        tick_record(
+            started_at=now, finished_at=now, status=status, attempted=0, succeeded=0, owner="host:1",
+            token=token_value, notes="claiming paused: artifact store unavailable" if status == "BLOCKED" else "",
+        )  # fmt: skip
+        m = scrape(client)
+        assert m[("aol_environment_blocked", (("reason", "artifact_store"),))] == (status == "BLOCKED")
+    assert m[("aol_ticks_total", (("status", "BLOCKED"),))] == 1
