@@ -29,8 +29,10 @@ stop at its next safe point (``Attempt.checkpoint``).
 A failure of the daemon's environment is not the action's fault. When the artifact store cannot be
 written (``ArtifactStoreUnavailable``: full, read-only or missing), the action goes back to the
 queue with its attempt uncounted and claiming pauses: each tick records a BLOCKED row saying why
-and probes the directory (``artifacts_dir_probe``), and claiming resumes when the probe passes.
-The pause starts at ``OUTAGE_BACKOFF_SECONDS`` and doubles up to ``OUTAGE_BACKOFF_MAX_SECONDS``.
+and probes the directory (``artifacts_dir_probe``), and claiming resumes when the probe passes. A
+database error pauses the loop the same way. Both pauses start at ``OUTAGE_BACKOFF_SECONDS`` and
+double up to ``OUTAGE_BACKOFF_MAX_SECONDS``; a database outage is logged when it starts, at most
+every ``OUTAGE_LOG_SECONDS`` while it lasts, and as one FAIL row in the ledger when it ends.
 
 With ``standby`` a daemon that finds the lease held waits and takes over when it expires or is
 released; a standby that is fenced out (lost its lease) goes back to waiting instead of exiting.
@@ -122,6 +124,8 @@ ATTEMPT_TIME_WEIGHT = 0.2
 #: up to the maximum, which also bounds how long work takes to resume after the outage ends.
 OUTAGE_BACKOFF_SECONDS = 1.0
 OUTAGE_BACKOFF_MAX_SECONDS = 60.0
+#: While a database outage lasts, a line saying so is logged at most this often.
+OUTAGE_LOG_SECONDS = 60.0
 
 
 def outage_backoff_seconds(failures: int) -> float:
@@ -231,6 +235,7 @@ class Daemon:
         self._attempt_seconds: float | None = None  # running average, sizes the next claim
         self._cancel_requested: frozenset[int] = frozenset()  # RUNNING ids; written by the watchdog
         self._pause_seconds = 0.0  # the wait between ticks in progress, read by the watchdog
+        self._db_outage: Outage | None = None  # the database failed the loop; read by the watchdog
         self._store_outage: Outage | None = None  # the artifact store failed an attempt
         self._store_failures = 0  # failed artifact writes and probes since the last success
 
@@ -270,6 +275,7 @@ class Daemon:
                     self._check_connection()
                     report = self.tick(number)
                 except LeaseHeldElsewhere as exc:
+                    self._database_back()
                     if not self.config.standby:
                         self.out(
                             f"[AOL] Lease held by {exc.holder} until {exc.expires_at:%Y-%m-%d %H:%M:%S} UTC: "
@@ -281,19 +287,14 @@ class Daemon:
                     continue
                 except LeaseNotHeld as exc:
                     self.token = None  # nothing of ours left to release
+                    self._database_back()
                     if not self.config.standby:
                         self.out(f"[AOL] Lost the lease ({exc}); stopped writing. Exiting.")
                         return EXIT_LEASE_LOST
                     self.out(f"[AOL] Lost the lease ({exc}); stopped writing. Back to standby.")
                     self._lease_lost.clear()
                 except DatabaseError as exc:
-                    # Keep the process: log, drop the connection and start a new lease tenure next
-                    # tick, whose recovery returns whatever this tick left RUNNING to the queue.
-                    detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
-                    logger.error("tick=%s database error, will reconnect: %s %s", number, type(exc).__name__, detail)
-                    self.out(f"[AOL Tick {number}] FAIL | database error ({type(exc).__name__}); retrying next tick")
-                    self._close_connection()
-                    self.token = None
+                    self._database_failed(number, exc)
                 if report is not None:
                     self.out(report.line())
                     if report.stop:
@@ -365,6 +366,7 @@ class Daemon:
         report = TickReport(number=number, status=TickStatus.SUCCESS)
         clock = time.monotonic()
         self._ensure_lease()
+        self._database_back()
         flags = control_flags_get()
         self._flags_seen.update(paused=flags.paused, killed=flags.killed)
         if flags.killed:
@@ -738,9 +740,71 @@ class Daemon:
             f"({outage.failures} failed check(s); next in {outage.retry_in_seconds:g}s): {outage.detail}"
         )
 
+    def _database_failed(self, number: int, exc: DatabaseError) -> None:
+        """Keep the process: drop the connection, back off, and start a new lease tenure when the
+        database answers again (its recovery returns whatever was left RUNNING to the queue).
+
+        Logged when the outage starts and then at most every OUTAGE_LOG_SECONDS, not per retry.
+        """
+        self._close_connection()
+        self.token = None
+        name = type(exc).__name__
+        detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        outage = self._db_outage
+        if outage is None:
+            outage = self._db_outage = Outage(detail=f"{name}: {detail}")
+            logger.error("tick=%s database error, claiming paused: %s %s", number, name, detail)
+            self.out(
+                f"[AOL Tick {number}] FAIL | database error ({name}); retrying in "
+                f"{max(self.config.interval_seconds, outage.retry_in_seconds):g}s, backing off up to "
+                f"{max(self.config.interval_seconds, OUTAGE_BACKOFF_MAX_SECONDS):g}s"
+            )
+            return
+        outage.failures += 1
+        outage.detail = f"{name}: {detail}"
+        outage.retry_in_seconds = outage_backoff_seconds(outage.failures)
+        if time.monotonic() - outage.logged >= OUTAGE_LOG_SECONDS:
+            outage.logged = time.monotonic()
+            logger.error(
+                "database still unavailable after %.0fs (%s failed attempts): %s %s",
+                outage.seconds(),
+                outage.failures,
+                name,
+                detail,
+            )
+            self.out(
+                f"[AOL] Database still unavailable after {outage.seconds():.0f}s ({outage.failures} failed "
+                f"attempts, {name}); retrying in {max(self.config.interval_seconds, outage.retry_in_seconds):g}s"
+            )
+
+    def _database_back(self) -> None:
+        """The database answered after an outage: say how long it lasted, once, also in the ledger."""
+        outage = self._db_outage
+        if outage is None:
+            return
+        notes = (
+            f"database unavailable for {outage.seconds():.1f}s ({outage.failures} failed attempt(s), "
+            f"backing off up to {OUTAGE_BACKOFF_MAX_SECONDS:g}s; last error {outage.detail}); resumed"
+        )
+        if self.token is not None:
+            tick_record(
+                started_at=outage.started_at,
+                finished_at=timezone.now(),
+                status=TickStatus.FAIL,
+                attempted=0,
+                succeeded=0,
+                owner=self.config.owner,
+                token=self.token,
+                notes=notes,
+            )
+        self._db_outage = None
+        logger.warning("%s", notes)
+        self.out(f"[AOL] Database available again: {notes}.")
+
     def _outage_pause(self) -> float | None:
         """How long to wait before the next tick while an outage lasts; None when there is none."""
-        return self._store_outage.retry_in_seconds if self._store_outage is not None else None
+        pauses = [outage.retry_in_seconds for outage in (self._db_outage, self._store_outage) if outage is not None]
+        return max(pauses) if pauses else None
 
     # --- lease keeping -------------------------------------------------------------------------------
 
@@ -872,10 +936,12 @@ class AdapterRunner:
 class _Watchdog(threading.Thread):
     """Renews the lease every heartbeat and polls the control flags while the loop works or sleeps.
 
-    It never dies of an error: a database error is logged (without secrets) and retried at the
-    next poll; while the database is away the lease simply is not renewed, and fencing keeps a
-    successor safe. It stops renewing when the loop itself makes no progress for longer than a
-    tick, its pause and one TTL can explain, so that a wedged process lets a standby take over.
+    It never dies of an error: a database error is logged (without secrets; once, then at most
+    every OUTAGE_LOG_SECONDS) and retried at the next poll; while the loop backs off from a
+    database outage the watchdog leaves the database alone too, so the loop's backoff bounds the
+    connection attempts. While the database is away the lease simply is not renewed, and fencing
+    keeps a successor safe. It stops renewing when the loop itself makes no progress for longer
+    than a tick, its pause and one TTL can explain, so that a wedged process lets a standby take over.
     """
 
     def __init__(self, daemon: Daemon):
@@ -883,6 +949,8 @@ class _Watchdog(threading.Thread):
         self.owner = daemon
         self._halt = threading.Event()
         self._stuck_logged = False
+        self._failing_since: float | None = None  # first of the database errors in a row
+        self._error_logged = 0.0
 
     def stop(self) -> None:
         self._halt.set()
@@ -893,21 +961,44 @@ class _Watchdog(threading.Thread):
         next_renewal = time.monotonic() + config.heartbeat_seconds
         try:
             while not self._halt.wait(min(config.control_poll_seconds, config.heartbeat_seconds)):
+                if self.owner._db_outage is not None:
+                    if connection.connection is not None:
+                        self._close_connection()  # likely broken too; reconnect afresh after the outage
+                    continue
                 try:
                     self._poll_flags()
                     if time.monotonic() >= next_renewal:
                         next_renewal = time.monotonic() + config.heartbeat_seconds
                         self._renew()
+                    if self._failing_since is not None:
+                        logger.info("watchdog reached the database again after %.0fs", self._since_failing())
+                        self._failing_since = None
                 except DatabaseError as exc:
-                    logger.warning("watchdog database error (will retry): %s", redact(str(exc).strip()))
-                    try:
-                        connection.close()
-                    except DatabaseError:
-                        pass
+                    now = time.monotonic()
+                    if self._failing_since is None or now - self._error_logged >= OUTAGE_LOG_SECONDS:
+                        logger.warning(
+                            "watchdog database error (will retry)%s: %s",
+                            f" for {self._since_failing():.0f}s" if self._failing_since is not None else "",
+                            redact(str(exc).strip()),
+                        )
+                        self._error_logged = now
+                    if self._failing_since is None:
+                        self._failing_since = now
+                    self._close_connection()
                 except Exception:
                     logger.exception("watchdog error (will retry)")
         finally:
             connection.close()  # this thread's own connection
+
+    @staticmethod
+    def _close_connection() -> None:
+        try:
+            connection.close()
+        except DatabaseError:
+            pass
+
+    def _since_failing(self) -> float:
+        return time.monotonic() - self._failing_since if self._failing_since is not None else 0.0
 
     def _poll_flags(self) -> None:
         flags = ControlFlags.objects.filter(pk=ControlFlags.SINGLETON_ID).values("paused", "killed").first()
