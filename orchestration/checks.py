@@ -120,7 +120,7 @@ def check_artifacts_dir(app_configs=None, **kwargs) -> list[checks.CheckMessage]
     hint = "Set AOL_ARTIFACTS_DIR to a directory the AOL processes can write, or create it and fix its permissions."
     if kind == "not_writable":
         # A warning, not an error: permissions can come back (a remount, a full disk freed), and
-        # until then PROOF attempts fail transiently and are retried, so the daemon may start.
+        # until then the daemon pauses claiming without counting attempts, so it may start.
         return [checks.Warning(message, hint=hint, id="orchestration.W021")]
     return [checks.Error(message, hint=hint, id="orchestration.E020" if kind == "missing" else "orchestration.E021")]
 

@@ -94,6 +94,14 @@ class TransientAdapterError(AdapterError):
     """The action failed this time and may succeed if retried."""
 
 
+class ArtifactStoreUnavailable(TransientAdapterError):
+    """The artifacts directory cannot be written (full, read-only or missing): the environment failed, not the action.
+
+    The daemon returns the action to the queue without counting the attempt and pauses claiming
+    until the directory passes its probe again.
+    """
+
+
 class AttemptDeadlineExceeded(TransientAdapterError):
     """The attempt exceeded its deadline (the tick's time budget) and was abandoned."""
 

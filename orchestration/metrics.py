@@ -116,7 +116,24 @@ class AolCollector:
             gauge = Gauge(f"aol_control_{name}", doc)
             gauge.add_metric([], 1 if flags[name] else 0)
             yield gauge
+        yield self._environment(Gauge)
         yield from self._flow_control(Gauge, types)
+
+    def _environment(self, Gauge):
+        """Whether an environment failure pauses claiming (the newest tick is BLOCKED), per reason."""
+        from orchestration.models import TickLedger
+        from orchestration.services.status import BLOCKED_ARTIFACT_STORE, environment_state
+
+        last = TickLedger.objects.order_by("-started_at", "-id").only("status", "started_at", "notes").first()
+        state = environment_state(last_tick=last)
+        gauge = Gauge(
+            "aol_environment_blocked",
+            "1 when the daemon paused claiming because its environment failed (reason artifact_store: the "
+            "artifacts directory is full, read-only or missing); attempts are not counted meanwhile.",
+            labels=["reason"],
+        )
+        gauge.add_metric([BLOCKED_ARTIFACT_STORE], 1 if state["reason"] == BLOCKED_ARTIFACT_STORE else 0)
+        return gauge
 
     def _flow_control(self, Gauge, types):
         """Per-type pauses and rate-limit deferrals (docs/flow-control.md)."""

@@ -50,6 +50,7 @@ class TickStatus(models.TextChoices):
     FAIL = "FAIL"  # nothing attempted succeeded, or the tick itself failed
     PAUSED = "PAUSED"  # the paused flag was set: nothing was claimed
     KILLED = "KILLED"  # the killed flag was set: the daemon released its lease and stopped
+    BLOCKED = "BLOCKED"  # the artifact store is unusable: claiming paused, no attempt counted; notes say why
 
 
 class TickLedger(models.Model):

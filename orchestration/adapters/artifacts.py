@@ -1,5 +1,6 @@
 """PROOF artifacts: files under AOL_ARTIFACTS_DIR, written atomically, identified by their SHA-256."""
 
+import errno
 import hashlib
 import logging
 import os
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestration.conf import aol
-from orchestration.exceptions import TransientAdapterError
+from orchestration.exceptions import ArtifactStoreUnavailable, TransientAdapterError
 
 if TYPE_CHECKING:
     from orchestration.models import Action
@@ -17,6 +18,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger("orchestration")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+#: Errors that say the directory itself is unusable (full, read-only, gone, not ours), whatever the
+#: action: they pause the daemon instead of spending the action's attempts. Other errors count.
+STORE_UNAVAILABLE_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EIO,
+        errno.ENODEV,
+        errno.ESTALE,
+        errno.EMFILE,
+        errno.ENFILE,
+    }
+)
 
 
 def safe_filename_part(text: str, *, max_length: int = 80) -> str:
@@ -90,7 +110,8 @@ def artifact_ensure(*, ref: str, content: bytes) -> tuple[str, bool]:
         finally:
             os.close(dir_fd)
     except OSError as exc:
-        raise TransientAdapterError(
+        error = ArtifactStoreUnavailable if exc.errno in STORE_UNAVAILABLE_ERRNOS else TransientAdapterError
+        raise error(
             f"could not write artifact {ref} under AOL_ARTIFACTS_DIR={aol.artifacts_dir}: {exc.strerror or exc} "
             "(check that the directory exists, is writable by the daemon and has free space)"
         ) from exc

@@ -26,6 +26,14 @@ lose it) and polls the control flags, so kill and pause take effect between two 
 than at the next tick; a kill, a stop request or a lost lease also asks the running attempt to
 stop at its next safe point (``Attempt.checkpoint``).
 
+A failure of the daemon's environment is not the action's fault. When the artifact store cannot be
+written (``ArtifactStoreUnavailable``: full, read-only or missing), the action goes back to the
+queue with its attempt uncounted and claiming pauses: each tick records a BLOCKED row saying why
+and probes the directory (``artifacts_dir_probe``), and claiming resumes when the probe passes. A
+database error pauses the loop the same way. Both pauses start at ``OUTAGE_BACKOFF_SECONDS`` and
+double up to ``OUTAGE_BACKOFF_MAX_SECONDS``; a database outage is logged when it starts, at most
+every ``OUTAGE_LOG_SECONDS`` while it lasts, and as one FAIL row in the ledger when it ends.
+
 With ``standby`` a daemon that finds the lease held waits and takes over when it expires or is
 released; a standby that is fenced out (lost its lease) goes back to waiting instead of exiting.
 """
@@ -35,7 +43,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -43,9 +51,11 @@ from django.db import DatabaseError, connection, connections
 from django.utils import timezone
 
 from orchestration.adapters import ActionResult, Attempt
+from orchestration.adapters.artifacts import artifacts_dir_probe
 from orchestration.conf import aol
 from orchestration.dburl import redact
 from orchestration.exceptions import (
+    ArtifactStoreUnavailable,
     AttemptDeadlineExceeded,
     AttemptInterrupted,
     InvalidAction,
@@ -91,6 +101,7 @@ EXIT_WEDGED = 5  # adapter threads that overran their deadline pile up; restart 
 # Outcomes of one attempt, for the tick's counts.
 SUCCEEDED, FAILED, INTERRUPTED = "succeeded", "failed", "interrupted"
 CANCELLED = "cancelled"  # stopped on an operator's request (not counted as attempted, like INTERRUPTED)
+BLOCKED = "blocked"  # the artifact store failed, not the action (not counted as attempted)
 #: The stop reason handed to an attempt whose action an operator cancelled.
 CANCEL_REQUESTED = "cancel requested by an operator"
 
@@ -104,6 +115,19 @@ BATCH_TARGET_SECONDS = 0.2
 BATCH_HOLD_SECONDS = 1.0
 #: Weight of the newest attempt in the running average of attempt times that sizes claims.
 ATTEMPT_TIME_WEIGHT = 0.2
+
+#: After an environment failure (artifact store or database unusable) the loop waits this long, or
+#: the tick interval if that is longer, before it checks again; each failed check doubles the wait,
+#: up to the maximum, which also bounds how long work takes to resume after the outage ends.
+OUTAGE_BACKOFF_SECONDS = 1.0
+OUTAGE_BACKOFF_MAX_SECONDS = 60.0
+#: While a database outage lasts, a line saying so is logged at most this often.
+OUTAGE_LOG_SECONDS = 60.0
+
+
+def outage_backoff_seconds(failures: int) -> float:
+    """The wait after ``failures`` failed checks in a row: 1, 2, 4, … seconds, at most the maximum."""
+    return min(OUTAGE_BACKOFF_MAX_SECONDS, OUTAGE_BACKOFF_SECONDS * 2 ** max(0, min(failures - 1, 16)))
 
 
 @dataclass(frozen=True)
@@ -142,6 +166,20 @@ class DaemonConfig:
         }
         values.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**values)
+
+
+@dataclass
+class Outage:
+    """An environment failure that pauses claiming: since when, how many failed checks, the last error."""
+
+    detail: str
+    failures: int = 1
+    retry_in_seconds: float = OUTAGE_BACKOFF_SECONDS
+    started: float = field(default_factory=time.monotonic)
+    logged: float = field(default_factory=time.monotonic)
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
 
 
 @dataclass
@@ -186,6 +224,10 @@ class Daemon:
         self._unrecorded: list[Success] = []  # successes of batch-claimed actions, recorded together
         self._attempt_seconds: float | None = None  # running average, sizes the next claim
         self._cancel_requested: frozenset[int] = frozenset()  # RUNNING ids; written by the watchdog
+        self._pause_seconds = 0.0  # the wait between ticks in progress, read by the watchdog
+        self._db_outage: Outage | None = None  # the database failed the loop; read by the watchdog
+        self._store_outage: Outage | None = None  # the artifact store failed an attempt
+        self._store_failures = 0  # failed artifact writes and probes since the last success
 
     # --- control from outside ------------------------------------------------------------------
 
@@ -225,6 +267,7 @@ class Daemon:
                     self._check_connection()
                     report = self.tick(number)
                 except LeaseHeldElsewhere as exc:
+                    self._database_back()
                     if not self.config.standby:
                         self.out(
                             f"[AOL] Lease held by {exc.holder} until {exc.expires_at:%Y-%m-%d %H:%M:%S} UTC: "
@@ -236,19 +279,14 @@ class Daemon:
                     continue
                 except LeaseNotHeld as exc:
                     self.token = None  # nothing of ours left to release
+                    self._database_back()
                     if not self.config.standby:
                         self.out(f"[AOL] Lost the lease ({exc}); stopped writing. Exiting.")
                         return EXIT_LEASE_LOST
                     self.out(f"[AOL] Lost the lease ({exc}); stopped writing. Back to standby.")
                     self._lease_lost.clear()
                 except DatabaseError as exc:
-                    # Keep the process: log, drop the connection and start a new lease tenure next
-                    # tick, whose recovery returns whatever this tick left RUNNING to the queue.
-                    detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
-                    logger.error("tick=%s database error, will reconnect: %s %s", number, type(exc).__name__, detail)
-                    self.out(f"[AOL Tick {number}] FAIL | database error ({type(exc).__name__}); retrying next tick")
-                    self._close_connection()
-                    self.token = None
+                    self._database_failed(number, exc)
                 if report is not None:
                     self.out(report.line())
                     if report.stop:
@@ -263,17 +301,27 @@ class Daemon:
                 number += 1
                 if self.config.max_ticks is not None and number >= self.config.max_ticks:
                     return EXIT_OK
-                self._sleep(busy=report is not None and report.attempted >= self.config.max_actions_per_tick)
+                self._sleep(
+                    busy=report is not None and report.attempted >= self.config.max_actions_per_tick,
+                    pause_seconds=self._outage_pause(),
+                )
             self.out(f"[AOL] Stopping: {self._stop_reason}.")
             return EXIT_OK
         finally:
             self._shutdown()
 
-    def _sleep(self, *, busy: bool) -> None:
+    def _sleep(self, *, busy: bool, pause_seconds: float | None = None) -> None:
         """Wait one tick interval, or less: a stop, kill or lost lease ends the wait at once, and so
         do actions enqueued since the last claim (PostgreSQL), unless the last tick was ``busy``
-        (it used its whole AOL_MAX_ACTIONS_PER_TICK): then the interval keeps its pace."""
-        deadline = time.monotonic() + self.config.interval_seconds
+        (it used its whole AOL_MAX_ACTIONS_PER_TICK): then the interval keeps its pace.
+
+        With ``pause_seconds`` (an outage's backoff) the wait lasts that long if it is longer than
+        the interval, and enqueued actions do not end it: they could not be run yet.
+        """
+        seconds = max(self.config.interval_seconds, pause_seconds or 0.0)
+        busy = busy or pause_seconds is not None
+        self._pause_seconds = seconds
+        deadline = time.monotonic() + seconds
         while not (self._notified.is_set() and not busy):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._wake.wait(remaining):
@@ -310,6 +358,7 @@ class Daemon:
         report = TickReport(number=number, status=TickStatus.SUCCESS)
         clock = time.monotonic()
         self._ensure_lease()
+        self._database_back()
         flags = control_flags_get()
         self._flags_seen.update(paused=flags.paused, killed=flags.killed)
         if flags.killed:
@@ -321,8 +370,13 @@ class Daemon:
         else:
             # While holding the lease, queue the due periods of schedules before claiming.
             fired = schedule_fire_due(token=self.token, actor=self.config.owner)
-            self._work(report, proof=self._proof(flags), deadline=clock + self.config.max_tick_seconds)
-            report.notes = "; ".join(filter(None, [report.notes, fired.note()]))
+            resumed = self._store_probe()
+            if self._store_outage is None:
+                self._work(report, proof=self._proof(flags), deadline=clock + self.config.max_tick_seconds)
+            report.notes = "; ".join(filter(None, [report.notes, fired.note(), resumed]))
+            if self._store_outage is not None:
+                report.status = TickStatus.BLOCKED
+                report.notes = "; ".join(filter(None, [self._store_note(), report.notes]))
             if self._flags_seen["killed"]:
                 report.status, report.stop = TickStatus.KILLED, True
                 report.notes = "; ".join(filter(None, [report.notes, "lease released"]))
@@ -409,7 +463,7 @@ class Daemon:
                 outcome = self._dispatch(action, proof=proof, deadline=deadline)
                 self._progress = time.monotonic()
                 self._observe_attempt(self._progress - started)
-                if outcome not in (INTERRUPTED, CANCELLED):
+                if outcome not in (INTERRUPTED, CANCELLED, BLOCKED):
                     report.attempted += 1
                 if outcome == SUCCEEDED:
                     report.succeeded += 1
@@ -463,6 +517,8 @@ class Daemon:
             return "lease renewal refused"
         if self._wedged:
             return "too many abandoned adapter threads"
+        if self._store_outage is not None:
+            return "artifact store unavailable"
         if time.monotonic() >= deadline:
             return f"tick budget of {self.config.max_tick_seconds:g}s spent"
         return ""
@@ -507,11 +563,14 @@ class Daemon:
             return self._record_unknown_outcome(action, AttemptDeadlineExceeded(overrun))
         if job.error is None and not for_approval:
             self._record_success(action, job.result)
+            self._store_failures = 0
             return SUCCEEDED
         self._record_unrecorded()  # keep the order of results: earlier successes first
         if job.error is None:
             return self._record_awaiting_approval(action, job.result)
         exc = job.error
+        if isinstance(exc, ArtifactStoreUnavailable):
+            return self._record_store_unavailable(action, exc)
         if isinstance(exc, AttemptInterrupted):
             if self._cancel_if_requested(action, outcome=f"stopped at a safe point ({exc})"):
                 return CANCELLED
@@ -626,6 +685,116 @@ class Daemon:
             )
         logger.warning("action id=%s type=%s status=%s error=%s", action.pk, action.action_type, status, exc)
         return FAILED
+
+    # --- environment failures -----------------------------------------------------------------------
+
+    def _record_store_unavailable(self, action: Action, exc: ArtifactStoreUnavailable) -> str:
+        """The artifact store failed, not the action: return it to the queue uncounted and pause claiming."""
+        self._store_failures += 1
+        if self._store_outage is None:
+            self._store_outage = Outage(detail=str(exc), retry_in_seconds=outage_backoff_seconds(self._store_failures))
+            logger.error("artifact store unavailable, claiming paused (attempts not counted): %s", exc)
+            self.out(
+                f"[AOL] Artifact store unavailable: claiming paused, attempts not counted; checking again "
+                f"with a backoff of up to {OUTAGE_BACKOFF_MAX_SECONDS:g}s. {exc}"
+            )
+        if self._cancel_if_requested(action, outcome=f"not run: {exc}"):
+            return CANCELLED
+        action_mark_interrupted(
+            action=action, token=self.token, actor=self.config.owner, reason=f"artifact store unavailable: {exc}"
+        )
+        logger.info("action id=%s type=%s returned to the queue uncounted: %s", action.pk, action.action_type, exc)
+        return BLOCKED
+
+    def _store_probe(self) -> str:
+        """While the artifact store is out, probe it; when it passes, end the outage and say so."""
+        outage = self._store_outage
+        if outage is None:
+            return ""
+        problem = artifacts_dir_probe()
+        if problem:
+            self._store_failures += 1
+            outage.failures += 1
+            outage.detail = str(problem)
+            outage.retry_in_seconds = outage_backoff_seconds(self._store_failures)
+            return ""
+        self._store_outage = None
+        message = f"artifact store available again after {outage.seconds():.0f}s; claiming resumed"
+        logger.warning("%s (%s failed checks)", message, outage.failures)
+        self.out(f"[AOL] {message[0].upper()}{message[1:]}.")
+        return message
+
+    def _store_note(self) -> str:
+        outage = self._store_outage
+        return (
+            f"claiming paused: artifact store unavailable for {outage.seconds():.0f}s "
+            f"({outage.failures} failed check(s); next in {outage.retry_in_seconds:g}s): {outage.detail}"
+        )
+
+    def _database_failed(self, number: int, exc: DatabaseError) -> None:
+        """Keep the process: drop the connection, back off, and start a new lease tenure when the
+        database answers again (its recovery returns whatever was left RUNNING to the queue).
+
+        Logged when the outage starts and then at most every OUTAGE_LOG_SECONDS, not per retry.
+        """
+        self._close_connection()
+        self.token = None
+        name = type(exc).__name__
+        detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        outage = self._db_outage
+        if outage is None:
+            outage = self._db_outage = Outage(detail=f"{name}: {detail}")
+            logger.error("tick=%s database error, claiming paused: %s %s", number, name, detail)
+            self.out(
+                f"[AOL Tick {number}] FAIL | database error ({name}); retrying in "
+                f"{max(self.config.interval_seconds, outage.retry_in_seconds):g}s, backing off up to "
+                f"{max(self.config.interval_seconds, OUTAGE_BACKOFF_MAX_SECONDS):g}s"
+            )
+            return
+        outage.failures += 1
+        outage.detail = f"{name}: {detail}"
+        outage.retry_in_seconds = outage_backoff_seconds(outage.failures)
+        if time.monotonic() - outage.logged >= OUTAGE_LOG_SECONDS:
+            outage.logged = time.monotonic()
+            logger.error(
+                "database still unavailable after %.0fs (%s failed attempts): %s %s",
+                outage.seconds(),
+                outage.failures,
+                name,
+                detail,
+            )
+            self.out(
+                f"[AOL] Database still unavailable after {outage.seconds():.0f}s ({outage.failures} failed "
+                f"attempts, {name}); retrying in {max(self.config.interval_seconds, outage.retry_in_seconds):g}s"
+            )
+
+    def _database_back(self) -> None:
+        """The database answered after an outage: say how long it lasted, once, also in the ledger."""
+        outage = self._db_outage
+        if outage is None:
+            return
+        notes = (
+            f"database unavailable for {outage.seconds():.1f}s ({outage.failures} failed attempt(s), "
+            f"backing off up to {OUTAGE_BACKOFF_MAX_SECONDS:g}s; last error {outage.detail}); resumed"
+        )
+        if self.token is not None:
+            tick_record(
+                duration_seconds=outage.seconds(),
+                status=TickStatus.FAIL,
+                attempted=0,
+                succeeded=0,
+                owner=self.config.owner,
+                token=self.token,
+                notes=notes,
+            )
+        self._db_outage = None
+        logger.warning("%s", notes)
+        self.out(f"[AOL] Database available again: {notes}.")
+
+    def _outage_pause(self) -> float | None:
+        """How long to wait before the next tick while an outage lasts; None when there is none."""
+        pauses = [outage.retry_in_seconds for outage in (self._db_outage, self._store_outage) if outage is not None]
+        return max(pauses) if pauses else None
 
     # --- lease keeping -------------------------------------------------------------------------------
 
@@ -757,10 +926,12 @@ class AdapterRunner:
 class _Watchdog(threading.Thread):
     """Renews the lease every heartbeat and polls the control flags while the loop works or sleeps.
 
-    It never dies of an error: a database error is logged (without secrets) and retried at the
-    next poll; while the database is away the lease simply is not renewed, and fencing keeps a
-    successor safe. It stops renewing when the loop itself makes no progress for longer than a
-    tick, its pause and one TTL can explain, so that a wedged process lets a standby take over.
+    It never dies of an error: a database error is logged (without secrets; once, then at most
+    every OUTAGE_LOG_SECONDS) and retried at the next poll; while the loop backs off from a
+    database outage the watchdog leaves the database alone too, so the loop's backoff bounds the
+    connection attempts. While the database is away the lease simply is not renewed, and fencing
+    keeps a successor safe. It stops renewing when the loop itself makes no progress for longer
+    than a tick, its pause and one TTL can explain, so that a wedged process lets a standby take over.
     """
 
     def __init__(self, daemon: Daemon):
@@ -768,6 +939,8 @@ class _Watchdog(threading.Thread):
         self.owner = daemon
         self._halt = threading.Event()
         self._stuck_logged = False
+        self._failing_since: float | None = None  # first of the database errors in a row
+        self._error_logged = 0.0
 
     def stop(self) -> None:
         self._halt.set()
@@ -778,21 +951,44 @@ class _Watchdog(threading.Thread):
         next_renewal = time.monotonic() + config.heartbeat_seconds
         try:
             while not self._halt.wait(min(config.control_poll_seconds, config.heartbeat_seconds)):
+                if self.owner._db_outage is not None:
+                    if connection.connection is not None:
+                        self._close_connection()  # likely broken too; reconnect afresh after the outage
+                    continue
                 try:
                     self._poll_flags()
                     if time.monotonic() >= next_renewal:
                         next_renewal = time.monotonic() + config.heartbeat_seconds
                         self._renew()
+                    if self._failing_since is not None:
+                        logger.info("watchdog reached the database again after %.0fs", self._since_failing())
+                        self._failing_since = None
                 except DatabaseError as exc:
-                    logger.warning("watchdog database error (will retry): %s", redact(str(exc).strip()))
-                    try:
-                        connection.close()
-                    except DatabaseError:
-                        pass
+                    now = time.monotonic()
+                    if self._failing_since is None or now - self._error_logged >= OUTAGE_LOG_SECONDS:
+                        logger.warning(
+                            "watchdog database error (will retry)%s: %s",
+                            f" for {self._since_failing():.0f}s" if self._failing_since is not None else "",
+                            redact(str(exc).strip()),
+                        )
+                        self._error_logged = now
+                    if self._failing_since is None:
+                        self._failing_since = now
+                    self._close_connection()
                 except Exception:
                     logger.exception("watchdog error (will retry)")
         finally:
             connection.close()  # this thread's own connection
+
+    @staticmethod
+    def _close_connection() -> None:
+        try:
+            connection.close()
+        except DatabaseError:
+            pass
+
+    def _since_failing(self) -> float:
+        return time.monotonic() - self._failing_since if self._failing_since is not None else 0.0
 
     def _poll_flags(self) -> None:
         flags = ControlFlags.objects.filter(pk=ControlFlags.SINGLETON_ID).values("paused", "killed").first()
@@ -823,7 +1019,9 @@ class _Watchdog(threading.Thread):
         if token is None:
             return
         stalled = time.monotonic() - daemon._progress
-        if stalled > config.max_tick_seconds + config.interval_seconds + config.lease_ttl_seconds:
+        # An outage's backoff is a pause, not a stall (it may be longer than the interval).
+        pause = max(config.interval_seconds, daemon._pause_seconds)
+        if stalled > config.max_tick_seconds + pause + config.lease_ttl_seconds:
             if not self._stuck_logged:
                 self._stuck_logged = True
                 logger.error("daemon loop made no progress for %.0fs; not renewing lease token=%s", stalled, token)

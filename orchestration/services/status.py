@@ -22,6 +22,7 @@ from orchestration.models import (
     ExecutionLog,
     Schedule,
     TickLedger,
+    TickStatus,
 )
 from orchestration.services.control import control_flags_get
 from orchestration.services.lease import lease_health
@@ -59,6 +60,10 @@ TABLE_ROWS_SQL = """
 SELECT c.reltuples, c.relpages, pg_relation_size(c.oid) / current_setting('block_size')::int
 FROM pg_class c WHERE c.oid = to_regclass(%s)
 """
+
+
+#: The reason a BLOCKED tick gives: the artifact store cannot be written (full, read-only, missing).
+BLOCKED_ARTIFACT_STORE = "artifact_store"
 
 
 def _iso(value) -> str | None:
@@ -108,6 +113,7 @@ def status_snapshot(*, detail: bool = False) -> dict[str, Any]:
             "owner": last_tick.owner,
             "notes": last_tick.notes,
         },
+        "environment": environment_state(last_tick=last_tick),
         "counts": counts,
         # The statuses whose figure is an estimate, and the sentence saying so (empty when all are counted).
         "counts_estimated": estimated,
@@ -118,6 +124,28 @@ def status_snapshot(*, detail: bool = False) -> dict[str, Any]:
         snapshot.update(_detail(last_tick))
         snapshot.update(_flow_detail())
     return snapshot
+
+
+def environment_state(*, last_tick: TickLedger | None) -> dict[str, Any]:
+    """Whether an environment failure pauses the daemon's claiming, as the newest tick says, and since when.
+
+    Only an unusable artifact store shows here: a daemon that cannot reach the database cannot write
+    that either (its log says so while it lasts, and the ledger gets one FAIL row when it ends).
+    """
+    if last_tick is None or last_tick.status != TickStatus.BLOCKED:
+        return {"blocked": False, "reason": "", "detail": "", "since": None}
+    earlier = TickLedger.objects.filter(status=TickStatus.BLOCKED, started_at__lte=last_tick.started_at)
+    unblocked = (
+        TickLedger.objects.filter(started_at__lt=last_tick.started_at)
+        .exclude(status=TickStatus.BLOCKED)
+        .order_by("-started_at")
+        .values_list("started_at", flat=True)
+        .first()
+    )
+    if unblocked is not None:
+        earlier = earlier.filter(started_at__gt=unblocked)
+    since = earlier.order_by("started_at").values_list("started_at", flat=True).first()
+    return {"blocked": True, "reason": BLOCKED_ARTIFACT_STORE, "detail": last_tick.notes, "since": _iso(since)}
 
 
 def action_status_counts() -> tuple[dict[str, int], list[str]]:

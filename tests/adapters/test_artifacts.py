@@ -5,7 +5,7 @@ import hashlib
 import pytest
 
 from orchestration.adapters.artifacts import artifact_ensure, artifact_verify
-from orchestration.exceptions import TransientAdapterError
+from orchestration.exceptions import ArtifactStoreUnavailable, TransientAdapterError
 from tests.factories import read_only_directory
 
 
@@ -33,3 +33,21 @@ def test_artifact_ensure__read_only_directory__transient_error_naming_the_direct
         artifact_ensure(ref="x/one.txt", content=b"hello")
     assert str(artifacts_dir) in str(error.value) and "writable" in str(error.value)
     assert not error.value.permanent
+
+
+def test_artifact_ensure__directory_unusable__store_unavailable_not_the_actions_fault(artifacts_dir, settings):
+    """Read-only, or under a file (missing and cannot be created): the store is out, whatever the action."""
+    artifacts_dir.mkdir()
+    with read_only_directory(artifacts_dir), pytest.raises(ArtifactStoreUnavailable) as error:
+        artifact_ensure(ref="x/one.txt", content=b"hello")
+    assert str(artifacts_dir) in str(error.value)
+    (artifacts_dir.parent / "file").write_text("")
+    settings.AOL_ARTIFACTS_DIR = artifacts_dir.parent / "file" / "artifacts"
+    with pytest.raises(ArtifactStoreUnavailable, match="Not a directory"):
+        artifact_ensure(ref="x/one.txt", content=b"hello")
+
+
+def test_artifact_ensure__error_of_this_name_only__an_ordinary_transient_error(artifacts_dir):
+    with pytest.raises(TransientAdapterError, match="too long") as error:
+        artifact_ensure(ref="x/" + "n" * 300 + ".txt", content=b"hello")
+    assert not isinstance(error.value, ArtifactStoreUnavailable)

@@ -103,3 +103,84 @@ def test_startup__database_down__standby_daemon_waits_and_starts_when_it_comes_u
     finally:
         standby.stop()
         plain.stop()
+
+
+#: What PostgreSQL logs for each connection refused while a database does not allow connections.
+REFUSED = "is not currently accepting connections"
+#: How long the database refuses the daemon, as in the fault-injection run that saw 943 FAIL lines.
+OUTAGE_SECONDS = 10
+
+
+def cluster_admin(cluster, sql: str) -> None:
+    """Run ``sql`` on the cluster's maintenance database (it works while ``aol`` refuses connections)."""
+    import psycopg2
+
+    conn = psycopg2.connect(
+        host="127.0.0.1", port=cluster.port, user="postgres", password=cluster.password, dbname="postgres",
+        connect_timeout=5,
+    )  # fmt: skip
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql)
+    finally:
+        conn.close()
+
+
+def test_database_outage__daemon_at_a_10ms_interval__backs_off_logs_once_and_records_one_ledger_row(
+    private_postgres, tmp_path, artifacts_dir
+):
+    """Invariant: while its database refuses connections, a daemon run with ``--interval 0.01`` backs off
+    (about 1, 2, 4, 8 s) instead of retrying every tick: a bounded number of connection attempts, one FAIL
+    line when the outage starts, no line per retry, and one FAIL row in the ledger saying how long it lasted
+    once the database is back; then it works again by itself."""
+    cluster = private_postgres
+    wait_until(  # a daemon of an earlier test in this module was killed with the lease held
+        lambda: cluster.query("SELECT count(*) FROM aol_lease WHERE owner <> '' AND expires_at > now()") == [(0,)],
+        timeout=30,
+        message="no live lease",
+    )
+    daemon = daemon_on(cluster, tmp_path, artifacts_dir, "--proof", "--interval", "0.01", name="outage")
+    server_log = cluster.root / "log"
+    try:
+        daemon.wait_for_output("Lease acquired", timeout=30)
+        time.sleep(0.5)
+        refused_before, output_before = server_log.read_text().count(REFUSED), len(daemon.output())
+        last_tick = cluster.query("SELECT max(id) FROM aol_tick_ledger")[0][0]
+        try:
+            cluster_admin(cluster, "ALTER DATABASE aol ALLOW_CONNECTIONS false")
+            cluster_admin(cluster, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'aol'")
+            time.sleep(OUTAGE_SECONDS)
+            refused = server_log.read_text().count(REFUSED) - refused_before
+            during = daemon.output()[output_before:]
+        finally:
+            cluster_admin(cluster, "ALTER DATABASE aol ALLOW_CONNECTIONS true")
+        daemon.wait_for_output("Database available again", timeout=30)
+        cluster.manage(
+            "shell",
+            "-c",
+            "from orchestration.services.queue import action_enqueue\n"
+            "action_enqueue(action_type='SLEEP', payload={'seconds': 0}, idempotency_key='after-outage')",
+        )
+        wait_until(
+            lambda: (
+                cluster.query("SELECT status FROM aol_actions WHERE idempotency_key = 'after-outage'") == [("SUCCESS",)]
+            ),
+            timeout=30,
+            message="an action enqueued after the outage runs",
+        )
+        assert daemon.proc.poll() is None, daemon.output()
+    finally:
+        daemon.stop()
+
+    # Retrying every tick made about 1,000 attempts in 10 s. Now: the loop's backoff (1 + 2 + 4 s: at most
+    # 4 attempts), the wake-up listener's reconnect every 2 s (at most 6), and the watchdog, which leaves
+    # the database alone while the loop backs off (at most 2 before the loop noticed).
+    assert 1 <= refused <= 12, (refused, during)
+    assert during.count("FAIL | database error") == 1, during
+    assert during.count("tick=") <= 1, during  # the loop's error log: once, not per retry
+    assert cluster.password not in daemon.output()
+    rows = cluster.query("SELECT notes FROM aol_tick_ledger WHERE id > %s AND status = 'FAIL'", (last_tick,))
+    assert len(rows) == 1 and rows[0][0].startswith("database unavailable for "), rows
+    failed = int(re.search(r"\((\d+) failed attempt", rows[0][0]).group(1))
+    assert 1 <= failed <= 6, rows

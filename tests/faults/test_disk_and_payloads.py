@@ -1,41 +1,103 @@
 """Disk and payload faults: an unwritable artifacts directory, poison payloads (real daemon processes)."""
 
+import os
+import subprocess
 import time
+from contextlib import contextmanager
+from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from orchestration.exceptions import InvalidPayload
-from orchestration.models import Action, ActionStatus, ExecutionLog
+from orchestration.metrics import metrics_render
+from orchestration.models import Action, ActionStatus, ExecutionLog, TickLedger, TickStatus
 from orchestration.services.queue import action_enqueue, action_payload_from_json
+from orchestration.services.status import status_snapshot
 from tests.conftest import wait_until
-from tests.factories import read_only_directory
 from tests.faults.conftest import artifact_files, assert_nothing_running, success_logs
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
 
-def test_artifacts_dir_read_only__transient_failure_with_clear_message__succeeds_once_writable(
+#: The queued actions of the read-only test: with the old per-action retries they all reached the DLQ.
+READ_ONLY_ACTIONS = 20
+
+
+@contextmanager
+def tmpfs_mount(path: Path, *, size: str = "1m"):
+    """A real tmpfs mounted at ``path`` for the duration (root only), unmounted whatever happens."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        reason = f"cannot mount a tmpfs at {path}: {mounted.stderr.strip() or mounted.returncode}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI runs as root and must run this test)")
+        pytest.skip(reason)
+    try:
+        yield path
+    finally:
+        # Lazy: the daemon under test may still have the directory open.
+        subprocess.run(["umount", "--lazy", str(path)], check=False)
+
+
+def remount(path: Path, mode: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(path)], check=True)
+
+
+def test_artifacts_dir_read_only__claiming_paused_no_attempt_counted__all_succeed_once_writable(
     start_daemon, artifacts_dir
 ):
-    """Invariant: with the artifacts directory read-only, a PROOF attempt fails transiently (RETRY, not DLQ)
-    with a message naming the directory and what to check; the daemon keeps running; once the directory
-    is writable again the action succeeds, with exactly one artifact."""
-    artifacts_dir.mkdir(parents=True)
-    with read_only_directory(artifacts_dir):
-        action = action_enqueue(action_type="SLEEP", payload={"seconds": 0}, idempotency_key="read-only")[0]
-        daemon = start_daemon("--proof", env={"AOL_MAX_ATTEMPTS": "10"})
-        wait_until(lambda: Action.objects.get(pk=action.pk).attempts >= 2, message="two failed attempts")
-        action.refresh_from_db()
-        assert action.status in (ActionStatus.RETRY, ActionStatus.RUNNING)
-        failure = ExecutionLog.objects.filter(action_id=action.pk, level="WARNING").first().message
-        assert "could not write artifact" in failure and str(artifacts_dir) in failure
-        assert "writable" in failure  # says what to check
-        assert "retrying in" in failure
-    wait_until(lambda: Action.objects.get(pk=action.pk).status == ActionStatus.SUCCESS, message="success when writable")
-    assert len(success_logs(action)) == 1
-    assert len(artifact_files(artifacts_dir, "sleep")) == 1
-    assert daemon.proc.poll() is None
+    """Invariant: on a read-only artifacts mount (a failure of the environment, not of the actions) the daemon
+    pauses claiming with a growing backoff, counts no attempt and sends nothing to the DLQ, however long it
+    lasts; the reason shows in the status snapshot, aol_status and /metrics; once the mount is writable again
+    every queued action succeeds by itself, exactly once, and the daemon never stopped."""
+    with tmpfs_mount(artifacts_dir):
+        remount(artifacts_dir, "ro")
+        actions = [
+            action_enqueue(action_type="SLEEP", payload={"seconds": 0}, idempotency_key=f"read-only-{i}")[0]
+            for i in range(READ_ONLY_ACTIONS)
+        ]
+        ids = [action.pk for action in actions]
+        # The fast test settings retry after 0.2 s, 3 attempts: the retry window is over in about a second.
+        daemon = start_daemon("--proof")
+        wait_until(
+            lambda: TickLedger.objects.filter(status=TickStatus.BLOCKED).count() >= 3,
+            timeout=30,
+            message="three blocked ticks (about 3 s of backoff)",
+        )
+        states = set(Action.objects.filter(pk__in=ids).values_list("status", "attempts"))
+        assert states == {(ActionStatus.PENDING, 0)}, states
+        returned = ExecutionLog.objects.filter(action_id__in=ids).values_list("message", flat=True)
+        assert len(returned) == 1  # one attempt found the store out; no other action was started
+        assert "could not write artifact" in returned[0] and str(artifacts_dir) in returned[0]
+        assert "Read-only file system" in returned[0] and "attempt not counted" in returned[0]
+
+        environment = status_snapshot()["environment"]
+        assert environment["blocked"] and environment["reason"] == "artifact_store", environment
+        assert "Read-only file system" in environment["detail"] and environment["since"]
+        out = StringIO()
+        call_command("aol_status", stdout=out)
+        assert "Blocked:   claiming paused since" in out.getvalue() and "Read-only file system" in out.getvalue()
+        metrics = metrics_render()[0].decode()
+        assert 'aol_environment_blocked{reason="artifact_store"} 1.0' in metrics
+
+        remount(artifacts_dir, "rw")
+        wait_until(
+            lambda: Action.objects.filter(pk__in=ids, status=ActionStatus.SUCCESS).count() == READ_ONLY_ACTIONS,
+            timeout=60,
+            message="every action succeeds once the mount is writable",
+        )
+        assert set(Action.objects.filter(pk__in=ids).values_list("attempts", flat=True)) == {1}
+        assert [len(success_logs(action)) for action in actions] == [1] * READ_ONLY_ACTIONS
+        assert len(artifact_files(artifacts_dir, "sleep")) == READ_ONLY_ACTIONS
+        assert not Action.objects.filter(status=ActionStatus.DLQ).exists()
+        assert not status_snapshot()["environment"]["blocked"]
+        assert "Artifact store available again" in daemon.output()
+        assert daemon.proc.poll() is None
 
 
 def nested(depth: int) -> dict:

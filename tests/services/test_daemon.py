@@ -1,6 +1,7 @@
 """The daemon's tick, in process: dispatch, flags, budget, PROOF precedence, ledger, exit codes."""
 
 import hashlib
+import re
 import threading
 from datetime import timedelta
 
@@ -12,7 +13,7 @@ from django.utils import timezone
 from orchestration import adapters
 from orchestration.adapters.artifacts import artifact_path
 from orchestration.exceptions import LeaseHeldElsewhere
-from orchestration.models import Action, ActionStatus, ExecutionLog, Lease, TickLedger
+from orchestration.models import Action, ActionStatus, ExecutionLog, Lease, TickLedger, TickStatus
 from orchestration.services.control import control_flags_get, control_kill, control_pause, control_set_proof_mode
 from orchestration.services.daemon import EXIT_LEASE_HELD, EXIT_OK, Daemon, DaemonConfig
 from orchestration.services.lease import lease_acquire_or_renew
@@ -272,3 +273,73 @@ def test_run__heartbeat_keeps_the_lease_while_a_long_action_runs():
     assert taken == []
     slow.refresh_from_db()
     assert slow.status == ActionStatus.SUCCESS
+
+
+# --- environment failures ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def blocked_store(artifacts_dir, settings):
+    """An artifacts directory under a regular file (ENOTDIR, whoever runs the tests); ``repair()`` fixes it."""
+    blocker = artifacts_dir.parent / "blocker"
+    blocker.write_text("not a directory")
+    settings.AOL_ARTIFACTS_DIR = blocker / "artifacts"
+
+    def repair() -> None:
+        blocker.unlink()
+
+    return repair
+
+
+def test_tick__artifact_store_unusable__action_back_uncounted_claiming_paused_with_the_reason(blocked_store):
+    actions = [post_social(f"k{i}") for i in range(3)]
+    daemon, lines = make_daemon(max_actions_per_tick=10)
+
+    report = daemon.tick(0)
+
+    assert (report.status, report.attempted, report.succeeded) == (TickStatus.BLOCKED, 0, 0)
+    assert "claiming paused: artifact store unavailable" in report.notes and "Not a directory" in report.notes
+    states = set(Action.objects.filter(pk__in=[a.pk for a in actions]).values_list("status", "attempts"))
+    assert states == {(ActionStatus.PENDING, 0)}  # not DLQ, not RETRY: no attempt counted
+    assert ExecutionLog.objects.filter(action_id=actions[0].pk, message__contains="attempt not counted").count() == 1
+    assert not ExecutionLog.objects.filter(action_id__in=[a.pk for a in actions[1:]]).exists()  # never started
+    tick = TickLedger.objects.get()
+    assert tick.status == TickStatus.BLOCKED and "artifact store unavailable" in tick.notes
+    assert any("Artifact store unavailable: claiming paused" in line for line in lines)
+
+
+def test_tick__artifact_store_still_unusable__claims_nothing_and_checks_again_with_a_growing_backoff(blocked_store):
+    action = post_social("k")
+    daemon, _ = make_daemon()
+    for number in range(5):
+        assert daemon.tick(number).status == TickStatus.BLOCKED
+
+    notes = list(TickLedger.objects.order_by("id").values_list("notes", flat=True))
+    assert [int(re.search(r"next in (\d+)s", note).group(1)) for note in notes] == [1, 2, 4, 8, 16]
+    assert "5 failed check(s); next in 16s" in notes[-1]
+    assert Action.objects.filter(pk=action.pk).values_list("status", "attempts").get() == (ActionStatus.PENDING, 0)
+    assert ExecutionLog.objects.filter(action_id=action.pk).count() == 1  # claimed once, then never again
+
+
+def test_tick__artifact_store_usable_again__work_resumes_by_itself_and_each_action_runs_once(blocked_store):
+    actions = [post_social(f"k{i}") for i in range(3)]
+    daemon, lines = make_daemon(max_actions_per_tick=10)
+    daemon.tick(0)
+    blocked_store()
+
+    report = daemon.tick(1)
+
+    assert (report.status, report.attempted, report.succeeded) == (TickStatus.SUCCESS, 3, 3)
+    assert "artifact store available again" in report.notes
+    states = set(Action.objects.filter(pk__in=[a.pk for a in actions]).values_list("status", "attempts"))
+    assert states == {(ActionStatus.SUCCESS, 1)}
+    assert any("Artifact store available again" in line for line in lines)
+
+
+def test_tick__adapter_own_transient_error__still_counts_and_does_not_pause():
+    bad = enqueue("TEST_TRANSIENT", "bad")
+    daemon, _ = make_daemon()
+    report = daemon.tick(0)
+    assert (report.status, report.attempted) == (TickStatus.FAIL, 1)
+    assert Action.objects.filter(pk=bad.pk).values_list("status", "attempts").get() == (ActionStatus.RETRY, 1)
+    assert not TickLedger.objects.filter(status=TickStatus.BLOCKED).exists()

@@ -120,3 +120,15 @@ def test_metrics__every_status_is_exported_once_per_action_type(client, token):
         if name in ("aol_queue_depth", "aol_actions_finished") and dict(labels)["action_type"] == "POST_SOCIAL"
     ]
     assert sorted(exported) == sorted(ActionStatus.values)
+
+
+def test_metrics__environment_blocked_gauge_follows_the_newest_tick(client, token):
+    token_value = hold_lease(owner="host:1")
+    for status in ("SUCCESS", "BLOCKED"):
+        tick_record(
+            duration_seconds=0.0, status=status, attempted=0, succeeded=0, owner="host:1",
+            token=token_value, notes="claiming paused: artifact store unavailable" if status == "BLOCKED" else "",
+        )  # fmt: skip
+        m = scrape(client)
+        assert m[("aol_environment_blocked", (("reason", "artifact_store"),))] == (status == "BLOCKED")
+    assert m[("aol_ticks_total", (("status", "BLOCKED"),))] == 1

@@ -127,6 +127,27 @@ def test_status_view__last_tick_and_queue_metrics(viewer):
     assert "s ago" in page and "badge-PARTIAL" in page
 
 
+def test_status_view__blocked_ticks_show_the_environment_banner_with_reason_and_since(viewer):
+    tick(status="SUCCESS", ago_seconds=40)
+    first = tick(status="BLOCKED", ago_seconds=30)
+    tick(status="BLOCKED", ago_seconds=20)
+    TickLedger.objects.filter(pk=tick(status="BLOCKED", ago_seconds=5).pk).update(
+        notes="claiming paused: artifact store unavailable for 25s (next in 4s): Read-only file system"
+    )
+    data = snapshot(client_for(viewer))
+    assert data["environment"]["blocked"] is True and data["environment"]["reason"] == "artifact_store"
+    assert "Read-only file system" in data["environment"]["detail"]
+    assert data["environment"]["since"] == first.started_at.isoformat()
+    page = client_for(viewer).get(STATUS_URL).content.decode()
+    assert '<div id="banner-blocked" class="banner banner-blocked">' in page  # not hidden
+    assert "Read-only file system" in page
+
+    tick(status="SUCCESS", ago_seconds=1)
+    assert snapshot(client_for(viewer))["environment"] == {"blocked": False, "reason": "", "detail": "", "since": None}
+    page = client_for(viewer).get(STATUS_URL).content.decode()
+    assert '<div id="banner-blocked" class="banner banner-blocked" hidden>' in page
+
+
 def test_status_view__ten_most_recent_logs_with_artifacts(viewer):
     for n in range(12):
         log_write(

@@ -39,6 +39,12 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write("Last tick: none yet")
+        environment = snapshot["environment"]
+        if environment["blocked"]:
+            self.stdout.write(
+                f"Blocked:   claiming paused since {environment['since']} ({environment['reason']}): "
+                f"{environment['detail']}"
+            )
         estimated = snapshot["counts_estimated"]
         counts = "  ".join(
             f"{status}: {'~' if status in estimated else ''}{n}" for status, n in snapshot["counts"].items()

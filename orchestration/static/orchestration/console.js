@@ -105,6 +105,7 @@
     document.getElementById("mode-forced").hidden = !s.flags.proof_forced_by_settings;
     document.getElementById("banner-killed").hidden = !s.flags.killed;
     document.getElementById("banner-paused").hidden = !s.flags.paused;
+    document.getElementById("banner-blocked").hidden = !(s.environment && s.environment.blocked);
     var light = document.getElementById("lease-light");
     light.className = "light light-" + s.lease.state;
     light.title = s.lease.state;
