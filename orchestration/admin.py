@@ -32,13 +32,9 @@ from orchestration.dbclock import DbNow
 from orchestration.exceptions import ControlChangeRejected, InvalidAction
 from orchestration.forms import REAL_CONFIRMATION, ReasonForm, reason_field
 from orchestration.models import (
-    CANCELLABLE_STATUSES,
-    DUE_STATUSES,
     MAX_PRIORITY,
     MIN_PRIORITY,
-    REPRIORITISABLE_STATUSES,
     Action,
-    ActionStatus,
     ActionTypePause,
     AuditEntry,
     AuditOutcome,
@@ -50,14 +46,19 @@ from orchestration.models import (
     TickLedger,
 )
 from orchestration.services import control
-from orchestration.services.audit import admin_log_write, audit_denied, audit_write
-from orchestration.services.flow import action_cancel, action_set_priority
+from orchestration.services.audit import audit_write
 from orchestration.services.lease import lease_health_of
-from orchestration.services.queue import (
+from orchestration.services.operator import (
+    ACTIONS,
+    CONFIRM_TICK,
+    CONFIRM_TYPE_REAL,
+    FLAGS,
     MAX_BULK_ACTIONS,
-    action_discard_dlq,
-    action_requeue_now,
-    action_retry_dlq,
+    OperatorVerb,
+    flag_verb,
+    operator_denied,
+    operator_run,
+    verbs_where,
 )
 from orchestration.services.status import table_rows_estimate
 
@@ -135,10 +136,6 @@ class ActionTypeFilter(admin.SimpleListFilter):
         return queryset.filter(action_type=self.value()) if self.value() else queryset
 
 
-class BulkReasonForm(ReasonForm):
-    pass
-
-
 class BulkPriorityForm(ReasonForm):
     priority = forms.IntegerField(
         min_value=MIN_PRIORITY,
@@ -148,27 +145,27 @@ class BulkPriorityForm(ReasonForm):
     )
 
 
-def _cancel_ids(**kwargs) -> list[int]:
-    report = action_cancel(**kwargs)
-    return [*report.cancelled, *report.stop_requested]
+def bulk_form_class(verb: OperatorVerb) -> type[ReasonForm]:
+    """The confirmation form of a bulk admin action: a reason, and what else the verb asks for."""
+    return BulkPriorityForm if "priority" in verb.asks else ReasonForm
 
 
-#: admin action name → (audit verb, service, statuses it acts on, what happens, button label)
-BULK_ACTIONS = {
-    "retry_dlq": ("retry DLQ", action_retry_dlq, (ActionStatus.DLQ,), "go back to PENDING with attempts reset"),
-    "discard_dlq": ("discard DLQ", action_discard_dlq, (ActionStatus.DLQ,), "be marked FAILED (kept, not deleted)"),
-    "requeue_now": ("requeue now", action_requeue_now, DUE_STATUSES, "become due now"),
-    # Flow control (docs/flow-control.md)
-    "cancel_actions": (
-        "cancel",
-        _cancel_ids,
-        (*CANCELLABLE_STATUSES, ActionStatus.RUNNING),
-        "be CANCELLED (kept, not deleted; running ones are asked to stop first)",
-    ),
-    "set_priority": ("set priority", action_set_priority, REPRIORITISABLE_STATUSES, "get the priority below"),
-}
-#: admin action name → its confirmation form, when it needs more than a reason
-BULK_FORMS = {"set_priority": BulkPriorityForm}
+def admin_permission_codename(verb: OperatorVerb) -> str:
+    return verb.permission.split(".", 1)[1]
+
+
+def bulk_admin_action(verb: OperatorVerb):
+    """The admin action of an operator verb on actions; Django offers it to who has its permission."""
+
+    def run(modeladmin: "ActionAdmin", request, queryset):
+        return modeladmin.bulk_run(request, queryset, verb)
+
+    run.__name__ = verb.admin
+    return admin.action(description=verb.description, permissions=[admin_permission_codename(verb)])(run)
+
+
+#: The verbs on actions that the admin offers, by admin action name.
+ADMIN_BULK_VERBS = {verb.admin: verb for verb in verbs_where(target=ACTIONS) if verb.admin}
 
 
 @admin.register(Action)
@@ -188,7 +185,7 @@ class ActionAdmin(InspectionAdmin):
     search_fields = ("=idempotency_key",)  # shows the search box; get_search_results decides what matches
     search_help_text = "The exact idempotency key (case-sensitive, the whole key), or an action id (42 or #42)."
     ordering = ("-id",)
-    actions = ("retry_dlq", "discard_dlq", "requeue_now", "cancel_actions", "set_priority")
+    actions = [bulk_admin_action(verb) for verb in ADMIN_BULK_VERBS.values()]
     fieldsets = (
         (None, {"fields": ("id", "action_type", "status_badge", "idempotency_key")}),
         ("Scheduling", {"fields": ("attempts", "not_before", "claimed_by", "lease_token", "created_at", "updated_at")}),
@@ -267,89 +264,67 @@ class ActionAdmin(InspectionAdmin):
             '<pre class="aol-json">{}</pre>', json.dumps(obj.payload, indent=2, ensure_ascii=False, sort_keys=True)
         )
 
-    # --- permissions and the three bulk actions -----------------------------------------------------
+    # --- the bulk actions: the operator verbs on actions (services/operator.py) ----------------------
 
     def has_manage_dlq_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(permissions.MANAGE_DLQ)
 
-    @admin.action(description="Retry selected DLQ actions (back to PENDING)", permissions=["manage_dlq"])
-    def retry_dlq(self, request, queryset):
-        return self._bulk(request, queryset, "retry_dlq")
-
-    @admin.action(description="Discard selected DLQ actions (mark FAILED)", permissions=["manage_dlq"])
-    def discard_dlq(self, request, queryset):
-        return self._bulk(request, queryset, "discard_dlq")
-
-    @admin.action(description="Requeue selected waiting actions now", permissions=["manage_dlq"])
-    def requeue_now(self, request, queryset):
-        return self._bulk(request, queryset, "requeue_now")
-
-    @admin.action(description="Cancel selected waiting or running actions", permissions=["manage_dlq"])
-    def cancel_actions(self, request, queryset):
-        return self._bulk(request, queryset, "cancel_actions")
-
-    @admin.action(description="Change the priority of selected waiting actions", permissions=["manage_dlq"])
-    def set_priority(self, request, queryset):
-        return self._bulk(request, queryset, "set_priority")
-
     def changelist_view(self, request, extra_context=None):
-        # Without the permission Django does not even offer the actions and ignores a posted one;
+        # Without the permission Django does not even offer the action and ignores a posted one;
         # record such an attempt all the same.
-        if request.method == "POST" and not self.has_manage_dlq_permission(request):
-            names = [name for name in request.POST.getlist("action") if name in BULK_ACTIONS]
-            if names:
-                audit_denied(
-                    actor=request.user.get_username(),
-                    verb=BULK_ACTIONS[names[0]][0],
-                    permission=permissions.MANAGE_DLQ,
-                    reason=request.POST.get("reason", ""),
-                    target="admin action on actions",
-                )
+        verb = ADMIN_BULK_VERBS.get(request.POST.get("action", "")) if request.method == "POST" else None
+        if verb is not None and not request.user.has_perm(verb.permission):
+            operator_denied(
+                verb=verb,
+                actor=request.user.get_username(),
+                reason=request.POST.get("reason", ""),
+                target="admin action on actions",
+            )
         return super().changelist_view(request, extra_context)
 
-    def _bulk(self, request, queryset, name: str):
-        """Show how many rows will change and ask for a reason; on confirmation, call the service.
+    def bulk_run(self, request, queryset, verb: OperatorVerb):
+        """Show how many rows will change and ask for a reason; on confirmation, run the verb.
 
         ``queryset`` is the selection, or everything matching the current filters when "select
-        all" was used; at most MAX_BULK_ACTIONS eligible rows (oldest first) change per request.
+        all" was used (then at most MAX_BULK_ACTIONS eligible rows, oldest first, per request).
+        The service applies the bulk rule: the chosen actions it may not change are skipped.
         """
-        verb, service, statuses, outcome = BULK_ACTIONS[name]
-        eligible = queryset.filter(status__in=statuses).order_by("id")
+        select_across = request.POST.get("select_across") == "1"
+        eligible = queryset.filter(status__in=verb.eligible).order_by("id")
         ids = list(eligible.values_list("pk", flat=True)[: MAX_BULK_ACTIONS + 1])
         more = len(ids) > MAX_BULK_ACTIONS
         ids = ids[:MAX_BULK_ACTIONS]
+        skipped = {} if select_across else dict(queryset.exclude(pk__in=ids).order_by("id").values_list("pk", "status"))
         if not ids:
-            wanted = "/".join(str(status) for status in statuses)
-            self.message_user(
-                request, f"{verb}: none of the chosen actions is {wanted}; nothing changed.", messages.WARNING
-            )
+            self.message_user(request, f"{verb.label}: {verb.refusal(skipped)}", messages.WARNING)
             return None
-        form = BULK_FORMS.get(name, BulkReasonForm)(request.POST if "confirm" in request.POST else None)
+        form = bulk_form_class(verb)(request.POST if "confirm" in request.POST else None)
         if "confirm" in request.POST and form.is_valid():
-            extra = {key: value for key, value in form.cleaned_data.items() if key != "reason"}
             try:
-                changed = service(
-                    action_ids=ids, actor=request.user.get_username(), reason=form.cleaned_data["reason"], **extra
+                result = operator_run(
+                    verb=verb,
+                    actor=request.user.get_username(),
+                    reason=form.cleaned_data["reason"],
+                    user_id=request.user.pk,
+                    via="an admin action",
+                    action_ids=ids + list(skipped),
+                    **{name: form.cleaned_data[name] for name in verb.asks},
                 )
             except (ControlChangeRejected, InvalidAction) as exc:
-                self.message_user(request, f"{verb}: {exc}", messages.ERROR)
+                self.message_user(request, f"{verb.label}: {exc}", messages.ERROR)
                 return None
-            admin_log_write(
-                user_id=request.user.pk,
-                objects=Action.objects.filter(pk__in=changed),
-                message=f"{verb} (admin action); reason: {form.cleaned_data['reason']}",
-            )
             rest = f" More matched: run it again for the next {MAX_BULK_ACTIONS:,}." if more else ""
-            self.message_user(request, f"{verb}: {len(changed)} action(s) changed.{rest}", messages.SUCCESS)
+            level = messages.SUCCESS if result.changed else messages.INFO
+            self.message_user(request, f"{verb.label}: {result.message}{rest}", level)
             return None
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Confirm: {verb}",
+            "title": f"Confirm: {verb.label}",
             "opts": self.model._meta,
             "verb": verb,
-            "action_name": name,
-            "outcome": outcome,
+            "action_name": verb.admin,
             "count": len(ids),
+            "skipped": len(skipped),
             "more": more,
             "cap": MAX_BULK_ACTIONS,
             "first_ids": ids[:20],
@@ -421,6 +396,10 @@ class ActionAdmin(InspectionAdmin):
 # --- Control flags: a singleton edited through the services -------------------------------------------
 
 
+#: The control flags the admin edits; each change runs the verb that sets the flag to its new value.
+FLAG_FIELDS = tuple(dict.fromkeys(verb.flag[0] for verb in verbs_where(target=FLAGS) if verb.flag))
+
+
 class ControlFlagsForm(forms.ModelForm):
     reason = reason_field()
     confirm_kill = forms.BooleanField(required=False, label="Yes, kill the daemon (when ticking “killed”)")
@@ -430,30 +409,27 @@ class ControlFlagsForm(forms.ModelForm):
 
     class Meta:
         model = ControlFlags
-        fields = ("paused", "killed", "proof_mode")
+        fields = FLAG_FIELDS
 
     def clean(self):
         cleaned = super().clean()
-        if "killed" in self.changed_data and cleaned.get("killed") and not cleaned.get("confirm_kill"):
-            self.add_error("confirm_kill", "Tick to confirm: kill makes every daemon release its lease and exit.")
-        if "proof_mode" in self.changed_data and cleaned.get("proof_mode") is False:
-            if (cleaned.get("confirm_real") or "").strip() != REAL_CONFIRMATION:
+        for name in FLAG_FIELDS:
+            if name not in self.changed_data:
+                continue
+            verb = flag_verb(flag=name, value=bool(cleaned.get(name)))
+            if verb.confirm == CONFIRM_TICK and not cleaned.get("confirm_kill"):
+                self.add_error("confirm_kill", "Tick to confirm: kill makes every daemon release its lease and exit.")
+            if verb.confirm == CONFIRM_TYPE_REAL and (cleaned.get("confirm_real") or "").strip() != REAL_CONFIRMATION:
                 self.add_error(
                     "confirm_real", f"Type {REAL_CONFIRMATION} to confirm: in REAL mode actions act for real."
                 )
         return cleaned
 
 
-#: field → (permission needed to change it, service for True, service for False)
-FLAG_CONTROLS = {
-    "paused": (permissions.PAUSE_DAEMON, control.control_pause, control.control_resume),
-    "killed": (permissions.KILL_DAEMON, control.control_kill, control.control_revive),
-    "proof_mode": (
-        permissions.SWITCH_MODE,
-        lambda **kw: control.control_set_proof_mode(enabled=True, **kw),
-        lambda **kw: control.control_set_proof_mode(enabled=False, **kw),
-    ),
-}
+def _flag_change_allowed(user, flags: ControlFlags | None, name: str) -> bool:
+    """May ``user`` flip flag ``name`` from its current value (the verb doing it needs a permission)?"""
+    current = getattr(flags or control.control_flags_get(), name)
+    return user.has_perm(flag_verb(flag=name, value=not current).permission)
 
 
 @admin.register(ControlFlags)
@@ -473,13 +449,13 @@ class ControlFlagsAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return any(request.user.has_perm(perm) for perm, _, _ in FLAG_CONTROLS.values())
+        return any(request.user.has_perm(verb.permission) for verb in verbs_where(target=FLAGS))
 
     def has_view_permission(self, request, obj=None):
         return super().has_view_permission(request, obj) or self.has_change_permission(request, obj)
 
     def get_readonly_fields(self, request, obj=None):
-        locked = [name for name, (perm, _, _) in FLAG_CONTROLS.items() if not request.user.has_perm(perm)]
+        locked = [name for name in FLAG_FIELDS if not _flag_change_allowed(request.user, obj, name)]
         return [*locked, "updated_at", "updated_by"]
 
     def get_fieldsets(self, request, obj=None):
@@ -492,19 +468,19 @@ class ControlFlagsAdmin(admin.ModelAdmin):
         return redirect("admin:orchestration_controlflags_change", flags.pk)
 
     def save_model(self, request, obj, form, change):
-        """Apply each changed flag through its service (execution log + audit); never obj.save()."""
-        reason = form.cleaned_data["reason"]
+        """Run the verb of each changed flag (execution log + audit); never obj.save()."""
+        actor, reason = request.user.get_username(), form.cleaned_data["reason"]
         for name in form.changed_data:
-            if name not in FLAG_CONTROLS:
+            if name not in FLAG_FIELDS:
                 continue
-            perm, turn_on, turn_off = FLAG_CONTROLS[name]
-            if not request.user.has_perm(perm):  # the field is read-only for them; belt and braces
+            verb = flag_verb(flag=name, value=form.cleaned_data[name])
+            if not request.user.has_perm(verb.permission):  # the field is read-only for them; belt and braces
+                operator_denied(verb=verb, actor=actor, reason=reason)
                 continue
-            service = turn_on if form.cleaned_data[name] else turn_off
-            service(actor=request.user.get_username(), reason=reason)
+            operator_run(verb=verb, actor=actor, reason=reason)
 
     def construct_change_message(self, request, form, formsets, add=False):
-        changed = [name for name in form.changed_data if name in FLAG_CONTROLS]
+        changed = [name for name in form.changed_data if name in FLAG_FIELDS]
         values = ", ".join(f"{name}={form.cleaned_data[name]}" for name in changed) or "nothing"
         return f"Changed {values} through the control services; reason: {form.cleaned_data.get('reason', '')}"
 

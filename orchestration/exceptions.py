@@ -152,5 +152,5 @@ class ApprovalRefused(ControlChangeRejected):
     """The approval or rejection was refused; nothing changed."""
 
 
-class CancelRefused(ControlChangeRejected):
-    """The cancellation was refused; nothing changed."""
+class NoEligibleActions(ControlChangeRejected):
+    """None of the chosen actions is in a status this operator verb acts on; nothing changed."""

@@ -1,4 +1,10 @@
-"""Forms of the operator console: every control asks for a reason; risky ones for a confirmation."""
+"""Forms of the operator console: every control asks for a reason; risky ones for a confirmation.
+
+A form that posts an operator verb says which of its fields the verb's service takes
+(``operator_params``) and where the service's refusal is shown (``error_field``).
+"""
+
+from typing import Any
 
 from django import forms
 
@@ -6,12 +12,8 @@ from orchestration.adapters import action_types
 from orchestration.exceptions import InvalidAction, InvalidPayload
 from orchestration.models import MAX_PRIORITY, MIN_PRIORITY
 from orchestration.services.control import MAX_REASON_LENGTH
-from orchestration.services.queue import (
-    MAX_BULK_ACTIONS,
-    MAX_IDEMPOTENCY_KEY_LENGTH,
-    action_fields_clean,
-    action_payload_from_json,
-)
+from orchestration.services.operator import CONFIRM_TICK, CONFIRM_TYPE_REAL, MAX_BULK_ACTIONS, OperatorVerb
+from orchestration.services.queue import MAX_IDEMPOTENCY_KEY_LENGTH, action_fields_clean, action_payload_from_json
 
 REAL_CONFIRMATION = "REAL"
 
@@ -26,6 +28,11 @@ def reason_field() -> forms.CharField:
 
 class ReasonForm(forms.Form):
     reason = reason_field()
+
+    error_field = "reason"
+
+    def operator_params(self) -> dict[str, Any]:
+        return {}
 
 
 class KillForm(ReasonForm):
@@ -52,7 +59,7 @@ class RealModeForm(ReasonForm):
 
 
 class ActionIdsField(forms.Field):
-    """Action ids sent as repeated ``action_ids`` values (the DLQ table's checkboxes)."""
+    """Action ids sent as repeated ``action_ids`` values (the checkboxes of the table of actions needing attention)."""
 
     widget = forms.MultipleHiddenInput
 
@@ -69,11 +76,21 @@ class ActionIdsField(forms.Field):
         return ids
 
 
-class DlqForm(ReasonForm):
+def flag_form_class(verb: OperatorVerb) -> type[ReasonForm]:
+    """The form of a control-flag verb: a reason, and the confirmation the verb asks for."""
+    return {CONFIRM_TICK: KillForm, CONFIRM_TYPE_REAL: RealModeForm}.get(verb.confirm, ReasonForm)
+
+
+class AttentionForm(ReasonForm):
+    """Retry or discard the actions that wait for a person: DLQ and NEEDS_REVIEW."""
+
     SELECTED, ALL = "selected", "all"
 
     scope = forms.ChoiceField(
-        choices=[(SELECTED, "Selected actions"), (ALL, f"All DLQ actions (oldest {MAX_BULK_ACTIONS:,} at most)")],
+        choices=[
+            (SELECTED, "Selected actions"),
+            (ALL, f"All DLQ and NEEDS_REVIEW actions (oldest {MAX_BULK_ACTIONS:,} at most)"),
+        ],
         initial=SELECTED,
         widget=forms.RadioSelect,
     )
@@ -84,14 +101,15 @@ class DlqForm(ReasonForm):
         if cleaned.get("scope") == self.SELECTED:
             ids = cleaned.get("action_ids") or []
             if not ids and "action_ids" not in self.errors:
-                self.add_error("action_ids", "Select at least one DLQ action, or choose all.")
+                self.add_error("action_ids", "Select at least one DLQ action or NEEDS_REVIEW action, or choose all.")
             elif len(ids) > MAX_BULK_ACTIONS:
                 self.add_error("action_ids", f"At most {MAX_BULK_ACTIONS:,} actions per request.")
         return cleaned
 
-    def selected_ids(self) -> list[int] | None:
-        """The ids to act on, or None for all DLQ actions."""
-        return None if self.cleaned_data["scope"] == self.ALL else self.cleaned_data["action_ids"]
+    def operator_params(self) -> dict[str, Any]:
+        """The ids to act on, or None for all DLQ and NEEDS_REVIEW actions."""
+        ids = None if self.cleaned_data["scope"] == self.ALL else self.cleaned_data["action_ids"]
+        return {"action_ids": ids}
 
 
 class EnqueueForm(ReasonForm):
@@ -186,11 +204,16 @@ class RejectForm(ReasonForm):
 class TypePauseForm(ReasonForm):
     action_type = forms.ChoiceField(choices=[], label="Action type")
 
+    error_field = "action_type"
+
     def __init__(self, *args, paused: list[str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         # Known types, plus any paused name whose adapter has gone (so it can still be resumed).
         names = sorted(set(action_types()) | set(paused or ()))
         self.fields["action_type"].choices = [(name, name) for name in names]
+
+    def operator_params(self) -> dict[str, Any]:
+        return {"action_type": self.cleaned_data["action_type"]}
 
 
 class ActionIdsTextField(forms.CharField):
@@ -210,9 +233,10 @@ class ActionIdsTextField(forms.CharField):
 
 
 class QueueActionsForm(ReasonForm):
-    """Cancel actions, or change their priority, by id."""
+    """Requeue, cancel or reprioritise actions named by id; ``verb`` is the one posted."""
 
     field_order = ["action_ids", "priority", "reason"]
+    error_field = "action_ids"
 
     action_ids = ActionIdsTextField(
         label="Action ids",
@@ -227,3 +251,17 @@ class QueueActionsForm(ReasonForm):
         widget=forms.NumberInput(attrs={"style": "width: 5em"}),
         help_text=f"For “Set priority”: {MIN_PRIORITY} to {MAX_PRIORITY}.",
     )
+
+    def __init__(self, *args, verb: OperatorVerb, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.verb = verb
+
+    def clean(self):
+        cleaned = super().clean()
+        if "priority" in self.verb.asks and cleaned.get("priority") is None and "priority" not in self.errors:
+            self.add_error("priority", "Give the new priority.")
+        return cleaned
+
+    def operator_params(self) -> dict[str, Any]:
+        asked = {name: self.cleaned_data[name] for name in self.verb.asks}
+        return {"action_ids": self.cleaned_data["action_ids"], **asked}

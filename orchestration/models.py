@@ -157,8 +157,9 @@ class ActionQuerySet(models.QuerySet):
         """RUNNING actions claimed under an older lease token: their daemon is gone."""
         return self.running().filter(lease_token__lt=current_token)
 
-    def dead(self):
-        return self.filter(status=ActionStatus.DLQ)
+    def needing_attention(self):
+        """Actions that wait for a person to retry or discard them: DLQ and NEEDS_REVIEW."""
+        return self.filter(status__in=ATTENTION_STATUSES)
 
     def awaiting_approval(self):
         return self.filter(status=ActionStatus.AWAITING_APPROVAL)

@@ -3,7 +3,7 @@
 PAUSE_DAEMON = "orchestration.pause_daemon"  # pause, resume, and switch back to PROOF
 KILL_DAEMON = "orchestration.kill_daemon"  # kill and revive
 SWITCH_MODE = "orchestration.switch_mode"  # go REAL
-MANAGE_DLQ = "orchestration.manage_dlq"  # retry, discard, requeue now
+MANAGE_DLQ = "orchestration.manage_dlq"  # the verbs on actions: retry, discard, requeue now, cancel, set priority
 ENQUEUE_ACTION = "orchestration.enqueue_action"
 APPROVE_ACTION = "orchestration.approve_action"  # approve or reject PROOF artifacts before their REAL run
 

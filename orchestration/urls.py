@@ -3,6 +3,7 @@
 from django.urls import path
 
 from orchestration import health_views, views
+from orchestration.services.operator import CONSOLE_ACTIONS, CONSOLE_ATTENTION, CONSOLE_FLAGS, CONSOLE_TYPES
 
 app_name = "orchestration"
 
@@ -10,12 +11,12 @@ urlpatterns = [
     path("diagnostics/", health_views.diagnostics, name="diagnostics"),
     path("", views.status, name="status"),
     path("status.json", views.status_json, name="status_json"),
-    path("control/<slug:verb>/", views.control_change, name="control"),
-    path("dlq/<slug:operation>/", views.dlq_change, name="dlq"),
+    # The operator verbs, by console group (services/operator.py VERBS)
+    path("control/<slug:slug>/", views.operate, {"group": CONSOLE_FLAGS}, name="control"),
+    path("dlq/<slug:slug>/", views.operate, {"group": CONSOLE_ATTENTION}, name="dlq"),
+    path("types/<slug:slug>/", views.operate, {"group": CONSOLE_TYPES}, name="type_pause"),
+    path("actions/<slug:slug>/", views.operate, {"group": CONSOLE_ACTIONS}, name="queue_actions"),
     path("enqueue/", views.enqueue, name="enqueue"),
-    # Flow control (docs/flow-control.md)
-    path("types/<slug:verb>/", views.type_pause_change, name="type_pause"),
-    path("actions/<slug:operation>/", views.queue_actions_change, name="queue_actions"),
     path("approvals/", views.approvals, name="approvals"),
     path("approvals/<int:action_id>/", views.approval_detail, name="approval"),
     path("approvals/<int:action_id>/<slug:decision>/", views.approval_decide, name="approval_decide"),

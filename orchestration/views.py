@@ -7,8 +7,6 @@ check the one permission each control needs, validate the form and report back.
 
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from functools import wraps
 
 from django import forms
@@ -28,55 +26,34 @@ from orchestration.conf import aol
 from orchestration.exceptions import ControlChangeRejected, InvalidAction, InvalidPriority
 from orchestration.forms import (
     ApproveForm,
-    DlqForm,
+    AttentionForm,
     EnqueueForm,
-    KillForm,
     QueueActionsForm,
-    RealModeForm,
-    ReasonForm,
     RejectForm,
     TypePauseForm,
+    flag_form_class,
 )
 from orchestration.models import Action, ActionStatus
-from orchestration.services import control, flow, queue
+from orchestration.services import control, queue
 from orchestration.services.approval import action_approve, action_reject, approval_review
 from orchestration.services.audit import admin_log_write, audit_denied
+from orchestration.services.operator import (
+    ACTION_TYPE,
+    CONSOLE_ACTIONS,
+    CONSOLE_ATTENTION,
+    CONSOLE_FLAGS,
+    CONSOLE_TYPES,
+    MAX_BULK_ACTIONS,
+    OperatorVerb,
+    operator_denied,
+    operator_run,
+    verb_for_console,
+    verbs_where,
+)
 from orchestration.services.status import status_snapshot
 
 logger = logging.getLogger("orchestration")
 
-
-@dataclass(frozen=True)
-class Control:
-    """One flag control: the permission it needs, its form, and the service that makes the change."""
-
-    label: str
-    permission: str
-    form: type[forms.Form]
-    change: Callable[..., tuple]
-    danger: bool = False
-
-
-CONTROLS: dict[str, Control] = {
-    "pause": Control("Pause", permissions.PAUSE_DAEMON, ReasonForm, control.control_pause),
-    "resume": Control("Resume", permissions.PAUSE_DAEMON, ReasonForm, control.control_resume),
-    "kill": Control("Kill", permissions.KILL_DAEMON, KillForm, control.control_kill, danger=True),
-    "revive": Control("Revive", permissions.KILL_DAEMON, ReasonForm, control.control_revive),
-    # Back to PROOF is the safe direction: whoever may pause may do it. REAL needs its own permission.
-    "proof": Control(
-        "Switch to PROOF",
-        permissions.PAUSE_DAEMON,
-        ReasonForm,
-        lambda **kw: control.control_set_proof_mode(enabled=True, **kw),
-    ),
-    "real": Control(
-        "Switch to REAL",
-        permissions.SWITCH_MODE,
-        RealModeForm,
-        lambda **kw: control.control_set_proof_mode(enabled=False, **kw),
-        danger=True,
-    ),
-}
 
 #: The queue card's rows: label, status, extra CSS class. Every status is shown, so the rows add up.
 QUEUE_ROWS = (
@@ -92,11 +69,6 @@ QUEUE_ROWS = (
     ("Cancelled", ActionStatus.CANCELLED, ""),
     ("Rejected", ActionStatus.REJECTED, ""),
 )
-
-DLQ_OPERATIONS = {
-    "retry": ("retry DLQ", queue.action_retry_dlq, "back to PENDING with attempts reset"),
-    "discard": ("discard DLQ", queue.action_discard_dlq, "marked FAILED (kept, not deleted)"),
-}
 
 
 def staff_required(view=None, *, json: bool = False):
@@ -150,7 +122,6 @@ def _actor(request: HttpRequest) -> str:
 
 def _status_page(request: HttpRequest, *, bound: dict[str, forms.Form] | None = None) -> TemplateResponse:
     bound = bound or {}
-    forms_by_name = {name: bound.get(name) or spec.form(prefix=name) for name, spec in CONTROLS.items()}
     user = request.user
     snapshot = status_snapshot(detail=True)
     context = {
@@ -169,27 +140,60 @@ def _status_page(request: HttpRequest, *, bound: dict[str, forms.Form] | None = 
         ],
         "refusing_real": [adapter for adapter in snapshot["adapters"] if not adapter["supports_real"]],
         "controls": [
-            {
-                "name": name,
-                "label": spec.label,
-                "form": forms_by_name[name],
-                "allowed": user.has_perm(spec.permission),
-                "permission": spec.permission,
-                "danger": spec.danger,
-            }
-            for name, spec in CONTROLS.items()
+            {**_verb_context(user, verb), "form": bound.get(verb.name) or _verb_form(verb)}
+            for verb in verbs_where(console=CONSOLE_FLAGS)
         ],
-        "dlq_form": bound.get("dlq") or DlqForm(prefix="dlq"),
-        "dlq_allowed": user.has_perm(permissions.MANAGE_DLQ),
+        **_group_context(user, CONSOLE_ATTENTION, "dlq", bound),
         "enqueue_form": bound.get("enqueue") or EnqueueForm(prefix="enqueue"),
         "enqueue_allowed": user.has_perm(permissions.ENQUEUE_ACTION),
         "refresh_ms": int(float(aol.console_refresh_seconds) * 1000),
         "refresh_seconds": f"{float(aol.console_refresh_seconds):g}",
-        "max_bulk": queue.MAX_BULK_ACTIONS,
+        "max_bulk": MAX_BULK_ACTIONS,
         "permissions": permissions,
         **_flow_context(request, snapshot=snapshot, bound=bound),
     }
     return TemplateResponse(request, "orchestration/status.html", context)
+
+
+def _verb_context(user, verb: OperatorVerb) -> dict:
+    return {
+        "name": verb.name,
+        "slug": verb.slug,
+        "label": verb.label,
+        "description": verb.description,
+        "permission": verb.permission,
+        "allowed": user.has_perm(verb.permission),
+        "danger": verb.danger,
+        "confirm": verb.confirm,
+    }
+
+
+def _group_context(user, group: str, name: str, bound: dict[str, forms.Form], **form_kwargs) -> dict:
+    """One console form offering several verbs: ``<name>_form``, ``<name>_verbs``, ``<name>_missing``."""
+    verbs = verbs_where(console=group)
+    return {
+        f"{name}_form": bound.get(FORM_PREFIXES[group]) or _verb_form(verbs[0], **form_kwargs),
+        f"{name}_verbs": [_verb_context(user, verb) for verb in verbs],
+        f"{name}_missing": sorted({verb.permission for verb in verbs if not user.has_perm(verb.permission)}),
+    }
+
+
+#: The prefix of each console form that offers several verbs (the flags' forms are prefixed by their verb).
+FORM_PREFIXES = {CONSOLE_ATTENTION: "dlq", CONSOLE_TYPES: "types", CONSOLE_ACTIONS: "queue"}
+
+
+def _verb_form(verb: OperatorVerb, data=None, *, paused: list[str] | None = None) -> forms.Form:
+    """The console form that posts ``verb``."""
+    if verb.console == CONSOLE_FLAGS:
+        return flag_form_class(verb)(data, prefix=verb.name)
+    prefix = FORM_PREFIXES[verb.console]
+    if verb.console == CONSOLE_ATTENTION:
+        return AttentionForm(data, prefix=prefix)
+    if verb.console == CONSOLE_TYPES:
+        if paused is None:
+            paused = [pause.action_type for pause in control.control_paused_types()]
+        return TypePauseForm(data, prefix=prefix, paused=paused)
+    return QueueActionsForm(data, prefix=prefix, verb=verb)
 
 
 @never_cache
@@ -209,63 +213,37 @@ def status_json(request: HttpRequest) -> JsonResponse:
 
 @require_POST
 @staff_required
-def control_change(request: HttpRequest, verb: str) -> HttpResponse:
-    spec = CONTROLS.get(verb)
-    if spec is None:
-        raise Http404(f"Unknown control {verb!r}.")
-    service_verb = {"proof": "switch to PROOF", "real": "switch to REAL"}.get(verb, verb)
-    if not request.user.has_perm(spec.permission):
-        return _refuse(request, verb=service_verb, permission=spec.permission, target="control flags")
-    form = spec.form(request.POST, prefix=verb)
+def operate(request: HttpRequest, group: str, slug: str) -> HttpResponse:
+    """Every operator control of the status view; the verb table says what each needs and does."""
+    verb = verb_for_console(group=group, slug=slug)
+    if verb is None:
+        raise Http404(f"Unknown control {slug!r}.")
+    if not request.user.has_perm(verb.permission):
+        target = f"action type {request.POST.get('types-action_type', '?')}" if verb.target == ACTION_TYPE else ""
+        operator_denied(verb=verb, actor=_actor(request), reason=_posted_reason(request), target=target[:255])
+        return _denied(
+            request, f"You do not have the permission to {verb.audit_verb} ({verb.permission}). Nothing was changed."
+        )
+    form = _verb_form(verb, request.POST)
     if form.is_valid():
         try:
-            flags, changed = spec.change(actor=_actor(request), reason=form.cleaned_data["reason"])
-        except ControlChangeRejected as exc:
-            form.add_error("reason", str(exc))
-        else:
-            mode = "PROOF" if flags.proof_mode else "REAL"
-            summary = f"paused={flags.paused}, killed={flags.killed}, mode={mode}"
-            admin_log_write(
+            result = operator_run(
+                verb=verb,
+                actor=_actor(request),
+                reason=form.cleaned_data["reason"],
                 user_id=request.user.pk,
-                objects=[flags],
-                message=f"{service_verb} from the status view{'' if changed else ' (no change)'}: "
-                f"{summary}; reason: {form.cleaned_data['reason']}",
+                via="the status view",
+                **form.operator_params(),
             )
-            if changed:
-                messages.success(request, f"{spec.label}: done ({summary}).")
-            else:
-                messages.info(request, f"{spec.label}: it already was so; nothing changed ({summary}).")
-            return redirect("orchestration:status")
-    # request.POST keys carry the prefix; render the page with the errors beside the control.
-    return _status_page(request, bound={verb: form})
-
-
-@require_POST
-@staff_required
-def dlq_change(request: HttpRequest, operation: str) -> HttpResponse:
-    if operation not in DLQ_OPERATIONS:
-        raise Http404(f"Unknown DLQ operation {operation!r}.")
-    verb, service, outcome = DLQ_OPERATIONS[operation]
-    if not request.user.has_perm(permissions.MANAGE_DLQ):
-        return _refuse(request, verb=verb, permission=permissions.MANAGE_DLQ, target="DLQ")
-    form = DlqForm(request.POST, prefix="dlq")
-    if form.is_valid():
-        try:
-            ids = service(action_ids=form.selected_ids(), actor=_actor(request), reason=form.cleaned_data["reason"])
+        except InvalidPriority as exc:
+            form.add_error("priority", str(exc))
         except ControlChangeRejected as exc:
-            form.add_error("reason", str(exc))
+            form.add_error(form.error_field, str(exc))
         else:
-            admin_log_write(
-                user_id=request.user.pk,
-                objects=Action.objects.filter(pk__in=ids),
-                message=f"{verb} from the status view; reason: {form.cleaned_data['reason']}",
-            )
-            if ids:
-                messages.success(request, f"{verb}: {len(ids)} action(s) {outcome}.")
-            else:
-                messages.warning(request, f"{verb}: no DLQ action matched; nothing changed.")
+            (messages.success if result.changed else messages.info)(request, f"{verb.label}: {result.message}")
             return redirect("orchestration:status")
-    return _status_page(request, bound={"dlq": form})
+    # The POST keys carry the form's prefix; render the page with the errors beside the control.
+    return _status_page(request, bound={form.prefix: form})
 
 
 @require_POST
@@ -323,10 +301,8 @@ def _flow_context(request: HttpRequest, *, snapshot: dict, bound: dict[str, form
     user = request.user
     paused = [pause["action_type"] for pause in snapshot["paused_types"]]
     return {
-        "type_pause_form": bound.get("types") or TypePauseForm(prefix="types", paused=paused),
-        "type_pause_allowed": user.has_perm(permissions.PAUSE_DAEMON),
-        "queue_form": bound.get("queue") or QueueActionsForm(prefix="queue"),
-        "queue_allowed": user.has_perm(permissions.MANAGE_DLQ),
+        **_group_context(user, CONSOLE_TYPES, "type_pause", bound, paused=paused),
+        **_group_context(user, CONSOLE_ACTIONS, "queue", bound),
         "approve_allowed": user.has_perm(permissions.APPROVE_ACTION),
         "action_type_rows": [
             {
@@ -338,82 +314,6 @@ def _flow_context(request: HttpRequest, *, snapshot: dict, bound: dict[str, form
             for name in sorted({t["action_type"] for t in snapshot["type_settings"]} | set(paused))
         ],
     }
-
-
-TYPE_CONTROLS = {
-    "pause": ("pause type", control.control_pause_type, "paused: no new action of it starts"),
-    "resume": ("resume type", control.control_resume_type, "resumed"),
-}
-
-
-@require_POST
-@staff_required
-def type_pause_change(request: HttpRequest, verb: str) -> HttpResponse:
-    if verb not in TYPE_CONTROLS:
-        raise Http404(f"Unknown control {verb!r}.")
-    label, service, outcome = TYPE_CONTROLS[verb]
-    if not request.user.has_perm(permissions.PAUSE_DAEMON):
-        target = f"action type {request.POST.get('types-action_type', '?')}"[:255]
-        return _refuse(request, verb=label, permission=permissions.PAUSE_DAEMON, target=target)
-    paused = list(control.control_paused_types())
-    form = TypePauseForm(request.POST, prefix="types", paused=[p.action_type for p in paused])
-    if form.is_valid():
-        action_type = form.cleaned_data["action_type"]
-        try:
-            _, changed = service(action_type=action_type, actor=_actor(request), reason=form.cleaned_data["reason"])
-        except ControlChangeRejected as exc:
-            form.add_error("action_type", str(exc))
-        else:
-            if changed:
-                messages.success(request, f"{action_type} {outcome}.")
-            else:
-                messages.info(request, f"{action_type}: it already was so; nothing changed.")
-            return redirect("orchestration:status")
-    return _status_page(request, bound={"types": form})
-
-
-@require_POST
-@staff_required
-def queue_actions_change(request: HttpRequest, operation: str) -> HttpResponse:
-    """Cancel actions, or set their priority, by id (manage_dlq)."""
-    verbs = {"cancel": "cancel", "priority": "set priority"}
-    if operation not in verbs:
-        raise Http404(f"Unknown operation {operation!r}.")
-    if not request.user.has_perm(permissions.MANAGE_DLQ):
-        return _refuse(request, verb=verbs[operation], permission=permissions.MANAGE_DLQ, target="actions")
-    form = QueueActionsForm(request.POST, prefix="queue")
-    if form.is_valid():
-        ids, reason = form.cleaned_data["action_ids"], form.cleaned_data["reason"]
-        try:
-            if operation == "cancel":
-                report = flow.action_cancel(action_ids=ids, actor=_actor(request), reason=reason)
-                changed = [*report.cancelled, *report.stop_requested]
-                summary = f"{len(report.cancelled)} action(s) cancelled" + (
-                    f", {len(report.stop_requested)} running action(s) asked to stop" if report.stop_requested else ""
-                )
-            else:
-                if form.cleaned_data["priority"] is None:
-                    raise InvalidPriority("Give the new priority.")
-                changed = flow.action_set_priority(
-                    action_ids=ids, priority=form.cleaned_data["priority"], actor=_actor(request), reason=reason
-                )
-                summary = f"{len(changed)} action(s) now at priority {form.cleaned_data['priority']}"
-        except InvalidPriority as exc:
-            form.add_error("priority", str(exc))
-        except ControlChangeRejected as exc:
-            form.add_error("action_ids", str(exc))
-        else:
-            admin_log_write(
-                user_id=request.user.pk,
-                objects=Action.objects.filter(pk__in=changed),
-                message=f"{verbs[operation]} from the status view; reason: {reason}",
-            )
-            if changed:
-                messages.success(request, f"{verbs[operation]}: {summary}.")
-            else:
-                messages.info(request, f"{verbs[operation]}: nothing needed changing.")
-            return redirect("orchestration:status")
-    return _status_page(request, bound={"queue": form})
 
 
 #: The most actions the approvals page lists.

@@ -8,7 +8,6 @@ write made on behalf of a daemon is fenced on its lease token (see services/leas
 import json
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,7 +23,6 @@ from orchestration.adapters import ActionAdapter, adapter_get
 from orchestration.conf import aol
 from orchestration.dbclock import DbNow, db_now
 from orchestration.exceptions import (
-    ControlChangeRejected,
     IdempotencyConflict,
     InvalidAction,
     InvalidIdempotencyKey,
@@ -35,7 +33,6 @@ from orchestration.exceptions import (
     UnknownActionType,
 )
 from orchestration.models import (
-    ATTENTION_STATUSES,
     DUE_STATUSES,
     FIRST_ATTEMPT_STATUSES,
     MAX_PRIORITY,
@@ -814,126 +811,6 @@ def action_queue_depth() -> dict[str, int]:
     rows = Action.objects.filter(status__in=OPEN_STATUSES).order_by().values_list("status").annotate(n=Count("id"))
     depth.update(dict(rows))
     return depth
-
-
-#: The most actions one operator request may change; the admin's bulk pages cap at this too.
-MAX_BULK_ACTIONS = 1000
-
-
-def _operator_update(
-    *,
-    verb: str,
-    eligible: Iterable[str],
-    action_ids: Iterable[int] | None,
-    actor: str,
-    reason: str,
-    limit: int,
-    fields: dict[str, Any],
-    after: dict[str, Any],
-) -> list[int]:
-    """Apply ``fields`` to the eligible actions among ``action_ids`` (None: all eligible, oldest
-    first), at most ``limit``; one execution-log row per action and one audit row. Returns the ids."""
-    reason = operator_reason_clean(reason=reason, actor=actor, verb=verb)
-    eligible = [str(status) for status in eligible]
-    selected: list[int] | None = None
-    if action_ids is not None:
-        try:
-            selected = sorted({int(pk) for pk in action_ids})
-        except (TypeError, ValueError):
-            raise ControlChangeRejected("Action ids must be whole numbers.") from None
-        if len(selected) > limit:
-            raise ControlChangeRejected(
-                f"{len(selected)} actions were selected; at most {limit} can be changed in one request."
-            )
-    with transaction.atomic():
-        rows = Action.objects.filter(status__in=eligible)
-        if selected is not None:
-            rows = rows.filter(pk__in=selected)
-        # Lock the rows (PostgreSQL) so a daemon's SKIP LOCKED claim passes them by while they
-        # change; on SQLite the IMMEDIATE transaction already holds the write lock.
-        found = list(rows.select_for_update().order_by("id").values_list("pk", "status", "attempts")[:limit])
-        ids = [pk for pk, _, _ in found]
-        if ids:
-            updated = Action.objects.filter(pk__in=ids, status__in=eligible).update(**fields, updated_at=DbNow())
-            if updated != len(ids):  # cannot happen while the rows are locked; refuse rather than half-log
-                raise ControlChangeRejected("The actions changed while being updated; nothing was done. Try again.")
-            new_status = fields.get("status")
-            log_write_many(
-                log_entry(
-                    action_id=pk,
-                    message=(
-                        f"{verb} by {actor}"
-                        + (f": {status} → {new_status}" if new_status else f" (status {status})")
-                        + (f", attempts {attempts} → {fields['attempts']}" if "attempts" in fields else "")
-                        + f"; reason: {reason}"
-                    ),
-                    actor=actor,
-                )
-                for pk, status, attempts in found
-            )
-        audit_write(
-            actor=actor,
-            verb=verb,
-            outcome=AuditOutcome.DONE if ids else AuditOutcome.NO_CHANGE,
-            reason=reason,
-            target=describe_ids(ids),
-            before={"ids": ids, "statuses": dict(Counter(status for _, status, _ in found))},
-            after=after,
-        )
-    logger.info("operator verb=%r actor=%s actions=%s reason=%r", verb, actor, len(ids), reason)
-    return ids
-
-
-def action_retry_dlq(
-    *, action_ids: Iterable[int] | None = None, actor: str, reason: str, limit: int = MAX_BULK_ACTIONS
-) -> list[int]:
-    """Send dead-lettered (or NEEDS_REVIEW) actions back to PENDING with attempts reset, due now.
-
-    ``action_ids`` None means every such action, oldest first, up to ``limit``. Ids in any other
-    status are left alone. Returns the ids changed.
-    """
-    return _operator_update(
-        verb="retry DLQ",
-        eligible=ATTENTION_STATUSES,
-        action_ids=action_ids,
-        actor=actor,
-        reason=reason,
-        limit=limit,
-        fields={"status": ActionStatus.PENDING, "attempts": 0, "not_before": DbNow(), "last_error": ""},
-        after={"status": ActionStatus.PENDING, "attempts": 0},
-    )
-
-
-def action_discard_dlq(
-    *, action_ids: Iterable[int] | None = None, actor: str, reason: str, limit: int = MAX_BULK_ACTIONS
-) -> list[int]:
-    """Give dead-lettered (or NEEDS_REVIEW) actions up → FAILED (terminal). Rows are never deleted."""
-    return _operator_update(
-        verb="discard DLQ",
-        eligible=ATTENTION_STATUSES,
-        action_ids=action_ids,
-        actor=actor,
-        reason=reason,
-        limit=limit,
-        fields={"status": ActionStatus.FAILED},
-        after={"status": ActionStatus.FAILED},
-    )
-
-
-def action_requeue_now(
-    *, action_ids: Iterable[int] | None = None, actor: str, reason: str, limit: int = MAX_BULK_ACTIONS
-) -> list[int]:
-    """Make waiting actions (PENDING, READY, RETRY) due now instead of at their not_before time."""
-    return _operator_update(
-        verb="requeue now",
-        eligible=DUE_STATUSES,
-        action_ids=action_ids,
-        actor=actor,
-        reason=reason,
-        limit=limit,
-        fields={"not_before": DbNow()},
-        after={"not_before": "now"},
-    )
 
 
 def action_enqueue_by_operator(

@@ -347,15 +347,16 @@ def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
             }
             for entry in AuditEntry.objects.order_by("-id")[:RECENT_OPERATOR_ACTIONS]
         ],
-        "dlq": [
+        "attention": [
             {
                 "id": action.pk,
+                "status": action.status,
                 "action_type": action.action_type,
                 "attempts": action.attempts,
                 "updated_at": _iso(action.updated_at),
                 "last_error": action.last_error[:200],
             }
-            for action in Action.objects.dead().order_by("-id")[:RECENT_DLQ]
+            for action in Action.objects.needing_attention().order_by("-id")[:RECENT_DLQ]
         ],
         # Table and artifact sizes (issue 7, retention); measured at most once a minute per process.
         "storage": storage_sizes(),

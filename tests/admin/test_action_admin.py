@@ -12,7 +12,8 @@ from orchestration.adapters.artifacts import artifact_write
 from orchestration.admin import COUNT_CAP
 from orchestration.models import Action, ActionStatus, AuditEntry, ExecutionLog
 from orchestration.services.logs import log_write
-from orchestration.services.queue import MAX_BULK_ACTIONS, action_enqueue
+from orchestration.services.operator import MAX_BULK_ACTIONS
+from orchestration.services.queue import action_enqueue
 from tests.console_fixtures import client_for, dead_action, denied_entries
 
 pytestmark = pytest.mark.django_db
@@ -242,7 +243,9 @@ def test_bulk_retry__confirmation_page_says_how_many_then_retries(operator):
     assert "<strong>3</strong> actions will go back to PENDING" in page.content.decode()
     assert Action.objects.filter(status=ActionStatus.DLQ).count() == 3  # nothing yet
     response = confirm(client, "retry_dlq", ids, "provider is back")
-    assert "Retry DLQ: 3 action(s) changed." in response.content.decode()
+    assert f"Retry: 3 actions retried; 1 skipped, not DLQ or NEEDS_REVIEW: #{pending.pk} is PENDING." in (
+        response.content.decode()
+    )
     assert Action.objects.filter(status=ActionStatus.PENDING, attempts=0).count() == 4
     assert AuditEntry.objects.get(verb="retry DLQ").reason == "provider is back"
     assert LogEntry.objects.filter(user=operator).count() == 3
@@ -288,7 +291,7 @@ def test_bulk_retry__whole_filter_is_capped_with_a_confirmation(operator):
     assert f"<strong>{MAX_BULK_ACTIONS}</strong> actions will go back to PENDING" in page
     assert f"More than {MAX_BULK_ACTIONS} match" in page
     response = confirm(client, "retry_dlq", ids[:1], "mass retry", select_across=True, query=query)
-    assert f"Retry DLQ: {MAX_BULK_ACTIONS} action(s) changed." in response.content.decode()
+    assert f"Retry: {MAX_BULK_ACTIONS} actions retried. More matched" in response.content.decode()
     assert Action.objects.filter(status=ActionStatus.DLQ).count() == 5
     assert set(Action.objects.filter(status=ActionStatus.DLQ).values_list("pk", flat=True)) == set(ids[-5:])
 
@@ -304,3 +307,18 @@ def test_bulk_actions__hidden_from_and_refused_for_staff_without_permission(view
     assert action.status == ActionStatus.DLQ
     assert denied_entries("retry DLQ").get().actor == "viewer"
     assert not ExecutionLog.objects.filter(action_id=action.pk).exists()
+
+
+@pytest.mark.parametrize(("name", "after"), [("retry_dlq", ActionStatus.PENDING), ("discard_dlq", ActionStatus.FAILED)])
+def test_bulk_retry_and_discard__needs_review_actions_like_dlq_ones(name, after, operator):
+    parked = dead_action(1)
+    Action.objects.filter(pk=parked.pk).update(status=ActionStatus.NEEDS_REVIEW)
+    client = client_for(operator)
+    page = run_action(client, name, [parked.pk]).content.decode()
+    assert "<strong>1</strong> action will" in page
+    response = confirm(client, name, [parked.pk], "checked the mailbox: it was never sent")
+    assert "1 action " in response.content.decode()
+    parked.refresh_from_db()
+    assert parked.status == after
+    entry = AuditEntry.objects.get(verb={"retry_dlq": "retry DLQ", "discard_dlq": "discard DLQ"}[name])
+    assert entry.before["statuses"] == {"NEEDS_REVIEW": 1}

@@ -87,7 +87,9 @@ def test_bulk_cancel__asks_then_cancels_the_waiting_ones_and_skips_finished_ones
     client = client_for(operator)
     assert "<strong>2</strong> actions will be CANCELLED" in post_bulk(client, "cancel_actions", ids).content.decode()
     page = post_bulk(client, "cancel_actions", ids, confirm="yes", reason="campaign pulled").content.decode()
-    assert "Cancel: 2 action(s) changed." in page
+    assert (
+        "Cancel: 2 actions cancelled; 1 skipped, not waiting or running" in page and f"#{done.pk} is SUCCESS." in page
+    )
     assert list(Action.objects.order_by("id").values_list("status", flat=True)) == ["CANCELLED", "CANCELLED", "SUCCESS"]
 
 
@@ -112,7 +114,7 @@ def test_bulk_set_priority__needs_a_priority_in_range_then_sets_it(operator):
     page = post_bulk(
         client, "set_priority", [action.pk], confirm="yes", reason="urgent", priority="80"
     ).content.decode()
-    assert "Set priority: 1 action(s) changed." in page
+    assert "Set priority: 1 action moved to priority 80." in page
     assert Action.objects.get(pk=action.pk).priority == 80
 
 

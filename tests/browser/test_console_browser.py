@@ -164,3 +164,21 @@ def test_status_view__switch_to_real_without_permission_is_refused(page, live_se
     assert control_flags_get().proof_mode is True
     denied = AuditEntry.objects.get(outcome="DENIED")
     assert (denied.actor, denied.verb, denied.reason) == ("oper", "switch to REAL", "browser test: go live")
+
+
+def test_status_view__needs_review_action_appears_without_reload_and_is_retried(page, live_server, screenshot):
+    make_user("root", superuser=True)
+    log_in(page, live_server, "root")
+    page.evaluate("window.__sameDocument = 'yes'")
+    action, _ = action_enqueue(action_type="POST_SOCIAL", payload={"platform": "x", "message": "m"})
+    Action.objects.filter(pk=action.pk).update(status=ActionStatus.NEEDS_REVIEW, last_error="outcome unknown")
+    row = f"#dlq-table tbody tr[data-action-id='{action.pk}']"
+    page.wait_for_selector(f"{row} .badge-NEEDS_REVIEW")
+    assert page.evaluate("window.__sameDocument") == "yes"
+    assert page.inner_text("#dlq-form [data-field='counts.NEEDS_REVIEW']") == "1"
+    screenshot("status-needs-review")
+    page.check(f"{row} input[type=checkbox]")
+    page.fill("#dlq-form input[name=dlq-reason]", "checked: it was never posted")
+    page.click("#dlq-form button[name=submit-retry]")
+    assert "Retry: 1 action retried." in page.inner_text("ul.messagelist")
+    assert Action.objects.get(pk=action.pk).status == ActionStatus.PENDING

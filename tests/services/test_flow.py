@@ -7,11 +7,11 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from orchestration.exceptions import CancelRefused, ControlChangeRejected, InvalidPriority
+from orchestration.exceptions import ControlChangeRejected, InvalidPriority, NoEligibleActions
 from orchestration.models import Action, ActionStatus, ActionTypePause, AuditEntry, ExecutionLog
 from orchestration.services.control import control_pause_type, control_resume_type
 from orchestration.services.daemon import Daemon, DaemonConfig
-from orchestration.services.flow import action_cancel, action_set_priority
+from orchestration.services.operator import action_cancel, action_set_priority
 from orchestration.services.queue import action_claim_due, action_enqueue, action_recover_orphans
 from tests.conftest import wait_until
 from tests.factories import OWNER, hold_lease, post_social
@@ -71,7 +71,7 @@ def test_priority_column__the_database_refuses_out_of_range_values():
 
 def test_action_set_priority__changes_waiting_actions_logs_and_audits():
     a, b = sleep("a"), sleep("b", priority=7)
-    changed = action_set_priority(action_ids=[a.pk, b.pk], priority=7, actor="alice", reason="launch first")
+    changed = action_set_priority(action_ids=[a.pk, b.pk], priority=7, actor="alice", reason="launch first").changed
     assert changed == [a.pk]
     assert Action.objects.get(pk=a.pk).priority == 7
     assert "priority by alice: 0 → 7" in ExecutionLog.objects.get(action_id=a.pk).message
@@ -82,8 +82,8 @@ def test_action_set_priority__changes_waiting_actions_logs_and_audits():
 @pytest.mark.parametrize(
     ("ids", "priority", "error", "message"),
     [
-        ("finished", 5, ControlChangeRejected, "is SUCCESS"),
-        ("missing", 5, ControlChangeRejected, "#9999 does not exist"),
+        ("finished", 5, NoEligibleActions, "is SUCCESS"),
+        ("missing", 5, NoEligibleActions, "#9999 does not exist"),
         ("waiting", 500, InvalidPriority, "from -100 to 100"),
         ("none", 5, ControlChangeRejected, "at least one action"),
     ],
@@ -92,8 +92,8 @@ def test_action_set_priority__bad_input__clear_error_nothing_changed(ids, priori
     waiting, done = sleep("w"), sleep("d")
     Action.objects.filter(pk=done.pk).update(status=ActionStatus.SUCCESS)
     chosen = {
-        "finished": [waiting.pk, done.pk],
-        "missing": [waiting.pk, 9999],
+        "finished": [done.pk],
+        "missing": [9999],
         "waiting": [waiting.pk],
         "none": [],
     }[ids]
@@ -127,19 +127,19 @@ def test_action_cancel__waiting_actions_become_cancelled_and_stay_in_the_table()
     "status", [ActionStatus.SUCCESS, ActionStatus.FAILED, ActionStatus.CANCELLED, ActionStatus.DLQ]
 )
 def test_action_cancel__a_finished_or_dead_action__refused_nothing_changed(status):
-    waiting, finished = sleep("w"), sleep("f")
+    _, finished = sleep("w"), sleep("f")
     Action.objects.filter(pk=finished.pk).update(status=status)
     before = state()
-    with pytest.raises(CancelRefused, match=f"#{finished.pk} is {status}"):
-        action_cancel(action_ids=[waiting.pk, finished.pk], actor="alice", reason="r")
+    with pytest.raises(NoEligibleActions, match=f"#{finished.pk} is {status}"):
+        action_cancel(action_ids=[finished.pk], actor="alice", reason="r")
     assert state() == before
 
 
 def test_action_cancel__unknown_ids_or_no_reason__refused_nothing_changed():
     waiting = sleep("w")
     before = state()
-    with pytest.raises(CancelRefused, match="#424242 does not exist"):
-        action_cancel(action_ids=[waiting.pk, 424242], actor="alice", reason="r")
+    with pytest.raises(NoEligibleActions, match="#424242 does not exist"):
+        action_cancel(action_ids=[424242], actor="alice", reason="r")
     with pytest.raises(ControlChangeRejected, match="reason is required"):
         action_cancel(action_ids=[waiting.pk], actor="alice", reason="")
     with pytest.raises(ControlChangeRejected, match="whole numbers"):

@@ -4,19 +4,13 @@ import pytest
 from django.utils import timezone
 
 from orchestration.dbclock import db_now
-from orchestration.exceptions import ControlChangeRejected, IdempotencyConflict
+from orchestration.exceptions import ControlChangeRejected, IdempotencyConflict, NoEligibleActions
 from orchestration.models import Action, ActionStatus, AuditEntry, ExecutionLog, TickLedger
 from orchestration.services.control import control_pause
 from orchestration.services.lease import lease_acquire_or_renew
 from orchestration.services.ledger import tick_record
-from orchestration.services.queue import (
-    action_discard_dlq,
-    action_enqueue,
-    action_enqueue_by_operator,
-    action_queue_depth,
-    action_requeue_now,
-    action_retry_dlq,
-)
+from orchestration.services.operator import action_discard, action_requeue_now, action_retry
+from orchestration.services.queue import action_enqueue, action_enqueue_by_operator, action_queue_depth
 from tests.console_fixtures import dead_action
 
 pytestmark = pytest.mark.django_db
@@ -24,9 +18,9 @@ pytestmark = pytest.mark.django_db
 PAYLOAD = {"platform": "twitter", "message": "hello"}
 
 
-def test_action_retry_dlq__selected_back_to_pending_attempts_reset_and_logged():
+def test_action_retry__selected_back_to_pending_attempts_reset_and_logged():
     first, second, other = dead_action(1), dead_action(2), dead_action(3)
-    changed = action_retry_dlq(action_ids=[first.pk, second.pk], actor="alice", reason="fixed the token")
+    changed = action_retry(action_ids=[first.pk, second.pk], actor="alice", reason="fixed the token").changed
     assert changed == [first.pk, second.pk]
     for action in (first, second):
         action.refresh_from_db()
@@ -44,44 +38,45 @@ def test_action_retry_dlq__selected_back_to_pending_attempts_reset_and_logged():
     assert entry.target == f"2 actions: #{first.pk}, #{second.pk}"
 
 
-def test_action_retry_dlq__ignores_actions_not_in_the_dlq():
+def test_action_retry__none_of_the_chosen_actions_is_dlq_or_needs_review__refused_nothing_written():
     waiting, _ = action_enqueue(action_type="POST_SOCIAL", payload=PAYLOAD)
     done = dead_action()
     Action.objects.filter(pk=done.pk).update(status=ActionStatus.SUCCESS)
-    assert action_retry_dlq(action_ids=[waiting.pk, done.pk], actor="alice", reason="r") == []
+    with pytest.raises(NoEligibleActions, match=f"#{waiting.pk} is PENDING, #{done.pk} is SUCCESS"):
+        action_retry(action_ids=[waiting.pk, done.pk], actor="alice", reason="r")
     assert set(Action.objects.values_list("status", flat=True)) == {ActionStatus.PENDING, ActionStatus.SUCCESS}
-    assert AuditEntry.objects.get(verb="retry DLQ").outcome == "NO_CHANGE"
+    assert not AuditEntry.objects.exists()
     assert not ExecutionLog.objects.exists()
 
 
-def test_action_retry_dlq__all_is_capped_at_the_limit_oldest_first():
+def test_action_retry__all_is_capped_at_the_limit_oldest_first():
     dead = [dead_action(n) for n in range(5)]
-    changed = action_retry_dlq(action_ids=None, actor="alice", reason="r", limit=3)
+    changed = action_retry(action_ids=None, actor="alice", reason="r", limit=3).changed
     assert changed == [a.pk for a in dead[:3]]
     assert Action.objects.filter(status=ActionStatus.DLQ).count() == 2
 
 
-def test_action_retry_dlq__too_many_ids_is_refused_and_changes_nothing():
+def test_action_retry__too_many_ids_is_refused_and_changes_nothing():
     dead = [dead_action(n) for n in range(3)]
     with pytest.raises(ControlChangeRejected, match="at most 2"):
-        action_retry_dlq(action_ids=[a.pk for a in dead], actor="alice", reason="r", limit=2)
+        action_retry(action_ids=[a.pk for a in dead], actor="alice", reason="r", limit=2)
     assert Action.objects.filter(status=ActionStatus.DLQ).count() == 3
     assert not AuditEntry.objects.exists()
 
 
 @pytest.mark.parametrize("reason", ["", "   ", "x" * 501])
-def test_action_retry_dlq__bad_reason_is_refused_and_changes_nothing(reason):
+def test_action_retry__bad_reason_is_refused_and_changes_nothing(reason):
     action = dead_action()
     with pytest.raises(ControlChangeRejected):
-        action_retry_dlq(action_ids=[action.pk], actor="alice", reason=reason)
+        action_retry(action_ids=[action.pk], actor="alice", reason=reason)
     action.refresh_from_db()
     assert action.status == ActionStatus.DLQ
     assert not AuditEntry.objects.exists() and not ExecutionLog.objects.exists()
 
 
-def test_action_discard_dlq__marks_failed_and_keeps_the_row():
+def test_action_discard__marks_failed_and_keeps_the_row():
     action = dead_action()
-    assert action_discard_dlq(action_ids=[action.pk], actor="bob", reason="obsolete campaign") == [action.pk]
+    assert action_discard(action_ids=[action.pk], actor="bob", reason="obsolete campaign").changed == [action.pk]
     action.refresh_from_db()
     assert action.status == ActionStatus.FAILED
     assert action.last_error == "PermanentAdapterError: nope"  # the reason it died stays visible
@@ -93,8 +88,8 @@ def test_action_requeue_now__makes_waiting_actions_due_and_leaves_others():
     later = timezone.now() + timezone.timedelta(hours=2)
     waiting, _ = action_enqueue(action_type="POST_SOCIAL", payload=PAYLOAD, not_before=later)
     dead = dead_action()
-    changed = action_requeue_now(action_ids=[waiting.pk, dead.pk], actor="carol", reason="launch moved up")
-    assert changed == [waiting.pk]
+    report = action_requeue_now(action_ids=[waiting.pk, dead.pk], actor="carol", reason="launch moved up")
+    assert report.changed == [waiting.pk]
     assert Action.objects.due().filter(pk=waiting.pk).exists()
     dead.refresh_from_db()
     assert dead.status == ActionStatus.DLQ
@@ -180,10 +175,10 @@ def test_tick_record__the_tick_ends_now_by_the_database_clock_and_lasts_its_meas
     assert tick.duration_seconds == pytest.approx(1.25, abs=0.002)  # SQLite's clock counts milliseconds
 
 
-@pytest.mark.parametrize(("operation", "after"), [(action_retry_dlq, "PENDING"), (action_discard_dlq, "FAILED")])
+@pytest.mark.parametrize(("operation", "after"), [(action_retry, "PENDING"), (action_discard, "FAILED")])
 def test_action_attention__needs_review_actions_are_retried_or_discarded_like_the_dlq(operation, after):
     parked = dead_action(1)
     Action.objects.filter(pk=parked.pk).update(status=ActionStatus.NEEDS_REVIEW)
-    assert operation(action_ids=[parked.pk], actor="alice", reason="checked the mailbox") == [parked.pk]
+    assert operation(action_ids=[parked.pk], actor="alice", reason="checked the mailbox").changed == [parked.pk]
     parked.refresh_from_db()
     assert parked.status == after

@@ -7,6 +7,7 @@ from django.urls import reverse
 
 from orchestration.models import Action, ActionStatus, AuditEntry, ExecutionLog
 from orchestration.services.control import control_kill, control_pause, control_set_proof_mode
+from orchestration.services.operator import VERBS
 from tests.console_fixtures import client_for, dead_action, denied_entries, flags_state
 
 pytestmark = pytest.mark.django_db
@@ -178,7 +179,7 @@ def test_dlq_retry__selected_actions_go_back_to_pending(operator):
         {"dlq-scope": "selected", "dlq-action_ids": [first.pk, second.pk], "dlq-reason": "token renewed"},
         follow=True,
     )
-    assert "Retry DLQ: 2 action(s) back to PENDING" in response.content.decode()
+    assert "Retry: 2 actions retried." in response.content.decode()
     statuses = dict(Action.objects.values_list("pk", "status"))
     assert statuses == {first.pk: "PENDING", second.pk: "PENDING", untouched.pk: "DLQ"}
     assert set(Action.objects.filter(status="PENDING").values_list("attempts", flat=True)) == {0}
@@ -248,6 +249,54 @@ def test_dlq__without_csrf_token_is_refused(superuser):
     assert client.post(dlq_url("retry"), {"dlq-scope": "all", "dlq-reason": "r"}).status_code == 403
     action.refresh_from_db()
     assert action.status == ActionStatus.DLQ
+
+
+def needs_review_action(n: int = 0) -> Action:
+    action = dead_action(n)
+    Action.objects.filter(pk=action.pk).update(status=ActionStatus.NEEDS_REVIEW, last_error="outcome unknown")
+    action.refresh_from_db()
+    return action
+
+
+def test_attention__lists_needs_review_actions_with_the_dlq_ones_and_says_which_is_which(viewer):
+    dead, parked = dead_action(1), needs_review_action(2)
+    client = client_for(viewer)
+    page = client.get(reverse("orchestration:status")).content.decode()
+    table = page.split('id="dlq-table"')[1].split("</table>")[0]
+    assert f'data-action-id="{parked.pk}"' in table and f'data-action-id="{dead.pk}"' in table
+    assert '<span class="badge badge-NEEDS_REVIEW">NEEDS_REVIEW</span>' in table
+    assert "All DLQ and NEEDS_REVIEW actions" in page
+    listed = client.get(reverse("orchestration:status_json")).json()["attention"]
+    assert [(row["id"], row["status"]) for row in listed] == [(parked.pk, "NEEDS_REVIEW"), (dead.pk, "DLQ")]
+
+
+@pytest.mark.parametrize(("operation", "after"), [("retry", ActionStatus.PENDING), ("discard", ActionStatus.FAILED)])
+def test_attention__needs_review_action_retried_or_discarded_from_the_console(operation, after, operator):
+    parked = needs_review_action()
+    response = client_for(operator).post(
+        dlq_url(operation),
+        {"dlq-scope": "selected", "dlq-action_ids": [parked.pk], "dlq-reason": "checked the mailbox"},
+        follow=True,
+    )
+    assert f"1 action {VERBS[operation].done}." in response.content.decode()
+    parked.refresh_from_db()
+    assert parked.status == after
+
+
+def test_attention__all_scope_covers_needs_review_as_it_says(operator):
+    dead, parked = dead_action(1), needs_review_action(2)
+    response = client_for(operator).post(dlq_url("retry"), {"dlq-scope": "all", "dlq-reason": "r"}, follow=True)
+    assert "2 actions retried." in response.content.decode()
+    assert set(Action.objects.filter(pk__in=[dead.pk, parked.pk]).values_list("status", flat=True)) == {"PENDING"}
+
+
+def test_attention__nothing_to_retry__form_error_nothing_changed(operator):
+    action = dead_action()
+    Action.objects.filter(pk=action.pk).update(status=ActionStatus.SUCCESS)
+    response = client_for(operator).post(dlq_url("retry"), {"dlq-scope": "all", "dlq-reason": "r"})
+    assert response.status_code == 200
+    assert "Nothing to retry: no action is DLQ or NEEDS_REVIEW. Nothing changed." in response.content.decode()
+    assert not AuditEntry.objects.exists()
 
 
 # --- Enqueue -------------------------------------------------------------------------------------------

@@ -4,15 +4,17 @@ from django.core.management.base import BaseCommand, CommandError
 
 from orchestration.exceptions import ControlChangeRejected
 from orchestration.management.commands._common import cli_actor, positive_int
-from orchestration.services.flow import action_cancel
+from orchestration.services.operator import VERBS, operator_run
+
+VERB = VERBS["cancel"]
 
 
 class Command(BaseCommand):
     help = (
         "Cancel actions by id: waiting ones (PENDING, READY, RETRY, AWAITING_APPROVAL) become CANCELLED at "
         "once; RUNNING ones are asked to stop and become CANCELLED when they do. Rows are never deleted. "
-        "If any id is finished, in the DLQ or unknown, nothing is changed. "
-        "Example: aol_cancel 41 42 --reason 'campaign pulled'."
+        "Ids that are finished, in the DLQ or NEEDS_REVIEW, or unknown are skipped and counted; if none can "
+        "be cancelled, nothing is changed (exit 1). Example: aol_cancel 41 42 --reason 'campaign pulled'."
     )
 
     def add_arguments(self, parser):
@@ -22,17 +24,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, action_ids, reason, actor, **options):
         try:
-            report = action_cancel(action_ids=action_ids, actor=actor or cli_actor(), reason=reason)
+            result = operator_run(verb=VERB, actor=actor or cli_actor(), reason=reason, action_ids=action_ids)
         except ControlChangeRejected as exc:
             raise CommandError(str(exc)) from None
+        report = result.report
+        self.stdout.write(self.style.SUCCESS(result.message) if result.changed else result.message)
         if report.cancelled:
-            listed = ", ".join(f"#{pk}" for pk in report.cancelled)
-            self.stdout.write(self.style.SUCCESS(f"{len(report.cancelled)} action(s) cancelled: {listed}."))
+            self.stdout.write(f"Cancelled: {', '.join(f'#{pk}' for pk in report.cancelled)}.")
         if report.stop_requested:
             listed = ", ".join(f"#{pk}" for pk in report.stop_requested)
-            self.stdout.write(
-                f"{len(report.stop_requested)} running action(s) asked to stop: {listed}; "
-                "they become CANCELLED when their attempt stops."
-            )
-        if not report.cancelled and not report.stop_requested:
-            self.stdout.write("Nothing changed: the running action(s) had already been asked to stop.")
+            self.stdout.write(f"Asked to stop: {listed}; they become CANCELLED when their attempt stops.")

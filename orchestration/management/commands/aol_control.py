@@ -1,28 +1,29 @@
-"""``manage.py aol_control``: pause, resume, kill, revive, or switch PROOF on/off."""
+"""``manage.py aol_control``: pause, resume, kill, revive, switch PROOF on/off, or pause one action type."""
 
 from django.core.management.base import BaseCommand, CommandError
 
 from orchestration.exceptions import ControlChangeRejected
 from orchestration.management.commands._common import cli_actor
-from orchestration.services import control
+from orchestration.services.operator import VERBS, OperatorVerb, operator_run
 
-VERBS = {
-    "pause": control.control_pause,
-    "resume": control.control_resume,
-    "kill": control.control_kill,
-    "revive": control.control_revive,
+#: The command lines this command runs, as the verb table spells them (``aol_control pause --type TYPE``).
+COMMAND_VERBS: dict[str, OperatorVerb] = {
+    verb.cli.removeprefix("aol_control "): verb for verb in VERBS.values() if verb.cli.startswith("aol_control ")
 }
+TYPE_OPTION = " --type TYPE"
 
 
 class Command(BaseCommand):
-    help = (
-        "Change the daemon's control flags, recorded with who and why: "
-        "aol_control pause|resume|kill|revive --reason '…', or aol_control proof on|off --reason '…'."
+    help = "Change the daemon's control flags or pause one action type, recorded with who and why. " + " ".join(
+        f"{line} --reason '…': {verb.description[0].lower()}{verb.description[1:]}."
+        for line, verb in COMMAND_VERBS.items()
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("verb", choices=[*VERBS, "proof"])
-        parser.add_argument("value", nargs="?", choices=["on", "off"], help="With 'proof': on or off.")
+        words = dict.fromkeys(line.split()[0] for line in COMMAND_VERBS)
+        parser.add_argument("verb", choices=list(words))
+        values = dict.fromkeys(line.split()[1] for line in COMMAND_VERBS if len(line.split()) == 2)
+        parser.add_argument("value", nargs="?", choices=list(values), help="With 'proof': on or off.")
         parser.add_argument("--reason", required=True, help="Why; recorded in the audit trail.")
         parser.add_argument("--actor", default=None, help="Who (default: cli:<user>@<host>).")
         parser.add_argument(
@@ -33,37 +34,26 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, verb, value, reason, actor, action_type=None, **options):
-        actor = actor or cli_actor()
-        if action_type is not None:
-            return self._type_pause(verb=verb, value=value, action_type=action_type, actor=actor, reason=reason)
-        if verb == "proof":
-            if value is None:
-                raise CommandError("Say 'proof on' or 'proof off'.", returncode=2)
-            change = lambda **kw: control.control_set_proof_mode(enabled=value == "on", **kw)  # noqa: E731
-        elif value is not None:
-            raise CommandError(f"'{verb}' takes no value (got {value!r}).", returncode=2)
-        else:
-            change = VERBS[verb]
+        typed = " ".join(word for word in (verb, value) if word)
+        line = typed + (TYPE_OPTION if action_type is not None else "")
+        chosen = COMMAND_VERBS.get(line)
+        if chosen is None:
+            raise CommandError(self._usage_error(verb=verb, value=value, action_type=action_type), returncode=2)
+        params = {"action_type": action_type} if action_type is not None else {}
         try:
-            flags, changed = change(actor=actor, reason=reason)
+            result = operator_run(verb=chosen, actor=actor or cli_actor(), reason=reason, **params)
         except ControlChangeRejected as exc:
             raise CommandError(str(exc)) from None
-        summary = f"paused={flags.paused} killed={flags.killed} mode={'PROOF' if flags.proof_mode else 'REAL'}"
-        if changed:
-            self.stdout.write(self.style.SUCCESS(f"{verb}{' ' + value if value else ''}: done ({summary})."))
-        else:
-            self.stdout.write(f"{verb}{' ' + value if value else ''}: already so, nothing changed ({summary}).")
+        shown = f"{typed} {action_type}" if action_type is not None else typed
+        text = f"{shown}: {result.message}"
+        self.stdout.write(self.style.SUCCESS(text) if result.changed else text)
 
-    def _type_pause(self, *, verb: str, value: str | None, action_type: str, actor: str, reason: str) -> None:
-        if verb not in ("pause", "resume") or value is not None:
-            raise CommandError("--type goes with 'pause' or 'resume' only.", returncode=2)
-        change = control.control_pause_type if verb == "pause" else control.control_resume_type
-        try:
-            _, changed = change(action_type=action_type, actor=actor, reason=reason)
-        except ControlChangeRejected as exc:
-            raise CommandError(str(exc)) from None
-        state = "paused" if verb == "pause" else "running"
-        if changed:
-            self.stdout.write(self.style.SUCCESS(f"{verb} {action_type}: done ({action_type} {state})."))
-        else:
-            self.stdout.write(f"{verb} {action_type}: already so, nothing changed ({action_type} {state}).")
+    @staticmethod
+    def _usage_error(*, verb: str, value: str | None, action_type: str | None) -> str:
+        if action_type is not None:
+            takes_type = sorted(line.split()[0] for line in COMMAND_VERBS if line.endswith(TYPE_OPTION))
+            return f"--type goes with {' or '.join(repr(word) for word in takes_type)} only."
+        values = [line.split()[1] for line in COMMAND_VERBS if line.split()[0] == verb and len(line.split()) == 2]
+        if values and value is None:
+            return f"Say {' or '.join(repr(f'{verb} {v}') for v in values)}."
+        return f"'{verb}' takes no value (got {value!r})."

@@ -146,18 +146,19 @@
     });
   }
 
-  function renderDlq(s) {
+  function renderAttention(s) {
     var tbody = document.querySelector("#dlq-table tbody");
     var checked = {};
     tbody.querySelectorAll("input[type=checkbox]:checked").forEach(function (box) { checked[box.value] = true; });
     tbody.textContent = "";
-    if (!s.dlq.length) return emptyRow(tbody, 6, "The DLQ is empty.");
-    s.dlq.forEach(function (a) {
-      var tr = el("tr");
+    if (!s.attention.length) return emptyRow(tbody, 7, "No action needs attention.");
+    s.attention.forEach(function (a) {
+      var tr = el("tr", {"data-action-id": String(a.id)});
       var box = el("input", {type: "checkbox", name: "dlq-action_ids", value: String(a.id)});
       box.checked = !!checked[String(a.id)];
       holder(tr, box);
       holder(tr, actionLink(a.id));
+      holder(tr, el("span", {"class": "badge badge-" + a.status}, a.status));
       cell(tr, a.action_type);
       cell(tr, a.attempts);
       cell(tr, shortTime(a.updated_at));
@@ -310,7 +311,7 @@
     renderDeferred(s);
     renderLogs(s);
     renderAudit(s);
-    renderDlq(s);
+    renderAttention(s);
     drawTicks(s);
     drawDepth(s);
   }
