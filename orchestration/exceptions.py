@@ -43,6 +43,10 @@ class TransientAdapterError(AdapterError):
     """The action failed this time and may succeed if retried."""
 
 
+class ArtifactConflict(PermanentAdapterError):
+    """An artifact with other content already has this action's artifact name; it is never replaced."""
+
+
 class AttemptDeadlineExceeded(TransientAdapterError):
     """The attempt exceeded its deadline (the tick's time budget) and was abandoned."""
 

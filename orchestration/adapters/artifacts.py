@@ -1,5 +1,6 @@
 """PROOF artifacts: files under AOL_ARTIFACTS_DIR, written atomically, identified by their SHA-256."""
 
+import errno
 import hashlib
 import logging
 import os
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestration.conf import aol
-from orchestration.exceptions import TransientAdapterError
+from orchestration.exceptions import ArtifactConflict, TransientAdapterError
 
 if TYPE_CHECKING:
     from orchestration.models import Action
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("orchestration")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: Prefix of the temporary file an artifact is written to before it gets its name.
+TEMP_PREFIX = ".tmp-"
 
 
 def safe_filename_part(text: str, *, max_length: int = 80) -> str:
@@ -42,13 +45,17 @@ def artifact_path(ref: str) -> Path:
 
 
 def proof_artifact_ref(*, action: "Action", folder: str, suffix: str = ".txt") -> str:
-    """The one artifact name of ``action``: from its creation time and idempotency key, never the attempt.
+    """The one artifact name of ``action``: its creation time, id and idempotency key, never the attempt.
 
     Every attempt of an action therefore writes to the same file, which is what lets a re-run
-    after a crash find the earlier attempt's artifact instead of writing a second one.
+    after a crash find the earlier attempt's artifact instead of writing a second one. The id
+    makes the name the action's alone: the key's readable part is not injective (``a b`` and a
+    key spelled like its cleaned form meet), and one bulk enqueue gives its rows one creation time.
     """
+    if action.pk is None:
+        raise ValueError("an action has no artifact name before it is saved")
     stamp = action.created_at.strftime("%Y%m%dT%H%M%S%fZ")
-    return f"{folder}/{stamp}_{safe_filename_part(action.idempotency_key)}{suffix}"
+    return f"{folder}/{stamp}_{action.pk}_{safe_filename_part(action.idempotency_key)}{suffix}"
 
 
 def artifact_write(*, ref: str, content: bytes) -> str:
@@ -59,34 +66,34 @@ def artifact_write(*, ref: str, content: bytes) -> str:
 def artifact_ensure(*, ref: str, content: bytes) -> tuple[str, bool]:
     """Make the file at ``ref`` hold ``content``; returns ``(sha256, already_there)``.
 
-    The bytes go to a temporary file in the same directory, are flushed to disk, and are renamed
-    into place, so a reader (or a crash) never sees half a file. If the file is already there
-    and its SHA-256 matches (an earlier attempt wrote it and crashed before recording success),
-    it is left alone and ``already_there`` is True: the effect happens once. A file with other
-    bytes under the same name is replaced (and a warning logged).
+    The bytes go to a temporary file in the same directory, are flushed to disk, and are linked
+    into place only if the name is free, so a reader (or a crash) never sees half a file and no
+    file is ever replaced. If the file is already there with the same SHA-256 (an earlier attempt
+    wrote it and crashed before recording success), it is left alone and ``already_there`` is
+    True: the effect happens once. If it holds other bytes, ArtifactConflict (permanent) names
+    both hashes and the file is kept: it is the record of whatever wrote it.
     """
     digest = sha256_bytes(content)
     path = artifact_path(ref)
     try:
         if path.exists():
-            if sha256_bytes(path.read_bytes()) == digest:
-                logger.info("artifact ref=%s already present with sha256=%s; not rewritten", ref, digest)
-                return digest, True
-            logger.warning("artifact ref=%s exists with other content; replacing it", ref)
+            return _existing(ref=ref, path=path, digest=digest), True
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(content)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
+            placed = _place(tmp, path)
+        finally:
             Path(tmp).unlink(missing_ok=True)
-            raise
+        if not placed:
+            # Another writer took the name between the check above and the link.
+            return _existing(ref=ref, path=path, digest=digest), True
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)  # make the rename itself durable before success is recorded
+            os.fsync(dir_fd)  # make the new name itself durable before success is recorded
         finally:
             os.close(dir_fd)
     except OSError as exc:
@@ -95,6 +102,37 @@ def artifact_ensure(*, ref: str, content: bytes) -> tuple[str, bool]:
             "(check that the directory exists, is writable by the daemon and has free space)"
         ) from exc
     return digest, False
+
+
+def _existing(*, ref: str, path: Path, digest: str) -> str:
+    """``digest`` when the file at ``path`` already holds exactly those bytes; else ArtifactConflict."""
+    found = sha256_bytes(path.read_bytes())
+    if found != digest:
+        logger.error("artifact ref=%s holds other content sha256=%s; not replaced (wanted %s)", ref, found, digest)
+        raise ArtifactConflict(
+            f"artifact {ref} already exists with other content (sha256 {found}, this action's is {digest}); "
+            "it is never replaced. Find out what wrote it, move it out of AOL_ARTIFACTS_DIR if it is not "
+            "wanted, then retry this action."
+        )
+    logger.info("artifact ref=%s already present with sha256=%s; not rewritten", ref, digest)
+    return digest
+
+
+def _place(tmp: str, path: Path) -> bool:
+    """Give the complete file ``tmp`` the name ``path`` unless the name is taken; False when it is.
+
+    A hard link fails on an existing name, atomically, where a rename would replace it. On a
+    filesystem without hard links the rename is used after the existence check of the caller.
+    """
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        os.replace(tmp, path)
+    return True
 
 
 def artifact_verify(*, ref: str, sha256: str) -> bool:
