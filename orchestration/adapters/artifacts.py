@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,8 +19,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("orchestration")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-#: Prefix of the temporary file an artifact is written to before it gets its name.
+#: Prefix of the temporary file an artifact is written to before it gets its name, and of the
+#: probe's file.
 TEMP_PREFIX = ".tmp-"
+#: What the probe writes: one filesystem block, the room the smallest artifact takes.
+PROBE_BYTES = 4096
 
 
 def safe_filename_part(text: str, *, max_length: int = 80) -> str:
@@ -169,14 +173,120 @@ def artifacts_dir_problem() -> tuple[str, str] | None:
     return None
 
 
-def artifacts_dir_probe() -> str:
-    """Create the artifacts directory if needed and write and delete a file in it; '' or the error."""
+@dataclass(frozen=True)
+class ArtifactsProbe:
+    """What one probe of AOL_ARTIFACTS_DIR found: ``problem`` is '' when artifacts can be written."""
+
+    path: str
+    problem: str = ""
+    #: "unwritable", "low_space" or "misconfigured" when there is a problem, else "".
+    kind: str = ""
+    #: Bytes an unprivileged process may still write on the directory's filesystem (None: unknown).
+    free_bytes: int | None = None
+    min_free_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
+
+    @property
+    def public_reason(self) -> str:
+        """Why not, for anonymous callers (/readyz): no path, no system message."""
+        return {
+            "unwritable": "artifacts directory not writable",
+            "low_space": "artifacts directory below its minimum free space",
+            "misconfigured": "artifacts directory misconfigured",
+        }.get(self.kind, "")
+
+    @property
+    def space(self) -> str:
+        """The free space and the minimum, in words."""
+        free = "free space unknown" if self.free_bytes is None else f"{_size(self.free_bytes)} free"
+        return f"{free} (minimum {_size(self.min_free_bytes)}, AOL_ARTIFACTS_MIN_FREE_BYTES)"
+
+    @property
+    def summary(self) -> str:
+        """One line for the status view: the problem, or that it is writable and how much is free."""
+        return self.problem or f"writable; {self.space}"
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count} bytes"
+    value = float(count)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def artifacts_min_free_bytes_problem() -> str:
+    """'' when AOL_ARTIFACTS_MIN_FREE_BYTES is a whole number of bytes, 0 or more; else what is wrong."""
+    value = aol.artifacts_min_free_bytes
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return f"AOL_ARTIFACTS_MIN_FREE_BYTES={value!r} must be a whole number of bytes, 0 or more."
+    return ""
+
+
+def artifacts_dir_probe_detail() -> ArtifactsProbe:
+    """Create AOL_ARTIFACTS_DIR if needed, write PROBE_BYTES there (fsync, delete) and measure free space.
+
+    Real bytes, because creating an empty file needs no free block and succeeds on a full disk.
+    The free space counts what an unprivileged process may use (``f_bavail``), and falling below
+    AOL_ARTIFACTS_MIN_FREE_BYTES is a problem before writes start to fail.
+    """
     path = aol.artifacts_dir
+    misconfigured = artifacts_min_free_bytes_problem()
+    if misconfigured:
+        return ArtifactsProbe(path=str(path), problem=misconfigured, kind="misconfigured")
+    minimum = aol.artifacts_min_free_bytes
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path, prefix=".probe-")
-        os.close(fd)
-        os.unlink(tmp)
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=f"{TEMP_PREFIX}probe-")
+        try:
+            # Random bytes: a compressing filesystem stores zeros in no block at all.
+            data = memoryview(os.urandom(PROBE_BYTES))
+            while data:
+                data = data[os.write(fd, data) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
+        stats = os.statvfs(path)
     except OSError as exc:
-        return f"cannot write to AOL_ARTIFACTS_DIR={path}: {exc.strerror or exc}"
-    return ""
+        return ArtifactsProbe(
+            path=str(path),
+            problem=f"cannot write to AOL_ARTIFACTS_DIR={path}: {exc.strerror or exc}",
+            kind="unwritable",
+            free_bytes=_free_bytes(path),
+            min_free_bytes=minimum,
+        )
+    free = stats.f_bavail * stats.f_frsize
+    if free < minimum:
+        return ArtifactsProbe(
+            path=str(path),
+            problem=f"only {_size(free)} free on the filesystem of AOL_ARTIFACTS_DIR={path}, below the "
+            f"minimum of {_size(minimum)} (AOL_ARTIFACTS_MIN_FREE_BYTES={minimum})",
+            kind="low_space",
+            free_bytes=free,
+            min_free_bytes=minimum,
+        )
+    return ArtifactsProbe(path=str(path), free_bytes=free, min_free_bytes=minimum)
+
+
+def _free_bytes(path: Path) -> int | None:
+    try:
+        stats = os.statvfs(path)
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+def artifacts_dir_probe() -> str:
+    """'' when PROOF artifacts can be written to AOL_ARTIFACTS_DIR now; else one line saying why.
+
+    See ``artifacts_dir_probe_detail``: a real write of PROBE_BYTES, and at least
+    AOL_ARTIFACTS_MIN_FREE_BYTES free afterwards.
+    """
+    return artifacts_dir_probe_detail().problem

@@ -1,19 +1,23 @@
 """PROOF artifacts: one name per action, written once and never replaced, verified by SHA-256,
-transient errors on an unwritable disk."""
+transient errors on an unwritable disk; the probe of the artifacts directory."""
 
 import hashlib
+import os
 
 import pytest
 
 from orchestration.adapters.artifacts import (
     artifact_ensure,
     artifact_verify,
+    artifacts_dir_probe,
+    artifacts_dir_probe_detail,
     proof_artifact_ref,
 )
 from orchestration.exceptions import ArtifactConflict, TransientAdapterError
 from orchestration.models import Action
 from orchestration.services.queue import action_enqueue_many
 from tests.factories import read_only_directory
+from tests.filesystems import full_filesystem
 
 #: Key 2 is spelled like key 1's cleaned file-name part ("a_b-" and the first 10 hex of sha256("a b")).
 COLLIDING_KEYS = ("a b", f"a_b-{hashlib.sha256(b'a b').hexdigest()[:10]}")
@@ -63,3 +67,32 @@ def test_proof_artifact_ref__keys_spelling_each_others_name_in_one_bulk_enqueue_
     refs = [proof_artifact_ref(action=action, folder="post_social") for action in (first, second)]
     assert refs[0] != refs[1]
     assert all(f"_{action.pk}_" in ref for action, ref in zip((first, second), refs, strict=True))
+
+
+def test_artifacts_dir_probe__healthy_directory__passes_with_its_free_space_and_leaves_no_file(artifacts_dir):
+    probe = artifacts_dir_probe_detail()
+    assert artifacts_dir_probe() == "" and probe.ok
+    assert probe.free_bytes and probe.free_bytes >= probe.min_free_bytes == 100 * 1024 * 1024
+    assert probe.summary.startswith("writable; ") and "AOL_ARTIFACTS_MIN_FREE_BYTES" in probe.summary
+    assert list(artifacts_dir.iterdir()) == []
+
+
+def test_artifacts_dir_probe__a_full_filesystem_fails_though_an_empty_file_fits(artifacts_dir, settings):
+    settings.AOL_ARTIFACTS_MIN_FREE_BYTES = 0  # the write alone must catch it
+    with full_filesystem(artifacts_dir):
+        (artifacts_dir / "empty").touch()  # what the probe used to write: needs no free block
+        problem = artifacts_dir_probe()
+        assert problem == f"cannot write to AOL_ARTIFACTS_DIR={artifacts_dir}: No space left on device"
+        assert artifacts_dir_probe_detail().public_reason == "artifacts directory not writable"
+        assert sorted(p.name for p in artifacts_dir.iterdir()) == ["empty", "filler.bin"]  # probe file removed
+
+
+def test_artifacts_dir_probe__below_the_minimum_free_space__fails_naming_the_setting(artifacts_dir, settings):
+    stats = os.statvfs(artifacts_dir.parent)
+    minimum = stats.f_bavail * stats.f_frsize + 1024**3
+    settings.AOL_ARTIFACTS_MIN_FREE_BYTES = minimum
+    probe = artifacts_dir_probe_detail()
+    assert probe.kind == "low_space" and not probe.ok
+    assert f"free on the filesystem of AOL_ARTIFACTS_DIR={artifacts_dir}, below the minimum" in probe.problem
+    assert f"(AOL_ARTIFACTS_MIN_FREE_BYTES={minimum})" in probe.problem
+    assert probe.public_reason == "artifacts directory below its minimum free space"
