@@ -20,7 +20,7 @@ logger = logging.getLogger("orchestration")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Prefix of the temporary file an artifact is written to before it gets its name, and of the
-#: probe's file.
+#: probe's file; ``aol_prune`` removes those a crash left behind.
 TEMP_PREFIX = ".tmp-"
 #: What the probe writes: one filesystem block, the room the smallest artifact takes.
 PROBE_BYTES = 4096
