@@ -235,6 +235,9 @@ AOL_WAKE_ON_ENQUEUE = _typed("AOL_WAKE_ON_ENQUEUE", env.bool, True)
 AOL_MAX_PAYLOAD_BYTES = _typed("AOL_MAX_PAYLOAD_BYTES", env.int, 64 * 1024)
 AOL_CONSOLE_REFRESH_SECONDS = _typed("AOL_CONSOLE_REFRESH_SECONDS", env.float, 3.0)
 AOL_ARTIFACTS_DIR = Path(env.str("AOL_ARTIFACTS_DIR", default=str(VAR_DIR / "artifacts")))
+# The artifacts directory is unhealthy (S010, /readyz) below this much free space, in bytes (0: no
+# minimum, only the probe write counts); see docs/health.md for why 100 MiB.
+AOL_ARTIFACTS_MIN_FREE_BYTES = _typed("AOL_ARTIFACTS_MIN_FREE_BYTES", env.int, 100 * 1024 * 1024)
 # Adapter calls that overran their deadline run on in abandoned threads (a thread cannot be
 # killed); when this many are still alive the daemon exits with code 5 for its supervisor to
 # restart it.

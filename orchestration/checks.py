@@ -111,18 +111,30 @@ def check_database_url(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
 @checks.register()
 def check_artifacts_dir(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """PROOF artifacts need a writable directory (created on first use if its parent allows)."""
-    from orchestration.adapters.artifacts import artifacts_dir_problem
+    from orchestration.adapters.artifacts import artifacts_dir_problem, artifacts_min_free_bytes_problem
 
+    messages: list[checks.CheckMessage] = []
+    misconfigured = artifacts_min_free_bytes_problem()
+    if misconfigured:
+        messages.append(
+            checks.Error(
+                misconfigured,
+                hint="Set AOL_ARTIFACTS_MIN_FREE_BYTES to a number of bytes (0: no minimum), or unset it for the "
+                "default (104857600, 100 MiB).",
+                id="orchestration.E022",
+            )
+        )
     problem = artifacts_dir_problem()
     if problem is None:
-        return []
+        return messages
     kind, message = problem
     hint = "Set AOL_ARTIFACTS_DIR to a directory the AOL processes can write, or create it and fix its permissions."
     if kind == "not_writable":
         # A warning, not an error: permissions can come back (a remount, a full disk freed), and
         # until then the daemon pauses claiming without counting attempts, so it may start.
-        return [checks.Warning(message, hint=hint, id="orchestration.W021")]
-    return [checks.Error(message, hint=hint, id="orchestration.E020" if kind == "missing" else "orchestration.E021")]
+        return [*messages, checks.Warning(message, hint=hint, id="orchestration.W021")]
+    check_id = "orchestration.E020" if kind == "missing" else "orchestration.E021"
+    return [*messages, checks.Error(message, hint=hint, id=check_id)]
 
 
 @checks.register(checks.Tags.database)

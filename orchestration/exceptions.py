@@ -102,6 +102,10 @@ class ArtifactStoreUnavailable(TransientAdapterError):
     """
 
 
+class ArtifactConflict(PermanentAdapterError):
+    """An artifact with other content already has this action's artifact name; it is never replaced."""
+
+
 class AttemptDeadlineExceeded(TransientAdapterError):
     """The attempt exceeded its deadline (the tick's time budget) and was abandoned."""
 

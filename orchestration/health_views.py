@@ -56,11 +56,17 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """200 when the database is reachable and migrated; 503 with one short, secret-free reason otherwise."""
+    """200 when the database is reachable and migrated and the artifacts directory takes writes with
+    its minimum free space; 503 with one short, secret-free reason otherwise."""
+    from orchestration.adapters.artifacts import artifacts_dir_probe_detail
+
     probe = database_probe()
-    if probe.ready:
-        return JsonResponse({"status": "ready"})
-    return JsonResponse({"status": "unavailable", "reason": probe.public_reason}, status=503)
+    if not probe.ready:
+        return JsonResponse({"status": "unavailable", "reason": probe.public_reason}, status=503)
+    artifacts = artifacts_dir_probe_detail()
+    if not artifacts.ok:
+        return JsonResponse({"status": "unavailable", "reason": artifacts.public_reason}, status=503)
+    return JsonResponse({"status": "ready"})
 
 
 # --- Metrics ---------------------------------------------------------------------------------------

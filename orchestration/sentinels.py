@@ -301,13 +301,26 @@ def _render_as_staff(url: str) -> int:
 
 @sentinel("orchestration.S010", "Artifacts directory")
 def check_artifacts_dir(run: SentinelRun) -> tuple[str, str, str]:
-    from orchestration.adapters.artifacts import artifacts_dir_probe
-    from orchestration.conf import aol
+    from orchestration.adapters.artifacts import artifacts_dir_probe_detail
 
-    error = artifacts_dir_probe()
-    if error:
-        return FAIL, error, "Set AOL_ARTIFACTS_DIR to a directory the web and daemon processes can write."
-    return PASS, f"{aol.artifacts_dir} is writable", ""
+    probe = artifacts_dir_probe_detail()
+    if probe.kind == "low_space":
+        return (
+            FAIL,
+            probe.problem,
+            "Free space on that filesystem (python manage.py aol_prune deletes old artifacts), give it more, "
+            "or lower AOL_ARTIFACTS_MIN_FREE_BYTES.",
+        )
+    if probe.kind == "misconfigured":
+        return FAIL, probe.problem, "Fix AOL_ARTIFACTS_MIN_FREE_BYTES (bytes, 0 or more) or unset it."
+    if probe.problem:
+        return (
+            FAIL,
+            probe.problem,
+            "Set AOL_ARTIFACTS_DIR to a directory the web and daemon processes can write, on a filesystem "
+            "with free space.",
+        )
+    return PASS, f"{probe.path} is writable; {probe.space}", ""
 
 
 @sentinel("orchestration.S011", "Django system checks")

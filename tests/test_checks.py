@@ -21,6 +21,20 @@ def test_check_artifacts_dir__missing_but_creatable_is_fine(settings, tmp_path):
     assert check_artifacts_dir() == []
 
 
+@pytest.mark.parametrize("value", [-1, "lots", 1.5, True])
+def test_check_artifacts_dir__min_free_bytes_that_is_not_whole_bytes_is_e022(settings, value):
+    settings.AOL_ARTIFACTS_MIN_FREE_BYTES = value
+    messages = check_artifacts_dir()
+    assert ids(messages) == ["orchestration.E022"]
+    assert f"AOL_ARTIFACTS_MIN_FREE_BYTES={value!r} must be a whole number of bytes, 0 or more." == messages[0].msg
+
+
+@pytest.mark.parametrize("value", [0, 1, 100 * 1024 * 1024])
+def test_check_artifacts_dir__min_free_bytes_zero_or_more_is_fine(settings, value):
+    settings.AOL_ARTIFACTS_MIN_FREE_BYTES = value
+    assert check_artifacts_dir() == []
+
+
 def test_check_artifacts_dir__cannot_be_created_is_e020(settings, tmp_path):
     (tmp_path / "file").write_text("x")
     settings.AOL_ARTIFACTS_DIR = tmp_path / "file" / "artifacts"

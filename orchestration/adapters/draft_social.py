@@ -8,7 +8,7 @@ a transient failure: the queue retries it with backoff.
 
 from typing import Any
 
-from orchestration.adapters.artifacts import artifact_path, artifact_write, safe_filename_part, sha256_bytes
+from orchestration.adapters.artifacts import artifact_path, artifact_write, proof_artifact_ref, sha256_bytes
 from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, require_fields
 from orchestration.adapters.post_social import PLATFORM_MAX_CHARS
 from orchestration.exceptions import InvalidPayload, LLMUnconfigured, PermanentAdapterError, TransientAdapterError
@@ -51,8 +51,7 @@ class DraftSocialAdapter(ActionAdapter):
 
         payload = action.payload
         platform = payload["platform"].strip().lower()
-        stamp = action.created_at.strftime("%Y%m%dT%H%M%S%fZ")
-        ref = f"draft_social/{stamp}_{safe_filename_part(action.idempotency_key)}.txt"
+        ref = proof_artifact_ref(action=action, folder="draft_social")
         existing = artifact_path(ref)
         if existing.is_file():
             # An earlier attempt stored the draft (artifact_write renames complete files into place)

@@ -22,7 +22,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, get_connection
 from django.core.validators import validate_email
 
-from orchestration.adapters.artifacts import artifact_write, safe_filename_part, sha256_bytes
+from orchestration.adapters.artifacts import artifact_write, proof_artifact_ref, sha256_bytes
 from orchestration.adapters.base import ActionAdapter, ActionResult, ProofRender, require_fields
 from orchestration.exceptions import InvalidPayload, PermanentAdapterError, RealRunUnconfigured, TransientAdapterError
 
@@ -150,8 +150,7 @@ class SendEmailAdapter(ActionAdapter):
     def proof_render(self, action) -> ProofRender:
         """The exact message REAL mode would send: deterministic per action (Date from created_at,
         Message-ID from the key), so the approval gate can bind a REAL send to an approved hash."""
-        stamp = action.created_at.strftime("%Y%m%dT%H%M%S%fZ")
-        ref = f"send_email/{stamp}_{safe_filename_part(action.idempotency_key)}.eml"
+        ref = proof_artifact_ref(action=action, folder="send_email", suffix=".eml")
         return ProofRender(ref=ref, content=self.message_bytes(self.build_message(action)))
 
     # ``attempt`` is the daemon's Attempt (deadline, stop request) where the adapter base passes one.

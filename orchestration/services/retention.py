@@ -7,6 +7,10 @@ one batch and then handed to the daemon. The batch shrinks when one takes more t
 ``BATCH_TARGET_SECONDS``. The whole run is time-sliced by ``max_seconds``: what is left is deleted
 by the next run.
 
+Temporary files (``.tmp-*``) that a crash left between writing an artifact and renaming it into
+place are deleted once they are older than ``TEMP_FILE_MAX_AGE_SECONDS``, whatever the artifacts'
+retention: no write takes that long, so nothing still in use is touched.
+
 Only SUCCESS and FAILED actions are ever deleted. Actions still waiting, running, retrying or in
 the DLQ (and any status added later) are never touched, and neither are the execution logs and
 artifacts of those actions: they explain an action an operator still has to deal with.
@@ -25,6 +29,7 @@ from django.db import connection, transaction
 from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
+from orchestration.adapters.artifacts import TEMP_PREFIX
 from orchestration.conf import aol
 from orchestration.models import Action, ActionStatus, ExecutionLog, TickLedger
 
@@ -41,6 +46,8 @@ SQLITE_PAUSE_SECONDS = 0.02
 ARTIFACT_SCAN_CAP = 200_000
 #: Table row counts stop at this (SQLite, or a PostgreSQL table never analysed).
 ROW_COUNT_CAP = 10_000_000
+#: A leftover temporary file (``.tmp-*``) older than this is deleted.
+TEMP_FILE_MAX_AGE_SECONDS = 3600
 
 
 @dataclass
@@ -52,6 +59,7 @@ class PruneReport:
     ticks: int = 0
     artifact_files: int = 0
     artifact_bytes: int = 0
+    temp_files: int = 0
     batches: int = 0
     longest_batch_seconds: float = 0.0
     seconds: float = 0.0
@@ -59,6 +67,11 @@ class PruneReport:
 
     def summary(self) -> str:
         verb = "would be deleted" if self.dry_run else "deleted"
+        if self.temp_files:
+            return (
+                f"{self.actions} actions, {self.logs} logs, {self.ticks} ticks, {self.artifact_files} artifact "
+                f"files and {self.temp_files} leftover temporary files {verb}."
+            )
         return (
             f"{self.actions} actions, {self.logs} logs, {self.ticks} ticks and "
             f"{self.artifact_files} artifact files {verb}."
@@ -149,17 +162,22 @@ def retention_prune(
         deleted = _prune_rows(eligible=eligible, bound=bound, batch_size=batch_size, clock=clock, report=report)
         setattr(report, name, deleted)
     if report.complete and not clock.expired():
-        _prune_artifacts(cutoff=cutoffs["artifacts"], dry_run=dry_run, clock=clock, report=report)
+        temp_cutoff = (now or timezone.now()) - timedelta(seconds=TEMP_FILE_MAX_AGE_SECONDS)
+        _prune_artifacts(
+            cutoff=cutoffs["artifacts"], temp_cutoff=temp_cutoff, dry_run=dry_run, clock=clock, report=report
+        )
     elif report.complete:
         report.complete = False
     report.seconds = time.monotonic() - clock.started
     logger.info(
-        "prune dry_run=%s actions=%s logs=%s ticks=%s artifact_files=%s batches=%s longest_batch=%.3fs complete=%s",
+        "prune dry_run=%s actions=%s logs=%s ticks=%s artifact_files=%s temp_files=%s batches=%s "
+        "longest_batch=%.3fs complete=%s",
         dry_run,
         report.actions,
         report.logs,
         report.ticks,
         report.artifact_files,
+        report.temp_files,
         report.batches,
         report.longest_batch_seconds,
         report.complete,
@@ -214,12 +232,14 @@ def _kept_artifacts() -> set[str]:
     return set(refs)
 
 
-def _prune_artifacts(*, cutoff: datetime, dry_run: bool, clock: _Clock, report: PruneReport) -> None:
+def _prune_artifacts(
+    *, cutoff: datetime, temp_cutoff: datetime, dry_run: bool, clock: _Clock, report: PruneReport
+) -> None:
     root = aol.artifacts_dir
     if not root.is_dir():
         return
     kept = _kept_artifacts()
-    limit = cutoff.timestamp()
+    limit, temp_limit = cutoff.timestamp(), temp_cutoff.timestamp()
     for path in _walk_files(root):
         if clock.expired():
             report.complete = False
@@ -228,7 +248,11 @@ def _prune_artifacts(*, cutoff: datetime, dry_run: bool, clock: _Clock, report: 
             stat = path.stat()
         except OSError:
             continue
-        if stat.st_mtime >= limit or path.relative_to(root).as_posix() in kept:
+        temporary = path.name.startswith(TEMP_PREFIX)
+        if temporary:
+            if stat.st_mtime >= temp_limit:
+                continue
+        elif stat.st_mtime >= limit or path.relative_to(root).as_posix() in kept:
             continue
         if not dry_run:
             try:
@@ -236,7 +260,10 @@ def _prune_artifacts(*, cutoff: datetime, dry_run: bool, clock: _Clock, report: 
             except OSError as exc:
                 logger.warning("prune could not delete artifact=%s: %s", path, exc)
                 continue
-        report.artifact_files += 1
+        if temporary:
+            report.temp_files += 1
+        else:
+            report.artifact_files += 1
         report.artifact_bytes += stat.st_size
 
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from llm import safe_llm_status
 from orchestration.adapters import adapters_all
+from orchestration.adapters.artifacts import artifacts_dir_probe_detail
 from orchestration.conf import aol
 from orchestration.dbclock import DbNow
 from orchestration.dburl import database_url_masked
@@ -360,6 +361,8 @@ def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
         ],
         # Table and artifact sizes (issue 7, retention); measured at most once a minute per process.
         "storage": storage_sizes(),
+        # Probed on every refresh (a few KiB written and fsynced), unlike the sizes: a full disk shows at once.
+        "artifacts_dir": _artifacts_dir(),
         "schedules": [
             {
                 "id": schedule.pk,
@@ -386,6 +389,18 @@ def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
             "queue_depth_statuses": [str(status) for status in OPEN_STATUSES],
             "queue_depth": _depth_series(since=now - DEPTH_CHART_WINDOW),
         },
+    }
+
+
+def _artifacts_dir() -> dict[str, Any]:
+    probe = artifacts_dir_probe_detail()
+    return {
+        "path": probe.path,
+        "ok": probe.ok,
+        "problem": probe.problem,
+        "free_bytes": probe.free_bytes,
+        "min_free_bytes": probe.min_free_bytes,
+        "summary": probe.summary,
     }
 
 

@@ -1,7 +1,9 @@
 """aol_prune as a command: in process with call_command and as a real process; counts and bad input."""
 
+import os
 import subprocess
 import sys
+import time
 from io import StringIO
 
 import pytest
@@ -27,6 +29,20 @@ def test_aol_prune__reports_counts(artifacts_dir):
     assert "1 actions, 2 logs, 1 ticks and 1 artifact files deleted." in text
     assert "the longest held its transaction" in text
     assert Action.objects.get().status == ActionStatus.DLQ
+
+
+def test_aol_prune__reports_leftover_temp_files_and_keeps_fresh_ones(artifacts_dir):
+    folder = artifacts_dir / "sleep"
+    folder.mkdir(parents=True)
+    old, fresh = folder / ".tmp-crashed.txt", folder / ".tmp-in-flight.txt"
+    for path in (old, fresh):
+        path.write_bytes(b"a complete artifact body\n")
+    two_hours_ago = time.time() - 2 * 3600
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    out = StringIO()
+    call_command("aol_prune", stdout=out, no_color=True)
+    assert "0 actions, 0 logs, 0 ticks, 0 artifact files and 1 leftover temporary files deleted." in out.getvalue()
+    assert not old.exists() and fresh.exists()
 
 
 @pytest.mark.parametrize(

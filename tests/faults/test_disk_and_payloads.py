@@ -1,9 +1,7 @@
 """Disk and payload faults: an unwritable artifacts directory, poison payloads (real daemon processes)."""
 
-import os
 import subprocess
 import time
-from contextlib import contextmanager
 from io import StringIO
 from pathlib import Path
 
@@ -17,31 +15,16 @@ from orchestration.services.queue import action_enqueue, action_payload_from_jso
 from orchestration.services.status import status_snapshot
 from tests.conftest import wait_until
 from tests.faults.conftest import artifact_files, assert_nothing_running, success_logs
+from tests.filesystems import mounted_tmpfs
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
 
 #: The queued actions of the read-only test: with the old per-action retries they all reached the DLQ.
 READ_ONLY_ACTIONS = 20
-
-
-@contextmanager
-def tmpfs_mount(path: Path, *, size: str = "1m"):
-    """A real tmpfs mounted at ``path`` for the duration (root only), unmounted whatever happens."""
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        reason = f"cannot mount a tmpfs at {path}: {mounted.stderr.strip() or mounted.returncode}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI runs as root and must run this test)")
-        pytest.skip(reason)
-    try:
-        yield path
-    finally:
-        # Lazy: the daemon under test may still have the directory open.
-        subprocess.run(["umount", "--lazy", str(path)], check=False)
+#: The read-only test's tmpfs, and a minimum free space it meets once writable (the default, 100 MiB, it never would).
+READ_ONLY_TMPFS_SIZE = "1m"
+READ_ONLY_MIN_FREE_BYTES = str(256 * 1024)
 
 
 def remount(path: Path, mode: str) -> None:
@@ -49,13 +32,14 @@ def remount(path: Path, mode: str) -> None:
 
 
 def test_artifacts_dir_read_only__claiming_paused_no_attempt_counted__all_succeed_once_writable(
-    start_daemon, artifacts_dir
+    start_daemon, artifacts_dir, settings
 ):
     """Invariant: on a read-only artifacts mount (a failure of the environment, not of the actions) the daemon
     pauses claiming with a growing backoff, counts no attempt and sends nothing to the DLQ, however long it
     lasts; the reason shows in the status snapshot, aol_status and /metrics; once the mount is writable again
     every queued action succeeds by itself, exactly once, and the daemon never stopped."""
-    with tmpfs_mount(artifacts_dir):
+    settings.AOL_ARTIFACTS_MIN_FREE_BYTES = int(READ_ONLY_MIN_FREE_BYTES)
+    with mounted_tmpfs(artifacts_dir, size=READ_ONLY_TMPFS_SIZE):
         remount(artifacts_dir, "ro")
         actions = [
             action_enqueue(action_type="SLEEP", payload={"seconds": 0}, idempotency_key=f"read-only-{i}")[0]
@@ -63,7 +47,7 @@ def test_artifacts_dir_read_only__claiming_paused_no_attempt_counted__all_succee
         ]
         ids = [action.pk for action in actions]
         # The fast test settings retry after 0.2 s, 3 attempts: the retry window is over in about a second.
-        daemon = start_daemon("--proof")
+        daemon = start_daemon("--proof", env={"AOL_ARTIFACTS_MIN_FREE_BYTES": READ_ONLY_MIN_FREE_BYTES})
         wait_until(
             lambda: TickLedger.objects.filter(status=TickStatus.BLOCKED).count() >= 3,
             timeout=30,

@@ -1,16 +1,25 @@
 """Retention service: only old terminal records are pruned, in batches; storage sizes and their warning."""
 
 import json
+import os
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
+from orchestration.adapters.artifacts import TEMP_PREFIX
 from orchestration.models import Action, ActionStatus, ExecutionLog, TickLedger
 from orchestration.sentinels import sentinels_run
 from orchestration.services.logs import log_write
-from orchestration.services.retention import PRUNABLE_STATUSES, retention_prune, storage_sizes
+from orchestration.services.retention import (
+    PRUNABLE_STATUSES,
+    TEMP_FILE_MAX_AGE_SECONDS,
+    retention_prune,
+    storage_sizes,
+)
 from tests.conftest import is_postgres
 from tests.factories import action_with_status, aged_artifact, old_log, old_tick
 
@@ -88,6 +97,30 @@ def test_retention_prune__retention_ages_come_from_settings(settings):
     action_with_status(ActionStatus.SUCCESS)
     assert retention_prune().actions == 0
     assert retention_prune(actions_days=60).actions == 1
+
+
+def leftover_temp_file(directory, *, age_seconds: float):
+    """A temporary file as a crash between writing an artifact and naming it leaves, ``age_seconds`` old."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix=".txt")
+    os.write(fd, b"a complete artifact body\n")
+    os.close(fd)
+    then = time.time() - age_seconds
+    os.utime(name, (then, then))
+    return Path(name)
+
+
+def test_retention_prune__leftover_temp_files_older_than_an_hour_go_fresh_ones_stay(artifacts_dir):
+    old = leftover_temp_file(artifacts_dir / "post_social", age_seconds=TEMP_FILE_MAX_AGE_SECONDS + 60)
+    fresh = leftover_temp_file(artifacts_dir / "post_social", age_seconds=60)
+    artifact = aged_artifact("post_social/young.txt", old=False)
+    os.utime(artifacts_dir / artifact, (old.stat().st_mtime,) * 2)  # two hours old: within its retention
+    dry = retention_prune(dry_run=True)
+    assert (dry.temp_files, dry.artifact_files) == (1, 0) and old.exists()
+    report = retention_prune()
+    assert (report.temp_files, report.artifact_files) == (1, 0)
+    assert report.summary() == "0 actions, 0 logs, 0 ticks, 0 artifact files and 1 leftover temporary files deleted."
+    assert not old.exists() and fresh.exists() and (artifacts_dir / artifact).exists()
 
 
 # --- sizes: status view and sentinel -------------------------------------------------------------------------

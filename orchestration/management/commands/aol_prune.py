@@ -1,4 +1,5 @@
-"""``manage.py aol_prune``: delete old SUCCESS/FAILED actions, logs, ticks and PROOF artifacts in short batches."""
+"""``manage.py aol_prune``: delete old SUCCESS/FAILED actions, logs, ticks, PROOF artifacts and leftover
+temporary files, in short batches."""
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
@@ -16,6 +17,7 @@ class Command(BaseCommand):
         "Delete SUCCESS and FAILED actions, execution logs, tick rows and PROOF artifact files older than their "
         "retention (AOL_RETENTION_*_DAYS, or the options below), in short batches. Actions still open "
         "(waiting, running, retrying, in the DLQ), and their logs and artifacts, are never touched. "
+        "Temporary files (.tmp-*) a crash left in the artifacts directory go once they are an hour old. "
         "With --max-seconds the run stops when its time is up; run it again to go on."
     )
 
