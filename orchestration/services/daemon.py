@@ -46,7 +46,7 @@ from django.db import DatabaseError, connection, connections
 from django.utils import timezone
 
 from orchestration.adapters import ActionResult, Attempt
-from orchestration.conf import aol
+from orchestration.conf import action_type_settings, aol
 from orchestration.dburl import redact
 from orchestration.exceptions import (
     AttemptDeadlineExceeded,
@@ -79,7 +79,6 @@ from orchestration.services.queue import (
 )
 from orchestration.services.schedules import schedule_fire_due
 from orchestration.services.wakeup import WakeupListener, wakeup_supported
-from orchestration.typeconf import action_type_settings
 
 logger = logging.getLogger("orchestration")
 

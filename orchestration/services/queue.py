@@ -22,7 +22,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from orchestration.adapters import ActionAdapter, adapter_get
-from orchestration.conf import aol
+from orchestration.conf import action_type_settings, aol, approval_required_types
 from orchestration.exceptions import (
     ControlChangeRejected,
     IdempotencyConflict,
@@ -54,7 +54,6 @@ from orchestration.services.control import operator_reason_clean
 from orchestration.services.lease import lease_is_current
 from orchestration.services.logs import log_entry, log_write, log_write_many
 from orchestration.services.rate_limits import RateDecision, db_now, rate_limit_decide, rate_limits_for
-from orchestration.typeconf import action_type_settings, approval_required_types
 
 logger = logging.getLogger("orchestration")
 

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from orchestration.checks import check_flow_control_settings
+from orchestration.conf import ActionTypeSettings, action_type_settings, approval_required_types
 from orchestration.models import Action, ActionStatus, ClaimedMode, ExecutionLog
 from orchestration.services.daemon import Daemon, DaemonConfig
 from orchestration.services.queue import (
@@ -16,7 +17,6 @@ from orchestration.services.queue import (
     action_mark_failure,
     action_outcome_unknown_policy,
 )
-from orchestration.typeconf import ActionTypeSettings, action_type_settings, approval_required_types
 from tests.conftest import ROOT
 from tests.factories import OWNER, hold_lease
 
