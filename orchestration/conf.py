@@ -1,7 +1,9 @@
-"""Lazy access to the AOL settings, and the per-action-type settings built on them.
+"""The AOL settings, each declared once (default, how its environment variable is parsed, meaning), read lazily.
 
-Settings are read when used, never at import time, so ``override_settings`` works in tests and a
-management command sees the values of the process it runs in.
+``aicmo_site/settings.py`` turns every declared ``AOL_<NAME>`` environment variable into the Django
+setting of the same name with the parser and default declared here. Application code reads
+``aol.<name>``, which looks the Django setting up when used, never at import time, so
+``override_settings`` works in tests and a management command sees the values of its own process.
 
 Per-action-type settings (AOL_ACTION_TYPES) and the approval gate's types (AOL_APPROVAL_REQUIRED_TYPES)
 are resolved here too, and validated by the system checks ``orchestration.E070`` and ``E071``, so a
@@ -9,62 +11,130 @@ daemon refuses to start on a mistake. See docs/flow-control.md.
 """
 
 import random
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar, overload
 
 from django.conf import settings
 
-DEFAULTS = {
-    "AOL_PROOF_MODE": False,
-    "AOL_MAX_TICKS": None,
-    "AOL_MAX_ACTIONS_PER_TICK": 3,
-    "AOL_CLAIM_BATCH_SIZE": 100,
-    "AOL_MAX_TICK_SECONDS": 20.0,
-    "AOL_MAX_ATTEMPTS": 3,
-    "AOL_RETRY_BACKOFF_SECONDS": 5.0,
-    "AOL_HEARTBEAT_SECONDS": 5.0,
-    "AOL_LEASE_TTL_SECONDS": 30.0,
-    "AOL_TICK_INTERVAL_SECONDS": 5.0,
-    "AOL_CONTROL_POLL_SECONDS": 0.5,
-    "AOL_WAKE_ON_ENQUEUE": True,
-    "AOL_MAX_PAYLOAD_BYTES": 64 * 1024,
-    "AOL_ARTIFACTS_DIR": None,
-    "AOL_METRICS_TOKEN": "",
-    "AOL_CONSOLE_REFRESH_SECONDS": 3.0,
-    "AOL_MAX_ABANDONED_THREADS": 3,
-    "AOL_EXTRA_ADAPTERS": (),
-    # Retention (issue 7): see orchestration/services/retention.py and docs/flow-control.md.
-    "AOL_RETENTION_ACTIONS_DAYS": 30,
-    "AOL_RETENTION_LOGS_DAYS": 30,
-    "AOL_RETENTION_TICKS_DAYS": 7,
-    "AOL_RETENTION_ARTIFACTS_DAYS": 30,
-    "AOL_PRUNE_BATCH_SIZE": 1000,
-    "AOL_WARN_ROWS": 1_000_000,
-    "AOL_WARN_ARTIFACTS_MB": 1024,
-    # Flow control (docs/flow-control.md)
-    "AOL_ACTION_TYPES": {},
-    "AOL_APPROVAL_REQUIRED_TYPES": None,  # None: DEFAULT_APPROVAL_REQUIRED_TYPES (unknown names ignored)
-    "AOL_RATE_LIMITS": (),
-}
+T = TypeVar("T")
+
+#: How settings.py parses an environment variable: ``bool``, ``int``, ``float``, ``str`` and ``json`` as
+#: django-environ does; ``list`` comma-separated; ``names`` comma-separated with blanks stripped (set but
+#: empty: an empty list); ``path`` a filesystem path.
+Parse = Literal["bool", "int", "float", "str", "json", "list", "names", "path"]
+#: A JSON object as a setting holds it.
+JSONObject = dict[str, Any]
+
+#: Action types gated by approval in REAL mode when AOL_APPROVAL_REQUIRED_TYPES is not set. Names
+#: of types that do not exist (yet) are ignored here, and only here.
+DEFAULT_APPROVAL_REQUIRED_TYPES = ("POST_SOCIAL", "SEND_EMAIL")
+
+
+class Setting(Generic[T]):
+    """One AOL setting: its default, how settings.py parses its variable, and what it means.
+
+    As an attribute of ``AolSettings`` it reads ``settings.AOL_<NAME>`` each time it is used, and the
+    default when that is not set. ``unset`` says what a default of None stands for, in the words of the
+    README's configuration table. A malformed environment value arrives as its text (whatever ``T``
+    says), so that ``orchestration.checks`` can name it and stop every command at start-up.
+    """
+
+    def __init__(self, default: T, parse: Parse, meaning: str, *, unset: str = "") -> None:
+        self.default = default
+        self.parse = parse
+        self.meaning = meaning
+        self.unset = unset
+        self.name = ""
+
+    def __set_name__(self, owner: type, attribute: str) -> None:
+        self.name = f"AOL_{attribute.upper()}"
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> "Setting[T]": ...
+
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> T: ...
+
+    def __get__(self, instance: object | None, owner: type | None = None) -> "Setting[T] | T":
+        if instance is None:
+            return self
+        return self.read()
+
+    def read(self) -> T:
+        return getattr(settings, self.name, self.default)
+
+
+class ProjectPathSetting(Setting[Path]):
+    """A path whose default is relative to the project directory (``settings.BASE_DIR``)."""
+
+    def read(self) -> Path:
+        configured = getattr(settings, self.name, None)
+        return Path(configured) if configured else Path(settings.BASE_DIR) / self.default
 
 
 class AolSettings:
-    """``aol.max_attempts`` reads ``settings.AOL_MAX_ATTEMPTS`` (or its default) at call time."""
+    """``aol.max_attempts`` is ``settings.AOL_MAX_ATTEMPTS``, or its default. A new setting is one line here
+    (and a row in the README's configuration table, which tests/test_conf.py holds to these defaults)."""
 
-    def __getattr__(self, name: str):
-        key = f"AOL_{name.upper()}"
-        if key not in DEFAULTS:
-            raise AttributeError(name)
-        return getattr(settings, key, DEFAULTS[key])
+    proof_mode = Setting(False, "bool", "1 forces PROOF mode whatever the control flag says")
+    max_ticks = Setting[int | None](None, "int", "the daemon exits after this many ticks", unset="unlimited")
+    max_actions_per_tick = Setting(3, "int", "the most actions one tick runs")
+    claim_batch_size = Setting(
+        100, "int", "the most fast first attempts one claim takes together (1: one claim and one commit per action)"
+    )
+    max_tick_seconds = Setting(20.0, "float", "a tick's time budget: no new action starts after it")
+    max_attempts = Setting(3, "int", "attempts before an action goes to the DLQ")
+    retry_backoff_seconds = Setting(5.0, "float", "retry delay = this × attempts made")
+    heartbeat_seconds = Setting(5.0, "float", "lease renewal period")
+    lease_ttl_seconds = Setting(30.0, "float", "how long a lease outlives its last renewal (at least 3 heartbeats)")
+    tick_interval_seconds = Setting(5.0, "float", "sleep between ticks")
+    control_poll_seconds = Setting(0.5, "float", "how often a running daemon re-reads the control flags")
+    wake_on_enqueue = Setting(
+        True, "bool", "PostgreSQL: an idle daemon wakes when actions are enqueued (LISTEN/NOTIFY), not at its next tick"
+    )
+    max_payload_bytes = Setting(64 * 1024, "int", "the largest payload accepted, as JSON")
+    max_abandoned_threads = Setting(
+        3, "int", "overrunning adapter threads (a thread cannot be killed) still alive before the daemon exits with 5"
+    )
+    extra_adapters = Setting[Sequence[str]]((), "list", "dotted paths of extra adapter classes to register")
+    artifacts_dir = ProjectPathSetting(
+        Path("var", "artifacts"), "path", "PROOF artifacts; keep it on persistent storage"
+    )
+    metrics_token = Setting("", "str", "bearer token for /metrics (empty: staff sessions only)")
+    console_refresh_seconds = Setting(3.0, "float", "status view refresh period")
+    log_level = Setting("INFO", "str", "level of the orchestration logger")
 
-    @property
-    def artifacts_dir(self) -> Path:
-        configured = getattr(settings, "AOL_ARTIFACTS_DIR", None)
-        return Path(configured) if configured else Path(settings.BASE_DIR) / "var" / "artifacts"
+    # Retention (aol_prune: never an open action, nor the logs and artifacts of one) and storage warnings.
+    retention_actions_days = Setting[float](30, "float", "days SUCCESS/FAILED actions are kept")
+    retention_logs_days = Setting[float](30, "float", "days execution logs are kept")
+    retention_ticks_days = Setting[float](7, "float", "days tick rows are kept")
+    retention_artifacts_days = Setting[float](30, "float", "days PROOF artifact files are kept")
+    prune_batch_size = Setting(1000, "int", "rows per delete transaction of aol_prune")
+    warn_rows = Setting(1_000_000, "int", "the status view and check_sentinels warn when a table holds more rows")
+    warn_artifacts_mb = Setting[float](
+        1024, "float", "the status view and check_sentinels warn when the artifacts directory holds more MB"
+    )
+
+    # Flow control (docs/flow-control.md).
+    action_types = Setting[dict[str, JSONObject]]({}, "json", "per-type settings (JSON object, see ActionTypeSettings)")
+    approval_required_types = Setting[Collection[str] | None](
+        None,
+        "names",
+        "types whose REAL runs wait for a person to approve their PROOF artifact (set but empty: none)",
+        unset=",".join(DEFAULT_APPROVAL_REQUIRED_TYPES),
+    )
+    rate_limits = Setting[Sequence[JSONObject]](
+        (), "json", "default rate limits (JSON list), for types without rows in the admin's rate-limit table"
+    )
 
 
 aol = AolSettings()
+#: Every declared setting, in declaration order.
+DECLARED_SETTINGS: tuple[Setting[Any], ...] = tuple(
+    value for value in vars(AolSettings).values() if isinstance(value, Setting)
+)
 
 
 # --- Per-action-type settings ------------------------------------------------------------------------------
@@ -75,9 +145,6 @@ BACKOFFS = ("fixed", "linear", "exponential")
 #: retry: always retry (the operator vouches the REAL effect is safe to repeat);
 #: needs_review: park every REAL attempt for a person (PROOF attempts are still retried).
 ORPHAN_POLICIES = ("auto", "retry", "needs_review")
-#: Action types gated by approval in REAL mode when AOL_APPROVAL_REQUIRED_TYPES is not set. Names
-#: of types that do not exist (yet) are ignored here, and only here.
-DEFAULT_APPROVAL_REQUIRED_TYPES = ("POST_SOCIAL", "SEND_EMAIL")
 #: The longest backoff accepted, and the cap when exponential backoff sets none (a day).
 MAX_BACKOFF_SECONDS = 86400.0
 
@@ -95,8 +162,8 @@ class ActionTypeSettings:
 
     action_type: str
     max_attempts: int
+    backoff_seconds: float
     backoff: str = "linear"
-    backoff_seconds: float = 5.0
     backoff_max_seconds: float | None = None
     jitter: float = 0.0
     timeout_seconds: float | None = None
@@ -151,7 +218,7 @@ def action_type_settings_problems() -> list[str]:
     """What is wrong with AOL_ACTION_TYPES (for the system check orchestration.E070)."""
     from orchestration.adapters import adapters_all
 
-    configured = aol.action_types
+    configured: object = aol.action_types  # text when the environment's JSON is malformed
     if configured in (None, ""):
         return []
     if isinstance(configured, str):
