@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import MISSING, fields
 
 import pytest
 
@@ -107,6 +108,14 @@ def test_aol__reads_the_django_setting_when_used(settings):
     assert aol.max_attempts == 7
     del settings.AOL_MAX_ATTEMPTS
     assert aol.max_attempts == type(aol).max_attempts.default
+
+
+def test_daemon_config__every_field_comes_from_the_settings_or_the_command_line(settings):
+    settings.AOL_TICK_INTERVAL_SECONDS, settings.AOL_MAX_ACTIONS_PER_TICK, settings.AOL_WAKE_ON_ENQUEUE = 0.7, 9, False
+    config = DaemonConfig.from_settings(owner="t:1", max_actions_per_tick=4, standby=None)
+    assert (config.interval_seconds, config.max_actions_per_tick, config.wake_on_enqueue) == (0.7, 4, False)
+    assert config.standby is False
+    assert [field.name for field in fields(DaemonConfig) if field.default is not MISSING] == []
 
 
 def test_readme__the_configuration_table_lists_every_setting_with_its_declared_default():

@@ -115,24 +115,26 @@ def default_owner() -> str:
 
 @dataclass(frozen=True)
 class DaemonConfig:
+    """What one daemon runs with; its defaults are the AOL settings' (``from_settings``)."""
+
     owner: str
-    force_proof: bool = False
-    max_ticks: int | None = None
-    interval_seconds: float = 5.0
-    max_actions_per_tick: int = 3
-    claim_batch_size: int = 100
-    max_tick_seconds: float = 20.0
-    heartbeat_seconds: float = 5.0
-    lease_ttl_seconds: float = 30.0
-    control_poll_seconds: float = 0.5
-    standby: bool = False
-    max_abandoned_threads: int = 3
-    wake_on_enqueue: bool = True
+    force_proof: bool
+    max_ticks: int | None
+    interval_seconds: float
+    max_actions_per_tick: int
+    claim_batch_size: int
+    max_tick_seconds: float
+    heartbeat_seconds: float
+    lease_ttl_seconds: float
+    control_poll_seconds: float
+    standby: bool
+    max_abandoned_threads: int
+    wake_on_enqueue: bool
 
     @classmethod
-    def from_settings(cls, **overrides) -> "DaemonConfig":
+    def from_settings(cls, **overrides: Any) -> "DaemonConfig":
         """The configuration from AOL_* settings, with command-line ``overrides`` (None = unset)."""
-        values = {
+        values: dict[str, Any] = {
             "owner": default_owner(),
             "force_proof": False,
             "max_ticks": aol.max_ticks,
