@@ -13,6 +13,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from orchestration import conf as _aol_conf
 from orchestration.dburl import mask_urls_in_text, url_for_django, validate_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -204,60 +205,50 @@ AXES_CLIENT_IP_CALLABLE = "orchestration.security.client_ip"
 if AXES_FAILURE_LIMIT < 1:
     raise ImproperlyConfigured(f"AICMO_LOGIN_FAILURE_LIMIT={AXES_FAILURE_LIMIT} must be 1 or more.")
 
+# --- Autonomy Orchestration Layer -------------------------------------------------------------
+# Every AOL_* setting is declared once, with its default and parser, in orchestration/conf.py; each
+# declared AOL_<NAME> variable becomes the setting of that name here. orchestration.checks rejects
+# values that parse but make no sense (zero, negative, a lease TTL too close to the heartbeat).
+
+
+def _names(name: str, default):
+    """Comma-separated names, blanks stripped; set but empty: an empty list."""
+    if name not in env.ENVIRON:
+        return default
+    return [part.strip() for part in env.str(name).split(",") if part.strip()]
+
+
+def _project_path(name: str, default: Path) -> Path:
+    """A path; the default is relative to the project directory."""
+    return Path(env.str(name, default=str(BASE_DIR / default)))
+
+
+_PARSERS = {
+    "bool": env.bool,
+    "int": env.int,
+    "float": env.float,
+    "str": env.str,
+    "json": env.json,
+    "list": env.list,
+    "names": _names,
+    "path": _project_path,
+}
+_aol = {
+    setting.name: _typed(setting.name, _PARSERS[setting.parse], setting.default)
+    for setting in _aol_conf.DECLARED_SETTINGS
+}
+globals().update(_aol)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "orchestration": {"handlers": ["console"], "level": env.str("AOL_LOG_LEVEL", default="INFO")},
+        "orchestration": {"handlers": ["console"], "level": _aol["AOL_LOG_LEVEL"]},
         "llm": {"handlers": ["console"], "level": "INFO"},
     },
 }
-
-# --- Autonomy Orchestration Layer -------------------------------------------------------------
-# Names, defaults and limits follow the seeds' runbook. orchestration.checks rejects values that
-# parse but make no sense (zero, negative, a lease TTL too close to the heartbeat).
-AOL_PROOF_MODE = _typed("AOL_PROOF_MODE", env.bool, False)
-AOL_MAX_TICKS = _typed("AOL_MAX_TICKS", env.int, None)
-AOL_MAX_ACTIONS_PER_TICK = _typed("AOL_MAX_ACTIONS_PER_TICK", env.int, 3)
-# The most due actions one claim takes together (fast actions only; 1 = one claim per action).
-AOL_CLAIM_BATCH_SIZE = _typed("AOL_CLAIM_BATCH_SIZE", env.int, 100)
-AOL_MAX_TICK_SECONDS = _typed("AOL_MAX_TICK_SECONDS", env.float, 20.0)
-AOL_MAX_ATTEMPTS = _typed("AOL_MAX_ATTEMPTS", env.int, 3)
-AOL_RETRY_BACKOFF_SECONDS = _typed("AOL_RETRY_BACKOFF_SECONDS", env.float, 5.0)
-AOL_HEARTBEAT_SECONDS = _typed("AOL_HEARTBEAT_SECONDS", env.float, 5.0)
-AOL_LEASE_TTL_SECONDS = _typed("AOL_LEASE_TTL_SECONDS", env.float, 30.0)
-AOL_TICK_INTERVAL_SECONDS = _typed("AOL_TICK_INTERVAL_SECONDS", env.float, 5.0)
-AOL_CONTROL_POLL_SECONDS = _typed("AOL_CONTROL_POLL_SECONDS", env.float, 0.5)
-# PostgreSQL: an idle daemon wakes when actions are enqueued (LISTEN/NOTIFY) instead of at its next tick.
-AOL_WAKE_ON_ENQUEUE = _typed("AOL_WAKE_ON_ENQUEUE", env.bool, True)
-AOL_MAX_PAYLOAD_BYTES = _typed("AOL_MAX_PAYLOAD_BYTES", env.int, 64 * 1024)
-AOL_CONSOLE_REFRESH_SECONDS = _typed("AOL_CONSOLE_REFRESH_SECONDS", env.float, 3.0)
-AOL_ARTIFACTS_DIR = Path(env.str("AOL_ARTIFACTS_DIR", default=str(VAR_DIR / "artifacts")))
-# The artifacts directory is unhealthy (S010, /readyz) below this much free space, in bytes (0: no
-# minimum, only the probe write counts); see docs/health.md for why 100 MiB.
-AOL_ARTIFACTS_MIN_FREE_BYTES = _typed("AOL_ARTIFACTS_MIN_FREE_BYTES", env.int, 100 * 1024 * 1024)
-# Adapter calls that overran their deadline run on in abandoned threads (a thread cannot be
-# killed); when this many are still alive the daemon exits with code 5 for its supervisor to
-# restart it.
-AOL_MAX_ABANDONED_THREADS = _typed("AOL_MAX_ABANDONED_THREADS", env.int, 3)
-# Dotted paths of extra adapter classes (comma-separated); the test suite's fake adapters.
-AOL_EXTRA_ADAPTERS = env.list("AOL_EXTRA_ADAPTERS", default=[])
-
-# --- Flow control (docs/flow-control.md) ----------------------------------------------------------
-# Per-type settings as JSON: {"POST_SOCIAL": {"max_attempts": 5, "backoff": "exponential", …}}.
-AOL_ACTION_TYPES = _typed("AOL_ACTION_TYPES", env.json, {})
-# Action types whose REAL runs wait for a person to approve their PROOF artifact (comma-separated;
-# set but empty: none). Unset: POST_SOCIAL and SEND_EMAIL.
-AOL_APPROVAL_REQUIRED_TYPES = (
-    [name.strip() for name in env.str("AOL_APPROVAL_REQUIRED_TYPES").split(",") if name.strip()]
-    if "AOL_APPROVAL_REQUIRED_TYPES" in env.ENVIRON
-    else None
-)
-# Default rate limits as JSON, used for types without rows in the admin's rate-limit table:
-# [{"action_type": "POST_SOCIAL", "key_fields": ["platform", "account"], "max_count": 5, "period_seconds": 3600}]
-AOL_RATE_LIMITS = _typed("AOL_RATE_LIMITS", env.json, [])
 
 # --- LLM (optional) ---------------------------------------------------------------------------
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
@@ -268,10 +259,6 @@ AICMO_USE_LLM = _typed("AICMO_USE_LLM", env.bool, True)
 # (with the client's short backoff), so one call is bounded by about timeout × (retries + 1).
 AICMO_LLM_TIMEOUT_SECONDS = _typed("AICMO_LLM_TIMEOUT_SECONDS", env.float, 20.0)
 AICMO_LLM_MAX_RETRIES = _typed("AICMO_LLM_MAX_RETRIES", env.int, 1)
-
-# --- Health and metrics -------------------------------------------------------------------------
-# Bearer token that lets a Prometheus server scrape /metrics without a staff session ("" = staff only).
-AOL_METRICS_TOKEN = env.str("AOL_METRICS_TOKEN", default="")
 
 # --- Email: the SEND_EMAIL adapter's REAL mode ---------------------------------------------------
 # Django's SMTP backend, configured from these variables. Without EMAIL_HOST the default backend is
@@ -293,15 +280,3 @@ EMAIL_BACKEND = env.str(
     if EMAIL_HOST
     else "django.core.mail.backends.dummy.EmailBackend",
 )
-
-# --- Retention (aol_prune) and storage warnings --------------------------------------------------
-# aol_prune deletes SUCCESS/FAILED actions, execution logs, ticks and PROOF artifact files older than
-# these many days (never an action still open, nor the logs and artifacts of one).
-AOL_RETENTION_ACTIONS_DAYS = _typed("AOL_RETENTION_ACTIONS_DAYS", env.float, 30)
-AOL_RETENTION_LOGS_DAYS = _typed("AOL_RETENTION_LOGS_DAYS", env.float, 30)
-AOL_RETENTION_TICKS_DAYS = _typed("AOL_RETENTION_TICKS_DAYS", env.float, 7)
-AOL_RETENTION_ARTIFACTS_DAYS = _typed("AOL_RETENTION_ARTIFACTS_DAYS", env.float, 30)
-AOL_PRUNE_BATCH_SIZE = _typed("AOL_PRUNE_BATCH_SIZE", env.int, 1000)
-# The status view and check_sentinels warn when a table holds more rows, or the artifacts more MB.
-AOL_WARN_ROWS = _typed("AOL_WARN_ROWS", env.int, 1_000_000)
-AOL_WARN_ARTIFACTS_MB = _typed("AOL_WARN_ARTIFACTS_MB", env.float, 1024)

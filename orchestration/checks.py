@@ -5,7 +5,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from orchestration.adapters import adapters_all
-from orchestration.conf import aol
+from orchestration.conf import action_type_settings_problems, aol, approval_types_problems
 
 #: Settings that must be greater than zero, and whether they are whole numbers.
 POSITIVE_SETTINGS = {
@@ -275,7 +275,6 @@ def check_retention_settings(app_configs=None, **kwargs) -> list[checks.CheckMes
 def check_flow_control_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """AOL_ACTION_TYPES (E070), AOL_APPROVAL_REQUIRED_TYPES (E071) and AOL_RATE_LIMITS (E072)."""
     from orchestration.services.rate_limits import default_rate_limits_problems
-    from orchestration.typeconf import action_type_settings_problems, approval_types_problems
 
     try:
         adapters_all()

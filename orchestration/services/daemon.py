@@ -52,7 +52,7 @@ from django.utils import timezone
 
 from orchestration.adapters import ActionResult, Attempt
 from orchestration.adapters.artifacts import artifacts_dir_probe
-from orchestration.conf import aol
+from orchestration.conf import action_type_settings, aol
 from orchestration.dburl import redact
 from orchestration.exceptions import (
     ArtifactStoreUnavailable,
@@ -86,7 +86,6 @@ from orchestration.services.queue import (
 )
 from orchestration.services.schedules import schedule_fire_due
 from orchestration.services.wakeup import WakeupListener, wakeup_supported
-from orchestration.typeconf import action_type_settings
 
 logger = logging.getLogger("orchestration")
 
@@ -132,24 +131,26 @@ def outage_backoff_seconds(failures: int) -> float:
 
 @dataclass(frozen=True)
 class DaemonConfig:
+    """What one daemon runs with; its defaults are the AOL settings' (``from_settings``)."""
+
     owner: str
-    force_proof: bool = False
-    max_ticks: int | None = None
-    interval_seconds: float = 5.0
-    max_actions_per_tick: int = 3
-    claim_batch_size: int = 100
-    max_tick_seconds: float = 20.0
-    heartbeat_seconds: float = 5.0
-    lease_ttl_seconds: float = 30.0
-    control_poll_seconds: float = 0.5
-    standby: bool = False
-    max_abandoned_threads: int = 3
-    wake_on_enqueue: bool = True
+    force_proof: bool
+    max_ticks: int | None
+    interval_seconds: float
+    max_actions_per_tick: int
+    claim_batch_size: int
+    max_tick_seconds: float
+    heartbeat_seconds: float
+    lease_ttl_seconds: float
+    control_poll_seconds: float
+    standby: bool
+    max_abandoned_threads: int
+    wake_on_enqueue: bool
 
     @classmethod
-    def from_settings(cls, **overrides) -> "DaemonConfig":
+    def from_settings(cls, **overrides: Any) -> "DaemonConfig":
         """The configuration from AOL_* settings, with command-line ``overrides`` (None = unset)."""
-        values = {
+        values: dict[str, Any] = {
             "owner": lease_owner_new(),
             "force_proof": False,
             "max_ticks": aol.max_ticks,

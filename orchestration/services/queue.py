@@ -20,7 +20,7 @@ from django.db.models.expressions import DatabaseDefault
 from django.utils import timezone
 
 from orchestration.adapters import ActionAdapter, adapter_get
-from orchestration.conf import aol
+from orchestration.conf import action_type_settings, aol, approval_required_types
 from orchestration.dbclock import DbNow, db_now
 from orchestration.exceptions import (
     IdempotencyConflict,
@@ -51,7 +51,6 @@ from orchestration.services.control import operator_reason_clean
 from orchestration.services.lease import lease_is_current
 from orchestration.services.logs import log_entry, log_write, log_write_many
 from orchestration.services.rate_limits import RateDecision, rate_limit_decide, rate_limits_for
-from orchestration.typeconf import action_type_settings, approval_required_types
 
 logger = logging.getLogger("orchestration")
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from llm import safe_llm_status
 from orchestration.adapters import adapters_all
 from orchestration.adapters.artifacts import artifacts_dir_probe_detail
-from orchestration.conf import aol
+from orchestration.conf import action_type_settings, aol, approval_required_types
 from orchestration.dbclock import DbNow
 from orchestration.dburl import database_url_masked
 from orchestration.models import (
@@ -248,7 +248,6 @@ def _paused_types() -> list[dict[str, Any]]:
 def _flow_detail() -> dict[str, Any]:
     """Approvals waiting, rate-limit deferrals, cancel requests and the flow-control settings in force."""
     from orchestration.services.rate_limits import rate_limits_in_force
-    from orchestration.typeconf import action_type_settings, approval_required_types
 
     return {
         "approvals": [

@@ -1,13 +1,27 @@
-"""Per-type settings (AOL_ACTION_TYPES), the approval types, and their system checks E070-E072."""
+"""The AOL settings (each declared once, read lazily), per-type settings (AOL_ACTION_TYPES), the approval
+types, and their system checks E070-E072."""
 
+import json
+import os
 import random
+import re
 import subprocess
 import sys
 import time
+from dataclasses import MISSING, fields
 
 import pytest
 
 from orchestration.checks import check_flow_control_settings
+from orchestration.conf import (
+    DECLARED_SETTINGS,
+    ActionTypeSettings,
+    ProjectPathSetting,
+    Setting,
+    action_type_settings,
+    aol,
+    approval_required_types,
+)
 from orchestration.models import Action, ActionStatus, ClaimedMode, ExecutionLog
 from orchestration.services.daemon import Daemon, DaemonConfig
 from orchestration.services.queue import (
@@ -16,9 +30,111 @@ from orchestration.services.queue import (
     action_mark_failure,
     action_outcome_unknown_policy,
 )
-from orchestration.typeconf import ActionTypeSettings, action_type_settings, approval_required_types
 from tests.conftest import ROOT
 from tests.factories import OWNER, hold_lease
+
+# --- The declarations ------------------------------------------------------------------------------------
+
+#: Prints, as JSON, each declared setting whose value in a fresh process is not its declared default.
+PRINT_SETTINGS_NOT_AT_DEFAULT = """
+import json
+import django
+from django.conf import settings
+django.setup()
+from orchestration.conf import DECLARED_SETTINGS, ProjectPathSetting, aol
+from orchestration.services.daemon import DaemonConfig
+wrong = {}
+for setting in DECLARED_SETTINGS:
+    expected = settings.BASE_DIR / setting.default if isinstance(setting, ProjectPathSetting) else setting.default
+    seen = {"settings.py": getattr(settings, setting.name, "(not set)"), "aol": getattr(aol, setting.name[4:].lower())}
+    if any(value != expected or type(value) is not type(expected) for value in seen.values()):
+        wrong[setting.name] = {"declared": repr(expected), **{where: repr(value) for where, value in seen.items()}}
+config = DaemonConfig.from_settings(owner="test:1")
+if (config.interval_seconds, config.max_actions_per_tick) != (aol.tick_interval_seconds, aol.max_actions_per_tick):
+    wrong["DaemonConfig"] = repr(config)
+print(json.dumps(wrong))
+"""
+
+
+def documented_default(setting: Setting) -> str:
+    """How the README's configuration table writes a setting's default (code spans unwrapped)."""
+    default = setting.default
+    if default is None:
+        return setting.unset
+    if isinstance(setting, ProjectPathSetting):
+        return f"<project>/{default.as_posix()}"
+    if isinstance(default, bool):
+        return "1" if default else "0"
+    if isinstance(default, float) and default.is_integer():
+        return str(int(default))
+    if default == "":
+        return "empty"
+    if isinstance(default, tuple | list | dict) and not default:
+        return "none"
+    return str(default)
+
+
+def documented_defaults(path) -> dict[str, str]:
+    """``AOL_<NAME>`` → its default cell, from every table row of ``path`` that names one setting first."""
+    rows = re.findall(r"^\| `(AOL_[A-Z0-9_]+)`(?: \([^|`]*\))? \| ([^|]*) \|", path.read_text(), re.MULTILINE)
+    return {name: cell.strip().replace("`", "") for name, cell in rows}
+
+
+def test_declared_settings__each_is_one_aol_attribute_with_a_meaning():
+    names = [setting.name for setting in DECLARED_SETTINGS]
+    assert len(names) == len(set(names)) and all(name.startswith("AOL_") for name in names)
+    assert all(setting.meaning and (setting.default is not None or setting.unset) for setting in DECLARED_SETTINGS)
+    assert type(aol).max_attempts in DECLARED_SETTINGS
+
+
+def test_aol__without_aol_environment_variables_every_setting_is_its_declared_default():
+    """settings.py takes each default from the declaration, aol reads it back, DaemonConfig adds none."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AOL_")}
+    env["DJANGO_SETTINGS_MODULE"] = "aicmo_site.settings"
+    result = subprocess.run(
+        [sys.executable, "-c", PRINT_SETTINGS_NOT_AT_DEFAULT],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {}
+
+
+def test_aol__reads_the_django_setting_when_used(settings):
+    settings.AOL_MAX_ATTEMPTS = 7
+    assert aol.max_attempts == 7
+    del settings.AOL_MAX_ATTEMPTS
+    assert aol.max_attempts == type(aol).max_attempts.default
+
+
+def test_daemon_config__every_field_comes_from_the_settings_or_the_command_line(settings):
+    settings.AOL_TICK_INTERVAL_SECONDS, settings.AOL_MAX_ACTIONS_PER_TICK, settings.AOL_WAKE_ON_ENQUEUE = 0.7, 9, False
+    config = DaemonConfig.from_settings(owner="t:1", max_actions_per_tick=4, standby=None)
+    assert (config.interval_seconds, config.max_actions_per_tick, config.wake_on_enqueue) == (0.7, 4, False)
+    assert config.standby is False
+    assert [field.name for field in fields(DaemonConfig) if field.default is not MISSING] == []
+
+
+def test_readme__the_configuration_table_lists_every_setting_with_its_declared_default():
+    documented = documented_defaults(ROOT / "README.md")
+    assert sorted(documented) == sorted(setting.name for setting in DECLARED_SETTINGS)
+    assert {name: documented[name] for name in documented} == {
+        setting.name: documented_default(setting) for setting in DECLARED_SETTINGS
+    }
+
+
+def test_docs__every_table_row_of_one_setting_shows_its_declared_default():
+    declared = {setting.name: documented_default(setting) for setting in DECLARED_SETTINGS}
+    for path in sorted((ROOT / "docs").glob("*.md")):
+        for name, cell in documented_defaults(path).items():
+            assert name in declared, f"{path.name}: {name} is not a declared setting"
+            assert cell == declared[name], f"{path.name}: {name} is documented as {cell!r}, declared {declared[name]!r}"
+
+
+# --- Per-type settings -----------------------------------------------------------------------------------
 
 
 def settings_of(**values) -> ActionTypeSettings:
