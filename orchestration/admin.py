@@ -30,7 +30,6 @@ from orchestration.adapters import action_types
 from orchestration.adapters.artifacts import artifact_path, artifact_verify
 from orchestration.dbclock import DbNow
 from orchestration.exceptions import ControlChangeRejected, InvalidAction
-from orchestration.forms import REAL_CONFIRMATION, ReasonForm, reason_field
 from orchestration.models import (
     MAX_PRIORITY,
     MIN_PRIORITY,
@@ -61,6 +60,7 @@ from orchestration.services.operator import (
     verbs_where,
 )
 from orchestration.services.status import table_rows_estimate
+from orchestration.web.forms import REAL_CONFIRMATION, ReasonForm, reason_field
 
 #: Changelists count at most this many rows (then say "more than …"), so a page load never
 #: counts a table of millions; pages stop there too, so no page needs a deep OFFSET.

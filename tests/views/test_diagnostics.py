@@ -9,8 +9,8 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.test import Client
 from django.urls import reverse
 
-from orchestration.health_views import STAFF_COOKIE
 from orchestration.models import ExecutionLog
+from orchestration.web.health import STAFF_COOKIE
 
 pytestmark = pytest.mark.django_db
 
