@@ -5,13 +5,11 @@ Every change goes through a service, which writes its audit row in the same tran
 
 from django import forms
 from django.contrib import admin
-from django.db import transaction
 from django.shortcuts import redirect
 
 from orchestration.adapters import action_types
-from orchestration.models import AuditOutcome, ControlFlags, RateLimit, Schedule
+from orchestration.models import ControlFlags, Schedule
 from orchestration.services import control
-from orchestration.services.audit import audit_write
 from orchestration.services.operator import (
     CONFIRM_TICK,
     CONFIRM_TYPE_REAL,
@@ -21,6 +19,8 @@ from orchestration.services.operator import (
     operator_run,
     verbs_where,
 )
+from orchestration.services.rate_limits import rate_limit_delete, rate_limit_save
+from orchestration.services.schedules import schedule_delete, schedule_save
 from orchestration.web.forms import REAL_CONFIRMATION, reason_field
 
 #: The control flags the admin edits; each change runs the verb that sets the flag to its new value.
@@ -131,14 +131,6 @@ class ScheduleForm(forms.ModelForm):
         self.fields["action_type"].choices = choices
 
 
-#: What the audit trail records about a schedule (before → after).
-SCHEDULE_AUDIT_FIELDS = ("name", "enabled", "action_type", "payload_template", "cron", "interval_seconds", "catch_up")
-
-
-def schedule_audit_values(schedule: Schedule) -> dict:
-    return {name: getattr(schedule, name) for name in SCHEDULE_AUDIT_FIELDS}
-
-
 class ScheduleAdmin(admin.ModelAdmin):
     form = ScheduleForm
     list_display = ("name", "enabled", "action_type", "rule", "catch_up", "last_period_at", "next_run_at")
@@ -158,45 +150,19 @@ class ScheduleAdmin(admin.ModelAdmin):
         return obj.rule
 
     def save_model(self, request, obj, form, change):
-        before = {}
-        if change:
-            before = schedule_audit_values(Schedule.objects.get(pk=obj.pk))
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            after = schedule_audit_values(obj)
-            audit_write(
-                actor=request.user.get_username(),
-                verb="change schedule" if change else "add schedule",
-                outcome=AuditOutcome.DONE if (after != before or not change) else AuditOutcome.NO_CHANGE,
-                reason=form.cleaned_data["reason"],
-                target=f"schedule #{obj.pk} {obj.name}",
-                before={k: v for k, v in before.items() if after.get(k) != v},
-                after={k: v for k, v in after.items() if before.get(k) != v},
-            )
+        schedule_save(schedule=obj, actor=request.user.get_username(), reason=form.cleaned_data["reason"])
 
     def delete_model(self, request, obj):
-        with transaction.atomic():
-            audit_write(
-                actor=request.user.get_username(),
-                verb="delete schedule",
-                outcome=AuditOutcome.DONE,
-                reason="deleted in the admin",
-                target=f"schedule #{obj.pk} {obj.name}",
-                before=schedule_audit_values(obj),
-            )
-            super().delete_model(request, obj)
+        schedule_delete(schedule=obj, actor=request.user.get_username(), reason="deleted in the admin")
 
     def delete_queryset(self, request, queryset):
         for schedule in queryset:
             self.delete_model(request, schedule)
 
 
-# --- Rate limits ------------------------------------------------------------------------------------------
-
-
 class RateLimitAdmin(admin.ModelAdmin):
-    """Operators edit rate limits here; every save and delete is audited. Validation (known type,
-    positive numbers, key fields the type's payload has, one key per type) lives on the model."""
+    """Operators edit rate limits here; ``rate_limit_save`` / ``rate_limit_delete`` validate (known
+    type, positive numbers, key fields the type's payload has, one key per type) and audit."""
 
     list_display = ("action_type", "key_fields", "max_count", "period_seconds", "enabled", "updated_at", "updated_by")
     list_filter = ("action_type", "enabled")
@@ -214,39 +180,11 @@ class RateLimitAdmin(admin.ModelAdmin):
             )
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
-    @staticmethod
-    def _values(obj: RateLimit) -> dict:
-        return {
-            "action_type": obj.action_type,
-            "key_fields": obj.key_fields,
-            "max_count": obj.max_count,
-            "period_seconds": obj.period_seconds,
-            "enabled": obj.enabled,
-        }
-
     def save_model(self, request, obj, form, change):
-        before = self._values(RateLimit.objects.get(pk=obj.pk)) if change else {}
-        obj.updated_by = request.user.get_username()[:255]
-        super().save_model(request, obj, form, change)
-        audit_write(
-            actor=request.user.get_username(),
-            verb="change rate limit" if change else "add rate limit",
-            outcome=AuditOutcome.DONE,
-            target=f"rate limit #{obj.pk} ({obj.action_type})",
-            before=before,
-            after=self._values(obj),
-        )
+        rate_limit_save(limit=obj, actor=request.user.get_username())
 
     def delete_model(self, request, obj):
-        before, pk = self._values(obj), obj.pk
-        super().delete_model(request, obj)
-        audit_write(
-            actor=request.user.get_username(),
-            verb="delete rate limit",
-            outcome=AuditOutcome.DONE,
-            target=f"rate limit #{pk} ({before['action_type']})",
-            before=before,
-        )
+        rate_limit_delete(limit=obj, actor=request.user.get_username())
 
     def delete_queryset(self, request, queryset):
         for obj in queryset:
