@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from orchestration import health_views
+from orchestration.web import health
 
 admin.site.site_header = "AICMO operator console"
 admin.site.site_title = "AICMO"
@@ -13,7 +13,7 @@ urlpatterns = [
     path("console/", include("orchestration.urls")),
     path("admin/", admin.site.urls),
     # Probes and metrics at the root, where load balancers and Prometheus look for them.
-    path("healthz", health_views.healthz, name="healthz"),
-    path("readyz", health_views.readyz, name="readyz"),
-    path("metrics", health_views.metrics, name="metrics"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
 ]

@@ -2,22 +2,22 @@
 
 from django.urls import path
 
-from orchestration import health_views, views
 from orchestration.services.operator import CONSOLE_ACTIONS, CONSOLE_ATTENTION, CONSOLE_FLAGS, CONSOLE_TYPES
+from orchestration.web import approvals, controls, health, status
 
 app_name = "orchestration"
 
 urlpatterns = [
-    path("diagnostics/", health_views.diagnostics, name="diagnostics"),
-    path("", views.status, name="status"),
-    path("status.json", views.status_json, name="status_json"),
+    path("diagnostics/", health.diagnostics, name="diagnostics"),
+    path("", status.status, name="status"),
+    path("status.json", status.status_json, name="status_json"),
     # The operator verbs, by console group (services/operator.py VERBS)
-    path("control/<slug:slug>/", views.operate, {"group": CONSOLE_FLAGS}, name="control"),
-    path("dlq/<slug:slug>/", views.operate, {"group": CONSOLE_ATTENTION}, name="dlq"),
-    path("types/<slug:slug>/", views.operate, {"group": CONSOLE_TYPES}, name="type_pause"),
-    path("actions/<slug:slug>/", views.operate, {"group": CONSOLE_ACTIONS}, name="queue_actions"),
-    path("enqueue/", views.enqueue, name="enqueue"),
-    path("approvals/", views.approvals, name="approvals"),
-    path("approvals/<int:action_id>/", views.approval_detail, name="approval"),
-    path("approvals/<int:action_id>/<slug:decision>/", views.approval_decide, name="approval_decide"),
+    path("control/<slug:slug>/", controls.operate, {"group": CONSOLE_FLAGS}, name="control"),
+    path("dlq/<slug:slug>/", controls.operate, {"group": CONSOLE_ATTENTION}, name="dlq"),
+    path("types/<slug:slug>/", controls.operate, {"group": CONSOLE_TYPES}, name="type_pause"),
+    path("actions/<slug:slug>/", controls.operate, {"group": CONSOLE_ACTIONS}, name="queue_actions"),
+    path("enqueue/", controls.enqueue, name="enqueue"),
+    path("approvals/", approvals.approvals, name="approvals"),
+    path("approvals/<int:action_id>/", approvals.approval_detail, name="approval"),
+    path("approvals/<int:action_id>/<slug:decision>/", approvals.approval_decide, name="approval_decide"),
 ]

@@ -23,9 +23,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db import transaction
 
 from orchestration.conf import aol
-from orchestration.models import DUE_STATUSES, RATE_COUNTED_STATUSES, Action, RateLimit
+from orchestration.models import DUE_STATUSES, RATE_COUNTED_STATUSES, Action, AuditOutcome, RateLimit
+from orchestration.services.audit import audit_write
 
 logger = logging.getLogger("orchestration")
 
@@ -326,3 +328,53 @@ def _fits(points: list[datetime], t: datetime, limit: Limit) -> bool:
         if inside + 1 > limit.max_count:
             return False
     return True
+
+
+# --- Operator changes (audited) ---------------------------------------------------------------------
+
+
+def _rate_limit_audit_values(limit: RateLimit) -> dict[str, Any]:
+    return {
+        "action_type": limit.action_type,
+        "key_fields": limit.key_fields,
+        "max_count": limit.max_count,
+        "period_seconds": limit.period_seconds,
+        "enabled": limit.enabled,
+    }
+
+
+def rate_limit_save(*, limit: RateLimit, actor: str, reason: str = "") -> RateLimit:
+    """Validate (key fields normalised) and save a new or changed rate limit as ``actor``, and audit
+    it (before → after), in one transaction."""
+    limit.updated_by = actor[:255]
+    limit.clean_fields()
+    rate_limit_validate(limit=limit)
+    limit.validate_constraints()
+    with transaction.atomic():
+        stored = RateLimit.objects.select_for_update().filter(pk=limit.pk).first() if limit.pk else None
+        limit.save()
+        audit_write(
+            actor=actor,
+            verb="add rate limit" if stored is None else "change rate limit",
+            outcome=AuditOutcome.DONE,
+            reason=reason,
+            target=f"rate limit #{limit.pk} ({limit.action_type})",
+            before=_rate_limit_audit_values(stored) if stored is not None else {},
+            after=_rate_limit_audit_values(limit),
+        )
+    return limit
+
+
+def rate_limit_delete(*, limit: RateLimit, actor: str, reason: str = "") -> None:
+    """Delete a rate limit and audit it (with its last values), in one transaction."""
+    before, pk = _rate_limit_audit_values(limit), limit.pk
+    with transaction.atomic():
+        limit.delete()
+        audit_write(
+            actor=actor,
+            verb="delete rate limit",
+            outcome=AuditOutcome.DONE,
+            reason=reason,
+            target=f"rate limit #{pk} ({before['action_type']})",
+            before=before,
+        )

@@ -21,7 +21,8 @@ from django.utils import timezone
 
 from orchestration.dbclock import DbNow, db_now
 from orchestration.exceptions import IdempotencyConflict, InvalidAction
-from orchestration.models import Action, LogLevel, Schedule
+from orchestration.models import Action, AuditOutcome, LogLevel, Schedule
+from orchestration.services.audit import audit_write
 from orchestration.services.lease import lease_is_current
 from orchestration.services.logs import log_write
 from orchestration.services.queue import action_enqueue, action_fields_clean
@@ -290,3 +291,56 @@ def _enqueue_period(*, schedule: Schedule, period: datetime, actor: str, report:
         logger.info("schedule id=%s fired period=%s action=%s", schedule.pk, period.isoformat(), action.pk)
     else:
         report.existing.append(action.pk)
+
+
+# --- Operator changes (audited) ---------------------------------------------------------------------
+
+#: What the audit trail records about a schedule (before → after).
+SCHEDULE_AUDIT_FIELDS = ("name", "enabled", "action_type", "payload_template", "cron", "interval_seconds", "catch_up")
+
+
+def _schedule_audit_values(schedule: Schedule) -> dict[str, Any]:
+    return {name: getattr(schedule, name) for name in SCHEDULE_AUDIT_FIELDS}
+
+
+def _schedule_validate(schedule: Schedule) -> None:
+    """Every check the admin's form makes, for callers that bypass it (raises ValidationError)."""
+    schedule.clean_fields()
+    schedule_clean(schedule=schedule)
+    schedule.validate_unique()
+    schedule.validate_constraints()
+
+
+def schedule_save(*, schedule: Schedule, actor: str, reason: str) -> Schedule:
+    """Validate and save a new or changed ``schedule`` and audit it (the changed fields, before →
+    after), in one transaction; an unchanged schedule is audited as NO_CHANGE."""
+    _schedule_validate(schedule)
+    with transaction.atomic():
+        stored = Schedule.objects.select_for_update().filter(pk=schedule.pk).first() if schedule.pk else None
+        before = _schedule_audit_values(stored) if stored is not None else {}
+        schedule.save()
+        after = _schedule_audit_values(schedule)
+        audit_write(
+            actor=actor,
+            verb="add schedule" if stored is None else "change schedule",
+            outcome=AuditOutcome.DONE if (stored is None or after != before) else AuditOutcome.NO_CHANGE,
+            reason=reason,
+            target=f"schedule #{schedule.pk} {schedule.name}",
+            before={k: v for k, v in before.items() if after.get(k) != v},
+            after={k: v for k, v in after.items() if before.get(k) != v},
+        )
+    return schedule
+
+
+def schedule_delete(*, schedule: Schedule, actor: str, reason: str) -> None:
+    """Delete ``schedule`` and audit it (with its last values), in one transaction."""
+    with transaction.atomic():
+        audit_write(
+            actor=actor,
+            verb="delete schedule",
+            outcome=AuditOutcome.DONE,
+            reason=reason,
+            target=f"schedule #{schedule.pk} {schedule.name}",
+            before=_schedule_audit_values(schedule),
+        )
+        schedule.delete()

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from orchestration.adapters.artifacts import artifact_write
-from orchestration.admin import COUNT_CAP
+from orchestration.admin.records import COUNT_CAP
 from orchestration.models import Action, ActionStatus, AuditEntry, ExecutionLog
 from orchestration.services.logs import log_write
 from orchestration.services.operator import MAX_BULK_ACTIONS
@@ -106,7 +106,7 @@ def test_action_changelist__search_by_action_id(prefix, viewer):
 
 @pytest.mark.postgres_only
 def test_action_changelist__big_unfiltered_table_shows_an_estimate_it_never_counts(superuser, analyse, monkeypatch):
-    monkeypatch.setattr("orchestration.admin.COUNT_CAP", 5)
+    monkeypatch.setattr("orchestration.admin.records.COUNT_CAP", 5)
     many_dead(8)
     analyse()
     with CaptureQueriesContext(connection) as queries:
@@ -119,7 +119,7 @@ def test_action_changelist__big_unfiltered_table_shows_an_estimate_it_never_coun
 
 
 def test_action_changelist__filtered_list_counts_up_to_the_cap_never_estimates(viewer, analyse, monkeypatch):
-    monkeypatch.setattr("orchestration.admin.COUNT_CAP", 5)
+    monkeypatch.setattr("orchestration.admin.records.COUNT_CAP", 5)
     many_dead(8)
     analyse()
     with CaptureQueriesContext(connection) as queries:
@@ -131,7 +131,7 @@ def test_action_changelist__filtered_list_counts_up_to_the_cap_never_estimates(v
 
 
 def test_action_changelist__never_counts_more_than_the_cap(viewer, settings, monkeypatch):
-    monkeypatch.setattr("orchestration.admin.COUNT_CAP", 5)
+    monkeypatch.setattr("orchestration.admin.records.COUNT_CAP", 5)
     many_dead(8)
     with CaptureQueriesContext(connection) as queries:
         page = client_for(viewer).get(CHANGELIST).content.decode()

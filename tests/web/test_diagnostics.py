@@ -9,8 +9,8 @@ from django.db.migrations.recorder import MigrationRecorder
 from django.test import Client
 from django.urls import reverse
 
-from orchestration.health_views import STAFF_COOKIE
-from orchestration.models import ExecutionLog
+from orchestration.models import AuditEntry, AuditOutcome, ExecutionLog
+from orchestration.web.health import STAFF_COOKIE
 
 pytestmark = pytest.mark.django_db
 
@@ -120,6 +120,21 @@ def test_diagnostics__superuser_applies_missing_migrations_and_sees_the_output(c
     assert MigrationRecorder.Migration.objects.filter(app="orchestration", name="0002_singleton_rows").exists()
     log = ExecutionLog.objects.get()
     assert log.actor == "web:root" and "migrations applied from the diagnostics page by root" in log.message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_diagnostics__applying_migrations_writes_an_audit_row_naming_the_superuser(client, superuser):
+    call_command("migrate", "orchestration", "0001", verbosity=0)
+    client.force_login(superuser)
+    client.post(URL, {"operation": "migrate", "confirm": "migrate"})
+    audit = AuditEntry.objects.get()
+    assert (audit.actor, audit.verb, audit.outcome, audit.target) == (
+        "root",
+        "apply migrations",
+        AuditOutcome.DONE,
+        "database schema",
+    )
+    assert audit.after["migrations_applied"] >= 1 and "diagnostics page" in audit.reason
 
 
 @pytest.mark.django_db(transaction=True)

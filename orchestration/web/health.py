@@ -22,7 +22,7 @@ from io import StringIO
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
@@ -231,15 +231,26 @@ def _apply_migrations(username: str) -> tuple[str, bool]:
 
 
 def _audit_migrate(username: str, output: str) -> None:
-    from orchestration.models import LogLevel
+    """Record the applied migrations in the execution log and the audit trail, together."""
+    from orchestration.models import AuditOutcome, LogLevel
+    from orchestration.services.audit import audit_write
     from orchestration.services.logs import log_write
 
     applied = output.count("Applying ")
     try:
-        log_write(
-            level=LogLevel.WARNING,
-            message=f"migrations applied from the diagnostics page by {username}: {applied} migration(s)",
-            actor=f"web:{username}",
-        )
+        with transaction.atomic():
+            log_write(
+                level=LogLevel.WARNING,
+                message=f"migrations applied from the diagnostics page by {username}: {applied} migration(s)",
+                actor=f"web:{username}",
+            )
+            audit_write(
+                actor=username,
+                verb="apply migrations",
+                outcome=AuditOutcome.DONE if applied else AuditOutcome.NO_CHANGE,
+                reason=f"confirmed by typing {MIGRATE_CONFIRMATION!r} on the diagnostics page",
+                target="database schema",
+                after={"migrations_applied": applied},
+            )
     except DatabaseError as exc:
         logger.error("diagnostics: could not audit migrate user=%s error=%s", username, exc)

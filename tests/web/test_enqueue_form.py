@@ -30,7 +30,7 @@ def test_enqueue__approval_for_a_type_that_cannot_be_gated_is_an_error_on_the_ap
 
 def test_enqueue_form__checks_the_payload_with_its_types_adapter_including_extra_ones(operator, settings):
     settings.AOL_EXTRA_ADAPTERS = ["tests.fake_adapters.HangAdapter"]
-    from orchestration.forms import EnqueueForm
+    from orchestration.web.forms import EnqueueForm
 
     form = EnqueueForm(
         {"enqueue-action_type": "HANG", "enqueue-payload": '{"seconds": -1}', "enqueue-reason": "drill"},

@@ -11,8 +11,17 @@ from django import forms
 from orchestration.adapters import action_types
 from orchestration.exceptions import InvalidAction, InvalidPayload
 from orchestration.models import MAX_PRIORITY, MIN_PRIORITY
-from orchestration.services.control import MAX_REASON_LENGTH
-from orchestration.services.operator import CONFIRM_TICK, CONFIRM_TYPE_REAL, MAX_BULK_ACTIONS, OperatorVerb
+from orchestration.services.control import MAX_REASON_LENGTH, control_paused_types
+from orchestration.services.operator import (
+    CONFIRM_TICK,
+    CONFIRM_TYPE_REAL,
+    CONSOLE_ACTIONS,
+    CONSOLE_ATTENTION,
+    CONSOLE_FLAGS,
+    CONSOLE_TYPES,
+    MAX_BULK_ACTIONS,
+    OperatorVerb,
+)
 from orchestration.services.queue import MAX_IDEMPOTENCY_KEY_LENGTH, action_fields_clean, action_payload_from_json
 
 REAL_CONFIRMATION = "REAL"
@@ -188,9 +197,6 @@ class EnqueueForm(ReasonForm):
         return cleaned
 
 
-# --- Flow control (docs/flow-control.md) -------------------------------------------------------------
-
-
 class ApproveForm(ReasonForm):
     """Approve the artifact the person reviewed: its SHA-256 travels with the form."""
 
@@ -265,3 +271,21 @@ class QueueActionsForm(ReasonForm):
     def operator_params(self) -> dict[str, Any]:
         asked = {name: self.cleaned_data[name] for name in self.verb.asks}
         return {"action_ids": self.cleaned_data["action_ids"], **asked}
+
+
+#: The prefix of each console form that offers several verbs (the flags' forms are prefixed by their verb).
+FORM_PREFIXES = {CONSOLE_ATTENTION: "dlq", CONSOLE_TYPES: "types", CONSOLE_ACTIONS: "queue"}
+
+
+def verb_form(verb: OperatorVerb, data=None, *, paused: list[str] | None = None) -> ReasonForm:
+    """The console form that posts ``verb``."""
+    if verb.console == CONSOLE_FLAGS:
+        return flag_form_class(verb)(data, prefix=verb.name)
+    prefix = FORM_PREFIXES[verb.console]
+    if verb.console == CONSOLE_ATTENTION:
+        return AttentionForm(data, prefix=prefix)
+    if verb.console == CONSOLE_TYPES:
+        if paused is None:
+            paused = [pause.action_type for pause in control_paused_types()]
+        return TypePauseForm(data, prefix=prefix, paused=paused)
+    return QueueActionsForm(data, prefix=prefix, verb=verb)

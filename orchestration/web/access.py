@@ -1,0 +1,60 @@
+"""Who may use the operator console, and how a refusal is answered and audited."""
+
+from functools import wraps
+
+from django.contrib import admin
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from orchestration.services.audit import audit_denied
+
+
+def staff_required(view=None, *, json: bool = False):
+    """Anonymous: to the login page (JSON: 401). Logged in but not active staff: 403."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs):
+            user = request.user
+            if not user.is_authenticated:
+                if json:
+                    return JsonResponse({"error": "authentication required"}, status=401)
+                next_url = request.get_full_path() if request.method == "GET" else reverse("orchestration:status")
+                return redirect_to_login(next_url, reverse("admin:login"))
+            if not (user.is_active and user.is_staff):
+                if json:
+                    return JsonResponse({"error": "staff only"}, status=403)
+                return denied(request, "The operator console is for staff users only.")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorate(view) if view is not None else decorate
+
+
+def denied(request: HttpRequest, message: str) -> HttpResponse:
+    context = {**admin.site.each_context(request), "title": "Not allowed", "message": message}
+    return TemplateResponse(request, "orchestration/denied.html", context, status=403)
+
+
+def refuse(request: HttpRequest, *, verb: str, permission: str, target: str) -> HttpResponse:
+    """Audit the refused attempt (nothing else changes) and answer 403."""
+    audit_denied(
+        actor=actor_of(request),
+        verb=verb,
+        permission=permission,
+        reason=posted_reason(request),
+        target=target,
+    )
+    return denied(request, f"You do not have the permission to {verb} ({permission}). Nothing was changed.")
+
+
+def posted_reason(request: HttpRequest) -> str:
+    """The reason typed into whichever form was posted (its field name carries the form's prefix)."""
+    return next((value for key, value in request.POST.items() if key == "reason" or key.endswith("-reason")), "")
+
+
+def actor_of(request: HttpRequest) -> str:
+    return request.user.get_username()

@@ -1,0 +1,110 @@
+"""The approvals pages: actions awaiting approval, one action's PROOF artifact, approve or reject."""
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from orchestration import permissions
+from orchestration.exceptions import ControlChangeRejected
+from orchestration.models import Action, ActionStatus
+from orchestration.services.approval import action_approve, action_reject, approval_review
+from orchestration.services.audit import admin_log_write
+from orchestration.web.access import actor_of, refuse, staff_required
+from orchestration.web.forms import ApproveForm, RejectForm
+
+#: The most actions the approvals page lists.
+APPROVALS_LISTED = 200
+
+
+@never_cache
+@require_GET
+@staff_required
+def approvals(request: HttpRequest) -> HttpResponse:
+    waiting = list(Action.objects.awaiting_approval().order_by("-priority", "updated_at", "id")[: APPROVALS_LISTED + 1])
+    context = {
+        **admin.site.each_context(request),
+        "title": "Approvals",
+        "waiting": waiting[:APPROVALS_LISTED],
+        "more": len(waiting) > APPROVALS_LISTED,
+        "approve_allowed": request.user.has_perm(permissions.APPROVE_ACTION),
+        "permissions": permissions,
+    }
+    return TemplateResponse(request, "orchestration/approvals.html", context)
+
+
+def _approval_page(
+    request: HttpRequest, action: Action, *, bound: dict[str, forms.Form] | None = None, status: int = 200
+):
+    bound = bound or {}
+    awaiting = action.status == ActionStatus.AWAITING_APPROVAL
+    review = approval_review(action=action) if action.approval_artifact_ref else None
+    context = {
+        **admin.site.each_context(request),
+        "title": f"Approve action #{action.pk}",
+        "action": action,
+        "awaiting": awaiting,
+        "review": review,
+        "payload": json.dumps(action.payload, indent=2, ensure_ascii=False, sort_keys=True),
+        "approve_form": bound.get("approve")
+        or ApproveForm(prefix="approve", initial={"sha256": action.approval_sha256}),
+        "reject_form": bound.get("reject") or RejectForm(prefix="reject"),
+        "approve_allowed": request.user.has_perm(permissions.APPROVE_ACTION),
+        "permissions": permissions,
+    }
+    return TemplateResponse(request, "orchestration/approval.html", context, status=status)
+
+
+@never_cache
+@require_GET
+@staff_required
+def approval_detail(request: HttpRequest, action_id: int) -> HttpResponse:
+    action = Action.objects.filter(pk=action_id).first()
+    if action is None:
+        raise Http404(f"No action #{action_id}.")
+    return _approval_page(request, action)
+
+
+@require_POST
+@staff_required
+def approval_decide(request: HttpRequest, action_id: int, decision: str) -> HttpResponse:
+    if decision not in ("approve", "reject"):
+        raise Http404(f"Unknown decision {decision!r}.")
+    if not request.user.has_perm(permissions.APPROVE_ACTION):
+        return refuse(request, verb=decision, permission=permissions.APPROVE_ACTION, target=f"action #{action_id}")
+    action = Action.objects.filter(pk=action_id).first()
+    if action is None:
+        raise Http404(f"No action #{action_id}.")
+    form = (ApproveForm if decision == "approve" else RejectForm)(request.POST, prefix=decision)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            if decision == "approve":
+                action = action_approve(
+                    action_id=action.pk, sha256=data["sha256"], actor=actor_of(request), reason=data["reason"]
+                )
+            else:
+                action = action_reject(action_id=action.pk, actor=actor_of(request), reason=data["reason"])
+        except ControlChangeRejected as exc:
+            form.add_error(None, str(exc))
+        else:
+            admin_log_write(
+                user_id=request.user.pk,
+                objects=[action],
+                message=f"{decision} from the console (sha256 {action.approval_sha256}); reason: {data['reason']}",
+            )
+            if decision == "approve":
+                messages.success(
+                    request,
+                    f"Action #{action.pk} approved: it runs for real next, bound to sha256 {action.approval_sha256}.",
+                )
+            else:
+                messages.success(request, f"Action #{action.pk} rejected: it will not run for real.")
+            return redirect("orchestration:approvals")
+    action.refresh_from_db()
+    return _approval_page(request, action, bound={decision: form})
