@@ -12,8 +12,8 @@ from orchestration.adapters import action_types
 from orchestration.exceptions import InvalidAction, InvalidPayload
 from orchestration.models import MAX_PRIORITY, MIN_PRIORITY
 from orchestration.services.control import MAX_REASON_LENGTH
+from orchestration.services.enqueue import MAX_IDEMPOTENCY_KEY_LENGTH, action_fields_clean, action_payload_from_json
 from orchestration.services.operator import CONFIRM_TICK, CONFIRM_TYPE_REAL, MAX_BULK_ACTIONS, OperatorVerb
-from orchestration.services.queue import MAX_IDEMPOTENCY_KEY_LENGTH, action_fields_clean, action_payload_from_json
 
 REAL_CONFIRMATION = "REAL"
 

@@ -34,9 +34,10 @@ from orchestration.forms import (
     flag_form_class,
 )
 from orchestration.models import Action, ActionStatus
-from orchestration.services import control, queue
+from orchestration.services import control
 from orchestration.services.approval import action_approve, action_reject, approval_review
 from orchestration.services.audit import admin_log_write, audit_denied
+from orchestration.services.enqueue import action_enqueue_by_operator
 from orchestration.services.operator import (
     ACTION_TYPE,
     CONSOLE_ACTIONS,
@@ -255,7 +256,7 @@ def enqueue(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         data = form.cleaned_data
         try:
-            action, created = queue.action_enqueue_by_operator(
+            action, created = action_enqueue_by_operator(
                 action_type=data["action_type"],
                 payload=data["payload"],
                 idempotency_key=data["idempotency_key"] or None,

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from orchestration.models import Action, ActionStatus, ActionTypePause, AuditEntry, ControlFlags
 from orchestration.services import control
+from orchestration.services.enqueue import action_enqueue
 from orchestration.services.operator import (
     ACTIONS,
     CONSOLE_ACTIONS,
@@ -24,7 +25,6 @@ from orchestration.services.operator import (
     VERBS,
     OperatorVerb,
 )
-from orchestration.services.queue import action_enqueue
 from tests.console_fixtures import PASSWORD, client_for, superuser  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db

@@ -20,7 +20,7 @@ from django.test import Client
 
 from orchestration.health_views import STAFF_COOKIE
 from orchestration.models import Action, ActionStatus, ExecutionLog, TickLedger
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.conftest import ROOT, test_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -42,8 +42,9 @@ from orchestration.models import (
 from orchestration.services import control
 from orchestration.services.audit import admin_log_write, audit_denied, audit_write, describe_ids
 from orchestration.services.control import operator_reason_clean
+from orchestration.services.enqueue import action_priority_clean
 from orchestration.services.logs import log_entry, log_write_many
-from orchestration.services.queue import MAX_ERROR_LENGTH, action_priority_clean
+from orchestration.services.results import MAX_ERROR_LENGTH
 
 logger = logging.getLogger("orchestration")
 

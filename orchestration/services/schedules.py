@@ -22,9 +22,9 @@ from django.utils import timezone
 from orchestration.dbclock import DbNow, db_now
 from orchestration.exceptions import IdempotencyConflict, InvalidAction
 from orchestration.models import Action, LogLevel, Schedule
+from orchestration.services.enqueue import action_enqueue, action_fields_clean
 from orchestration.services.lease import lease_is_current
 from orchestration.services.logs import log_write
-from orchestration.services.queue import action_enqueue, action_fields_clean
 
 logger = logging.getLogger("orchestration")
 

@@ -10,15 +10,9 @@ from django.utils import timezone
 
 from orchestration.exceptions import IdempotencyConflict, InvalidPayload, LeaseNotHeld, UnknownActionType
 from orchestration.models import Action, ActionStatus, ExecutionLog, Lease
-from orchestration.services.queue import (
-    action_claim_due,
-    action_enqueue,
-    action_mark_failure,
-    action_mark_success,
-    action_payload_from_json,
-    action_recover_orphans,
-    action_release_unstarted,
-)
+from orchestration.services.claim import action_claim_due, action_release_unstarted
+from orchestration.services.enqueue import action_enqueue, action_payload_from_json
+from orchestration.services.results import action_mark_failure, action_mark_success, action_recover_orphans
 from tests.factories import OWNER, data_statements, hold_lease, post_social
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,10 @@ from django.test.utils import CaptureQueriesContext
 
 from orchestration.dbclock import db_now
 from orchestration.models import Action, ActionStatus, ExecutionLog, RateLimit
-from orchestration.services.queue import action_claim_due, action_enqueue, action_mark_failure
+from orchestration.services.claim import action_claim_due
+from orchestration.services.enqueue import action_enqueue
 from orchestration.services.rate_limits import Limit, earliest_slot, rate_key_for, rate_limits_for
+from orchestration.services.results import action_mark_failure
 from tests.factories import OWNER, data_statements, hold_lease
 
 pytestmark = pytest.mark.django_db
