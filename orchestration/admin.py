@@ -48,19 +48,10 @@ from orchestration.models import (
 from orchestration.services import control
 from orchestration.services.audit import audit_write
 from orchestration.services.lease import lease_health_of
-from orchestration.services.operator import (
-    ACTIONS,
-    CONFIRM_TICK,
-    CONFIRM_TYPE_REAL,
-    FLAGS,
-    MAX_BULK_ACTIONS,
-    OperatorVerb,
-    flag_verb,
-    operator_denied,
-    operator_run,
-    verbs_where,
-)
+from orchestration.services.operator import MAX_BULK_ACTIONS
+from orchestration.services.operator_verb import ACTIONS, CONFIRM_TICK, CONFIRM_TYPE_REAL, FLAGS, OperatorVerb
 from orchestration.services.status import table_rows_estimate
+from orchestration.services.verbs import flag_verb, operator_denied, operator_run, verbs_where
 
 #: Changelists count at most this many rows (then say "more than …"), so a page load never
 #: counts a table of millions; pages stop there too, so no page needs a deep OFFSET.

@@ -13,7 +13,8 @@ from orchestration.exceptions import InvalidAction, InvalidPayload
 from orchestration.models import MAX_PRIORITY, MIN_PRIORITY
 from orchestration.services.control import MAX_REASON_LENGTH
 from orchestration.services.enqueue import MAX_IDEMPOTENCY_KEY_LENGTH, action_fields_clean, action_payload_from_json
-from orchestration.services.operator import CONFIRM_TICK, CONFIRM_TYPE_REAL, MAX_BULK_ACTIONS, OperatorVerb
+from orchestration.services.operator import MAX_BULK_ACTIONS
+from orchestration.services.operator_verb import CONFIRM_TICK, CONFIRM_TYPE_REAL, OperatorVerb
 
 REAL_CONFIRMATION = "REAL"
 

@@ -38,20 +38,17 @@ from orchestration.services import control
 from orchestration.services.approval import action_approve, action_reject, approval_review
 from orchestration.services.audit import admin_log_write, audit_denied
 from orchestration.services.enqueue import action_enqueue_by_operator
-from orchestration.services.operator import (
+from orchestration.services.operator import MAX_BULK_ACTIONS
+from orchestration.services.operator_verb import (
     ACTION_TYPE,
     CONSOLE_ACTIONS,
     CONSOLE_ATTENTION,
     CONSOLE_FLAGS,
     CONSOLE_TYPES,
-    MAX_BULK_ACTIONS,
     OperatorVerb,
-    operator_denied,
-    operator_run,
-    verb_for_console,
-    verbs_where,
 )
 from orchestration.services.status import status_snapshot
+from orchestration.services.verbs import operator_denied, operator_run, verb_for_console, verbs_where
 
 logger = logging.getLogger("orchestration")
 
