@@ -13,7 +13,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.filters import DateFieldListFilter
 from django.contrib.admin.options import ShowFacets
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Q
@@ -50,6 +50,8 @@ from orchestration.services.audit import audit_write
 from orchestration.services.lease import lease_health_of
 from orchestration.services.operator import MAX_BULK_ACTIONS
 from orchestration.services.operator_verb import ACTIONS, CONFIRM_TICK, CONFIRM_TYPE_REAL, FLAGS, OperatorVerb
+from orchestration.services.rate_limits import rate_limit_validate
+from orchestration.services.schedules import schedule_clean
 from orchestration.services.status import table_rows_estimate
 from orchestration.services.verbs import flag_verb, operator_denied, operator_run, verbs_where
 
@@ -568,7 +570,7 @@ class AuditEntryAdmin(InspectionAdmin):
 
 
 class ScheduleForm(forms.ModelForm):
-    """The model's own validation (``Schedule.clean``) names every bad field; a reason is asked for."""
+    """The service's validation (``schedule_clean``) names every bad field; a reason is asked for."""
 
     action_type = forms.ChoiceField(choices=())
     reason = reason_field()
@@ -585,6 +587,28 @@ class ScheduleForm(forms.ModelForm):
         if current and current not in known:  # an adapter was removed: show it, clean() will refuse it
             choices.insert(0, (current, f"{current} (unknown)"))
         self.fields["action_type"].choices = choices
+
+    def _post_clean(self):
+        super()._post_clean()
+        try:
+            schedule_clean(schedule=self.instance)
+        except ValidationError as exc:
+            self._update_errors(exc)
+
+
+class RateLimitForm(forms.ModelForm):
+    """The service's validation (``rate_limit_validate``) names every bad field."""
+
+    class Meta:
+        model = RateLimit
+        fields = ("action_type", "key_fields", "max_count", "period_seconds", "enabled")
+
+    def _post_clean(self):
+        super()._post_clean()
+        try:
+            rate_limit_validate(limit=self.instance)
+        except ValidationError as exc:
+            self._update_errors(exc)
 
 
 #: What the audit trail records about a schedule (before → after).
@@ -653,6 +677,7 @@ class ScheduleAdmin(admin.ModelAdmin):
 
 @admin.register(RateLimit)
 class RateLimitAdmin(admin.ModelAdmin):
+    form = RateLimitForm
     """Operators edit rate limits here; every save and delete is audited. Validation (known type,
     positive numbers, key fields the type's payload has, one key per type) lives on the model."""
 

@@ -338,7 +338,7 @@ def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
             }
             for action in Action.objects.needing_attention().order_by("-id")[:RECENT_DLQ]
         ],
-        # Table and artifact sizes (issue 7, retention); measured at most once a minute per process.
+        # Table and artifact sizes; measured at most once a minute per process.
         "storage": storage_sizes(),
         # Probed on every refresh (a few KiB written and fsynced), unlike the sizes: a full disk shows at once.
         "artifacts_dir": _artifacts_dir(),
