@@ -240,7 +240,7 @@ def check_email_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage
     return errors
 
 
-#: Retention and storage-warning settings (issue 7): each must be a number greater than zero.
+#: Retention and storage-warning settings: each must be a number greater than zero.
 RETENTION_SETTINGS = {
     "retention_actions_days": float,
     "retention_logs_days": float,

@@ -311,11 +311,6 @@ def storage_sizes(*, max_age_seconds: float = SIZES_CACHE_SECONDS) -> dict[str, 
     return value
 
 
-def storage_sizes_clear_cache() -> None:
-    with _sizes_lock:
-        _sizes_cache.clear()
-
-
 def _measure() -> dict[str, Any]:
     tables = _table_sizes()
     files, size, truncated = 0, 0, False
