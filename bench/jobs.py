@@ -37,7 +37,7 @@ def timed(loop) -> float:
 @register
 def enqueue_aol_one(args) -> dict:
     """N x action_enqueue, each its own transaction."""
-    from orchestration.services.queue import action_enqueue
+    from orchestration.services.enqueue import action_enqueue
 
     def loop():
         for i in range(args.n):
@@ -49,7 +49,7 @@ def enqueue_aol_one(args) -> dict:
 @register
 def enqueue_aol_many(args) -> dict:
     """One action_enqueue_many call with N items."""
-    from orchestration.services.queue import action_enqueue_many
+    from orchestration.services.enqueue import action_enqueue_many
 
     items = [
         {"action_type": "POST_SOCIAL", "payload": aol_payload(i), "idempotency_key": f"{args.prefix}-{i:06d}"}
@@ -267,7 +267,7 @@ def latency(args) -> dict:
     """
     from orchestration.conf import aol
     from orchestration.models import Action, ActionStatus, ExecutionLog
-    from orchestration.services.queue import action_enqueue
+    from orchestration.services.enqueue import action_enqueue
 
     interval, per_tick = aol.tick_interval_seconds, aol.max_actions_per_tick
     rng = random.Random(6)

@@ -240,7 +240,7 @@ def check_email_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage
     return errors
 
 
-#: Retention and storage-warning settings (issue 7): each must be a number greater than zero.
+#: Retention and storage-warning settings: each must be a number greater than zero.
 RETENTION_SETTINGS = {
     "retention_actions_days": float,
     "retention_logs_days": float,
@@ -277,18 +277,18 @@ def check_flow_control_settings(app_configs=None, **kwargs) -> list[checks.Check
     from orchestration.services.rate_limits import default_rate_limits_problems
 
     try:
-        adapters_all()
+        registry = adapters_all()
     except ImproperlyConfigured:
         return []  # E003 already says why; the type names cannot be checked without the registry
     found = [
         (
-            action_type_settings_problems(),
+            action_type_settings_problems(registry=registry),
             "Fix AOL_ACTION_TYPES (a JSON object: action type → {max_attempts, backoff, backoff_seconds, "
             "backoff_max_seconds, jitter, timeout_seconds, orphan_policy}); see docs/flow-control.md.",
             "orchestration.E070",
         ),
         (
-            approval_types_problems(),
+            approval_types_problems(registry=registry),
             "List known action types whose adapters can re-render their PROOF artifact in "
             "AOL_APPROVAL_REQUIRED_TYPES (comma-separated), or unset it for the default (POST_SOCIAL, SEND_EMAIL).",
             "orchestration.E071",

@@ -11,7 +11,7 @@ daemon refuses to start on a mistake. See docs/flow-control.md.
 """
 
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, overload
@@ -219,10 +219,12 @@ FIELDS = {
 }
 
 
-def action_type_settings_problems() -> list[str]:
-    """What is wrong with AOL_ACTION_TYPES (for the system check orchestration.E070)."""
-    from orchestration.adapters import adapters_all
+def action_type_settings_problems(*, registry: Mapping[str, Any]) -> list[str]:
+    """What is wrong with AOL_ACTION_TYPES (for the system check orchestration.E070).
 
+    ``registry`` is ``adapters_all()``: the adapters read their settings from here, so this module
+    cannot import them.
+    """
     configured: object = aol.action_types  # text when the environment's JSON is malformed
     if configured in (None, ""):
         return []
@@ -232,7 +234,7 @@ def action_type_settings_problems() -> list[str]:
         return [
             f"AOL_ACTION_TYPES must be an object mapping action types to settings, not {type(configured).__name__}."
         ]
-    known = adapters_all()
+    known = registry
     problems = []
     for action_type, entry in configured.items():
         if action_type not in known:
@@ -270,11 +272,9 @@ def action_type_settings(action_type: str) -> ActionTypeSettings:
 # --- The approval gate's types -----------------------------------------------------------------------------
 
 
-def approval_types_problems() -> list[str]:
-    """What is wrong with AOL_APPROVAL_REQUIRED_TYPES (for the system check orchestration.E071)."""
-    from orchestration.adapters import adapters_all
-
-    registry = adapters_all()
+def approval_types_problems(*, registry: Mapping[str, Any]) -> list[str]:
+    """What is wrong with AOL_APPROVAL_REQUIRED_TYPES (for the system check orchestration.E071); ``registry``
+    is ``adapters_all()``."""
     configured = aol.approval_required_types
     problems = []
     if configured is None:

@@ -1,15 +1,19 @@
-"""The five AOL tables: control flags, tick ledger, lease, action queue, execution logs.
+"""The AOL's tables: control flags, tick ledger, lease, action queue, execution logs, audit trail,
+schedules, paused action types and rate limits.
 
 Table names are fixed by the seeds (``aol_*``). Invariants live in the database as constraints,
 so a shell session that bypasses the services still cannot write an impossible row.
 """
+
+from datetime import datetime
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now  # noqa: TID251  (the column default below)
 
-from orchestration.dbclock import DbNow
+from orchestration.dbclock import DbNow, db_now
+from orchestration.periods import period_next
 
 
 class ControlFlags(models.Model):
@@ -359,7 +363,7 @@ class AuditEntry(models.Model):
         return f"{self.actor} {self.verb} ({self.outcome})"
 
 
-# --- Schedules (issue 7, part A) ---------------------------------------------------------------------
+# --- Schedules ------------------------------------------------------------------------------------
 # Kept apart at the end of the module: recurring actions the lease holder enqueues once per period.
 
 
@@ -428,10 +432,8 @@ class Schedule(models.Model):
         return self.name
 
     def save(self, *args, **kwargs) -> None:
-        """Saves with ``next_run_at`` worked out from the rule (see ``schedule_prepare_save``)."""
-        from orchestration.services.schedules import schedule_prepare_save
-
-        schedule_prepare_save(schedule=self)
+        """Saves with ``next_run_at`` worked out from the rule (``periods_restart``)."""
+        self.periods_restart(now=db_now())
         if kwargs.get("update_fields") is not None:
             kwargs["update_fields"] = {*kwargs["update_fields"], "next_run_at", "last_period_at"}
         super().save(*args, **kwargs)
@@ -440,10 +442,27 @@ class Schedule(models.Model):
     def rule(self) -> str:
         return self.cron or f"every {self.interval_seconds}s"
 
-    def clean(self) -> None:
-        from orchestration.services.schedules import schedule_clean
+    def period_next(self, *, after: datetime) -> datetime:
+        """The first period start strictly after ``after``."""
+        return period_next(cron=self.cron, interval_seconds=self.interval_seconds, after=after)
 
-        schedule_clean(schedule=self)
+    def periods_restart(self, *, now: datetime) -> None:
+        """Set ``next_run_at`` (and restart the periods of a re-enabled schedule) before it is saved.
+
+        A new or re-enabled schedule starts with the first period after ``now``: periods that passed
+        while it did not exist or was disabled are not missed ones. A changed rule starts after the
+        newest period already fired. Its validation (``schedule_clean`` in services/schedules.py)
+        is the form's and the service's, which know the adapters.
+        """
+        was_enabled = None
+        if self.pk is not None:
+            was_enabled = Schedule.objects.filter(pk=self.pk).values_list("enabled", flat=True).first()
+        if not self.enabled:
+            self.next_run_at = None
+            return
+        if was_enabled is not True:  # new, or disabled until now
+            self.last_period_at = None
+        self.next_run_at = self.period_next(after=self.last_period_at or now)
 
 
 # --- Flow control: per-type pauses and rate limits (docs/flow-control.md) ----------------------------
@@ -503,8 +522,3 @@ class RateLimit(models.Model):
     def __str__(self) -> str:
         key = f" per {self.key_fields}" if self.key_fields else ""
         return f"{self.action_type}: {self.max_count} per {self.period_seconds}s{key}"
-
-    def clean(self) -> None:
-        from orchestration.services.rate_limits import rate_limit_validate
-
-        rate_limit_validate(limit=self)

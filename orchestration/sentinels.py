@@ -26,13 +26,9 @@ MIN_PYTHON = (3, 11)
 
 #: The public API other code (and the seeds' runbook) relies on: module → names it must export.
 PUBLIC_API = {
-    "orchestration.services.queue": [
-        "action_enqueue",
-        "action_claim_due",
-        "action_mark_success",
-        "action_mark_failure",
-        "action_recover_orphans",
-    ],
+    "orchestration.services.enqueue": ["action_enqueue"],
+    "orchestration.services.claim": ["action_claim_due"],
+    "orchestration.services.results": ["action_mark_success", "action_mark_failure", "action_recover_orphans"],
     "orchestration.services.lease": ["lease_acquire_or_renew", "lease_renew", "lease_release", "lease_get"],
     "orchestration.services.control": [
         "control_flags_get",

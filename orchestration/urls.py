@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from orchestration.services.operator import CONSOLE_ACTIONS, CONSOLE_ATTENTION, CONSOLE_FLAGS, CONSOLE_TYPES
+from orchestration.services.operator_verb import CONSOLE_ACTIONS, CONSOLE_ATTENTION, CONSOLE_FLAGS, CONSOLE_TYPES
 from orchestration.web import approvals, controls, health, status
 
 app_name = "orchestration"
@@ -11,7 +11,7 @@ urlpatterns = [
     path("diagnostics/", health.diagnostics, name="diagnostics"),
     path("", status.status, name="status"),
     path("status.json", status.status_json, name="status_json"),
-    # The operator verbs, by console group (services/operator.py VERBS)
+    # The operator verbs, by console group (services/verbs.py VERBS)
     path("control/<slug:slug>/", controls.operate, {"group": CONSOLE_FLAGS}, name="control"),
     path("dlq/<slug:slug>/", controls.operate, {"group": CONSOLE_ATTENTION}, name="dlq"),
     path("types/<slug:slug>/", controls.operate, {"group": CONSOLE_TYPES}, name="type_pause"),

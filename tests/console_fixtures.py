@@ -7,7 +7,7 @@ from django.test import Client
 from orchestration.models import Action, ActionStatus, AuditEntry
 from orchestration.permissions import OPERATORS_GROUP
 from orchestration.services.control import control_flags_get
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 
 PASSWORD = "a-long-test-password-42"
 

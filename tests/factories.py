@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from orchestration.adapters.artifacts import artifact_path, artifact_write
 from orchestration.models import Action, ActionStatus, ExecutionLog, TickLedger
+from orchestration.services.enqueue import action_enqueue
 from orchestration.services.lease import lease_acquire_or_renew
 from orchestration.services.logs import log_write
-from orchestration.services.queue import action_enqueue
 
 OWNER = "test-host:1"
 

@@ -23,13 +23,10 @@ from orchestration.conf import (
     approval_required_types,
 )
 from orchestration.models import Action, ActionStatus, ClaimedMode, ExecutionLog
+from orchestration.services.claim import action_claim_due
 from orchestration.services.daemon import Daemon, DaemonConfig
-from orchestration.services.queue import (
-    action_claim_due,
-    action_enqueue,
-    action_mark_failure,
-    action_outcome_unknown_policy,
-)
+from orchestration.services.enqueue import action_enqueue
+from orchestration.services.results import action_mark_failure, action_outcome_unknown_policy
 from tests.conftest import ROOT
 from tests.factories import OWNER, hold_lease
 

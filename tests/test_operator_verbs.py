@@ -14,17 +14,17 @@ from django.utils import timezone
 
 from orchestration.models import Action, ActionStatus, ActionTypePause, AuditEntry, ControlFlags
 from orchestration.services import control
-from orchestration.services.operator import (
+from orchestration.services.enqueue import action_enqueue
+from orchestration.services.operator_verb import (
     ACTIONS,
     CONSOLE_ACTIONS,
     CONSOLE_ATTENTION,
     CONSOLE_FLAGS,
     CONSOLE_TYPES,
     FLAGS,
-    VERBS,
     OperatorVerb,
 )
-from orchestration.services.queue import action_enqueue
+from orchestration.services.verbs import VERBS
 from tests.console_fixtures import PASSWORD, client_for, superuser  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db

@@ -19,7 +19,7 @@ from django.db import connection
 from django.test import Client
 
 from orchestration.models import Action, ActionStatus, ExecutionLog, TickLedger
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from orchestration.web.health import STAFF_COOKIE
 from tests.conftest import ROOT, test_database_url
 

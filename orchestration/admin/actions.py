@@ -23,14 +23,9 @@ from orchestration.adapters.artifacts import artifact_path, artifact_verify
 from orchestration.admin.records import InspectionAdmin, badge
 from orchestration.exceptions import ControlChangeRejected, InvalidAction
 from orchestration.models import MAX_PRIORITY, MIN_PRIORITY, Action, ExecutionLog
-from orchestration.services.operator import (
-    ACTIONS,
-    MAX_BULK_ACTIONS,
-    OperatorVerb,
-    operator_denied,
-    operator_run,
-    verbs_where,
-)
+from orchestration.services.operator import MAX_BULK_ACTIONS
+from orchestration.services.operator_verb import ACTIONS, OperatorVerb
+from orchestration.services.verbs import operator_denied, operator_run, verbs_where
 from orchestration.web.forms import ReasonForm
 
 ACTION_LOGS_SHOWN = 200

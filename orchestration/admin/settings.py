@@ -5,22 +5,16 @@ Every change goes through a service, which writes its audit row in the same tran
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.shortcuts import redirect
 
 from orchestration.adapters import action_types
-from orchestration.models import ControlFlags, Schedule
+from orchestration.models import ControlFlags, RateLimit, Schedule
 from orchestration.services import control
-from orchestration.services.operator import (
-    CONFIRM_TICK,
-    CONFIRM_TYPE_REAL,
-    FLAGS,
-    flag_verb,
-    operator_denied,
-    operator_run,
-    verbs_where,
-)
-from orchestration.services.rate_limits import rate_limit_delete, rate_limit_save
-from orchestration.services.schedules import schedule_delete, schedule_save
+from orchestration.services.operator_verb import CONFIRM_TICK, CONFIRM_TYPE_REAL, FLAGS
+from orchestration.services.rate_limits import rate_limit_delete, rate_limit_save, rate_limit_validate
+from orchestration.services.schedules import schedule_clean, schedule_delete, schedule_save
+from orchestration.services.verbs import flag_verb, operator_denied, operator_run, verbs_where
 from orchestration.web.forms import REAL_CONFIRMATION, reason_field
 
 #: The control flags the admin edits; each change runs the verb that sets the flag to its new value.
@@ -112,7 +106,7 @@ class ControlFlagsAdmin(admin.ModelAdmin):
 
 
 class ScheduleForm(forms.ModelForm):
-    """The model's own validation (``Schedule.clean``) names every bad field; a reason is asked for."""
+    """The service's validation (``schedule_clean``) names every bad field; a reason is asked for."""
 
     action_type = forms.ChoiceField(choices=())
     reason = reason_field()
@@ -129,6 +123,28 @@ class ScheduleForm(forms.ModelForm):
         if current and current not in known:  # an adapter was removed: show it, clean() will refuse it
             choices.insert(0, (current, f"{current} (unknown)"))
         self.fields["action_type"].choices = choices
+
+    def _post_clean(self):
+        super()._post_clean()
+        try:
+            schedule_clean(schedule=self.instance)
+        except ValidationError as exc:
+            self._update_errors(exc)
+
+
+class RateLimitForm(forms.ModelForm):
+    """The service's validation (``rate_limit_validate``) names every bad field."""
+
+    class Meta:
+        model = RateLimit
+        fields = ("action_type", "key_fields", "max_count", "period_seconds", "enabled")
+
+    def _post_clean(self):
+        super()._post_clean()
+        try:
+            rate_limit_validate(limit=self.instance)
+        except ValidationError as exc:
+            self._update_errors(exc)
 
 
 class ScheduleAdmin(admin.ModelAdmin):
@@ -163,6 +179,8 @@ class ScheduleAdmin(admin.ModelAdmin):
 class RateLimitAdmin(admin.ModelAdmin):
     """Operators edit rate limits here; ``rate_limit_save`` / ``rate_limit_delete`` validate (known
     type, positive numbers, key fields the type's payload has, one key per type) and audit."""
+
+    form = RateLimitForm
 
     list_display = ("action_type", "key_fields", "max_count", "period_seconds", "enabled", "updated_at", "updated_by")
     list_filter = ("action_type", "enabled")

@@ -1,7 +1,7 @@
 """The approval gate: a person approves a PROOF artifact before its action runs for REAL.
 
 In REAL mode a gated action (``Action.requires_approval``, or its type in
-AOL_APPROVAL_REQUIRED_TYPES) is first claimed in PROOF (``queue.action_claim_mode``): its adapter
+AOL_APPROVAL_REQUIRED_TYPES) is first claimed in PROOF (``action_claim_mode``, below): its adapter
 writes the artifact, and the action waits as AWAITING_APPROVAL with the artifact's SHA-256. An
 operator with ``approve_action`` reads the artifact in the console and approves it (the action
 becomes due again, bound to that SHA-256) or rejects it (REJECTED, terminal). Before acting for
@@ -16,9 +16,10 @@ from django.db import transaction
 
 from orchestration.adapters import ActionAdapter, adapter_get
 from orchestration.adapters.artifacts import artifact_path, sha256_bytes
+from orchestration.conf import approval_required_types
 from orchestration.dbclock import DbNow
 from orchestration.exceptions import ApprovalRefused, PermanentAdapterError, UnknownActionType
-from orchestration.models import Action, ActionStatus, AuditOutcome
+from orchestration.models import Action, ActionStatus, AuditOutcome, ClaimedMode
 from orchestration.services.audit import audit_write
 from orchestration.services.control import operator_reason_clean
 from orchestration.services.logs import log_write
@@ -215,3 +216,25 @@ def approval_check_proof_run(*, adapter: ActionAdapter, action: Action) -> None:
             f"{action.action_type} requires approval in REAL mode, but its adapter cannot re-render its PROOF "
             "artifact, so an approval could not be bound to what it sends; not run"
         )
+
+
+def action_approval_gated(*, action: Action) -> bool:
+    """Does ``action``'s REAL run wait for a person's approval of its PROOF artifact?
+
+    Gated: the action asked for it, or its type is in AOL_APPROVAL_REQUIRED_TYPES, and its adapter
+    has a REAL integration at all (one without refuses REAL anyway; nobody is asked to approve it).
+    """
+    if not (action.requires_approval or action.action_type in approval_required_types()):
+        return False
+    try:
+        return adapter_get(action.action_type).supports_real
+    except UnknownActionType:
+        return False
+
+
+def action_claim_mode(*, action: Action, daemon_mode: str) -> str:
+    """The mode ``action``'s attempt runs in: the daemon's, except that in REAL mode a gated action
+    that has not been approved runs in PROOF (to make the artifact a person approves)."""
+    if daemon_mode == ClaimedMode.REAL and action.approved_at is None and action_approval_gated(action=action):
+        return ClaimedMode.PROOF
+    return daemon_mode

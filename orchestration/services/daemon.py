@@ -11,7 +11,7 @@ ones in batches of up to AOL_CLAIM_BATCH_SIZE that should take about ``BATCH_TAR
 Only first attempts that a crash cannot harm join a batch (``action_batchable``); their successes
 are recorded together, in one transaction, before the next claim (group commit). What a crash
 can redo is therefore at most one batch of fast, idempotent first attempts, and none of them
-loses an attempt to it: recovery returns batch-claimed actions uncounted (services/queue.py).
+loses an attempt to it: recovery returns batch-claimed actions uncounted (services/results.py).
 Unstarted members of a batch go back to the queue at once on a pause, kill, stop or spent
 budget, and when the batch is older than ``BATCH_HOLD_SECONDS``.
 
@@ -64,14 +64,14 @@ from orchestration.exceptions import (
     PermanentAdapterError,
 )
 from orchestration.models import Action, ActionStatus, ClaimedMode, ControlFlags, TickStatus
-from orchestration.services.approval import approval_check_proof_run, approval_verify_before_real
+from orchestration.services.approval import action_approval_gated, approval_check_proof_run, approval_verify_before_real
+from orchestration.services.claim import action_claim_due, action_queue_depth, action_release_unstarted
 from orchestration.services.control import control_flags_get
+from orchestration.services.enqueue import action_payload_validate
 from orchestration.services.lease import lease_acquire_or_renew, lease_owner_new, lease_release, lease_renew
 from orchestration.services.ledger import tick_record
-from orchestration.services.queue import (
+from orchestration.services.results import (
     Success,
-    action_approval_gated,
-    action_claim_due,
     action_mark_awaiting_approval,
     action_mark_cancelled_if_requested,
     action_mark_failure,
@@ -79,10 +79,7 @@ from orchestration.services.queue import (
     action_mark_needs_review,
     action_mark_success_many,
     action_outcome_unknown_policy,
-    action_payload_validate,
-    action_queue_depth,
     action_recover_orphans,
-    action_release_unstarted,
 )
 from orchestration.services.schedules import schedule_fire_due
 from orchestration.services.wakeup import WakeupListener, wakeup_supported

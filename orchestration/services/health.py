@@ -17,6 +17,7 @@ from django.db import DatabaseError, connections
 from django.db.utils import load_backend
 
 from orchestration.dburl import mask_urls_in_text
+from orchestration.services.sql import migrations_applied
 
 #: Default connect timeout of a probe, in seconds (libpq rounds anything below 2 up to 2).
 PROBE_TIMEOUT_SECONDS = 2.0
@@ -147,10 +148,7 @@ def database_probe(
         applied: set[tuple[str, str]] = set()
         recorder_table = MigrationRecorder.Migration._meta.db_table
         if recorder_table in tables:
-            # Raw SQL: the recorder's ORM queries would go through the alias's shared connection.
-            with conn.cursor() as cursor:
-                cursor.execute(f"SELECT app, name FROM {conn.ops.quote_name(recorder_table)}")
-                applied = set(cursor.fetchall())
+            applied = migrations_applied(conn=conn, table=recorder_table)
     except (DatabaseError, ImproperlyConfigured, OSError) as exc:
         return DatabaseProbe(
             reachable=False, error=_clean_error(exc, settings_dict), seconds=time.monotonic() - started

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, IntegrityError, connections, transaction
-from django.db.models import Exists, Value
+from django.db.models import Exists, QuerySet, Value
 
 from orchestration.conf import aol
 from orchestration.dbclock import DbNow
-from orchestration.models import Lease
+from orchestration.models import Action, ActionStatus, Lease
 
 logger = logging.getLogger("orchestration")
 
@@ -52,6 +52,17 @@ def lease_owner_new() -> str:
 def lease_is_current(*, token: int) -> Exists:
     """A filter expression true while ``token`` is the lease's newest token."""
     return Exists(Lease.objects.filter(pk=Lease.SINGLETON_ID, token=token))
+
+
+def lease_fenced_actions(*, pks: list[int], token: int) -> QuerySet[Action]:
+    """These actions, only while RUNNING under ``token`` and while ``token`` is the lease's token.
+
+    Every write that records an attempt's result goes through this filter, so a daemon replaced
+    while its attempt ran changes nothing.
+    """
+    return Action.objects.filter(pk__in=pks, status=ActionStatus.RUNNING, lease_token=token).filter(
+        lease_is_current(token=token)
+    )
 
 
 def lease_acquire_or_renew(*, owner: str, ttl_seconds: float, token: int | None = None) -> LeaseResult:

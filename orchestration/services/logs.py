@@ -7,9 +7,7 @@ from django.db import connection
 from django.utils import timezone
 
 from orchestration.models import ExecutionLog, LogLevel
-
-#: The columns ``log_write_many`` fills, in order (``id`` comes from the database).
-_COLUMNS = ("action_id", "ts", "level", "message", "actor", "artifact_ref", "artifact_sha256")
+from orchestration.services.sql import log_insert_many
 
 
 def log_entry(
@@ -42,11 +40,7 @@ def log_write(**fields) -> ExecutionLog:
 
 
 def log_write_many(entries: Iterable[ExecutionLog]) -> list[ExecutionLog]:
-    """Append several log rows, a few hundred per INSERT statement; the rows get no ``pk`` back.
-
-    A plain multi-row INSERT instead of ``bulk_create``: the daemon writes one row per action, and
-    compiling every field of every row through the ORM cost more than the statement itself.
-    """
+    """Append several log rows, a few hundred per INSERT (``log_insert_many``); the rows get no ``pk`` back."""
     entries = list(entries)
     if not entries:
         return entries
@@ -66,13 +60,5 @@ def log_write_many(entries: Iterable[ExecutionLog]) -> list[ExecutionLog]:
                 entry.artifact_sha256,
             )
         )
-    quote = connection.ops.quote_name
-    max_params = connection.features.max_query_params or 65535  # None on PostgreSQL: no set limit
-    per_statement = max(1, min(500, max_params // len(_COLUMNS)))
-    head = f"INSERT INTO {quote(ExecutionLog._meta.db_table)} ({', '.join(map(quote, _COLUMNS))}) VALUES "
-    one = f"({', '.join(['%s'] * len(_COLUMNS))})"
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), per_statement):
-            chunk = rows[start : start + per_statement]
-            cursor.execute(head + ", ".join([one] * len(chunk)), [value for row in chunk for value in row])
+    log_insert_many(rows=rows)
     return entries

@@ -1,12 +1,7 @@
-"""What operators may do, in one table: the verbs on actions, per action type, and on the control flags.
+"""The operator verbs on actions.
 
-``VERBS`` is the single description of every operator verb: its permission, the service it calls,
-the statuses it acts on, what a request naming several actions does, the texts the admin, the
-console and the commands show, and where each verb is offered. Those interfaces read it; none keeps
-a list of its own.
-
-The verbs on actions (retry, discard, requeue now, cancel, set priority) are defined here; the
-per-type pause and the control flags keep their services in ``services/control.py``.
+The services of the verbs on actions (retry, discard, requeue now, cancel, set priority) and their
+rows of the verb table (``ACTION_VERBS``; the whole table is ``VERBS`` in ``services/verbs.py``).
 
 One bulk rule for every verb on actions: the eligible actions among those chosen change, the others
 are skipped and counted ("3 actions retried; 1 skipped, not DLQ or NEEDS_REVIEW: #7 is PENDING.").
@@ -17,14 +12,12 @@ rows are never deleted.
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
-from django.db import models, transaction
+from django.db import transaction
 
-from orchestration import permissions
 from orchestration.dbclock import DbNow
 from orchestration.exceptions import ControlChangeRejected, NoEligibleActions
 from orchestration.models import (
@@ -35,108 +28,27 @@ from orchestration.models import (
     Action,
     ActionStatus,
     AuditOutcome,
-    ControlFlags,
     ExecutionLog,
     LogLevel,
 )
-from orchestration.services import control
-from orchestration.services.audit import admin_log_write, audit_denied, audit_write, describe_ids
+from orchestration.services.audit import audit_write, describe_ids
 from orchestration.services.control import operator_reason_clean
+from orchestration.services.enqueue import action_priority_clean
 from orchestration.services.logs import log_entry, log_write_many
-from orchestration.services.queue import MAX_ERROR_LENGTH, action_priority_clean
+from orchestration.services.operator_verb import (
+    CONSOLE_ACTIONS,
+    CONSOLE_ATTENTION,
+    OperatorVerb,
+    action_verb,
+    count_text,
+    skipped_detail,
+)
+from orchestration.services.results import MAX_ERROR_LENGTH
 
 logger = logging.getLogger("orchestration")
 
 #: The most actions one operator request may change; the admin's bulk pages cap at this too.
 MAX_BULK_ACTIONS = 1000
-#: How many skipped actions a report names (it counts them all).
-SKIPPED_NAMED = 5
-
-# What a verb acts on.
-ACTIONS, ACTION_TYPE, FLAGS = "actions", "action type", "control flags"
-# What a request naming several targets does (verbs on one action type or on the flags name one target).
-BULK_ELIGIBLE = "acts on the eligible actions, skips and counts the others; refused when none is eligible"
-BULK_SINGLE = "one target per request"
-# The confirmation a verb asks for beyond a reason.
-CONFIRM_TICK, CONFIRM_TYPE_REAL = "tick a box", "type REAL"
-# Where a verb is offered. Console groups are the status view's forms; each has its own URL.
-CONSOLE_FLAGS, CONSOLE_ATTENTION, CONSOLE_TYPES, CONSOLE_ACTIONS = "control", "dlq", "types", "actions"
-
-
-@dataclass(frozen=True)
-class OperatorVerb:
-    """One operator verb, as every interface shows and runs it."""
-
-    name: str
-    label: str  # buttons and messages: "Retry"
-    description: str  # menus and help: "Retry selected DLQ or NEEDS_REVIEW actions (back to PENDING)"
-    audit_verb: str  # the verb of its audit and execution-log rows
-    permission: str
-    service: Callable[..., Any]
-    target: str
-    outcome: str  # what happens, after "N actions will …" or "… will"
-    bulk: str
-    service_kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    eligible: tuple[str, ...] = ()  # statuses of the actions it acts on
-    eligible_text: str = ""  # the same, for people: "none of the chosen actions is {eligible_text}"
-    done: str = ""  # "3 actions {done}"
-    already: str = ""  # "1 {already}": eligible, but nothing to change
-    all_scope: bool = False  # may act on every eligible action (oldest first) without naming them
-    asks: tuple[str, ...] = ()  # what it needs beyond the targets and a reason: ("priority",)
-    flag: tuple[str, bool] | None = None  # the control flag it sets, and to what
-    confirm: str = ""
-    danger: bool = False
-    admin: str = ""  # its admin action, or "flags" for a field of the control flags' page
-    console: str = ""  # its console group (the URL it is posted to) …
-    slug: str = ""  # … and its part of that URL
-    cli: str = ""  # the command line that runs it
-
-    def call(self, **kwargs: Any) -> Any:
-        return self.service(**self.service_kwargs, **kwargs)
-
-    def refusal(self, skipped: Mapping[int, str] | None, *, chosen: bool = True) -> str:
-        """Why a request with no eligible action changes nothing."""
-        if not chosen:
-            return f"Nothing to {self.label.lower()}: no action is {self.eligible_text}. Nothing changed."
-        named = f": {_skipped_detail(skipped)}" if skipped else ""
-        return (
-            f"Nothing to {self.label.lower()}: none of the chosen actions is {self.eligible_text}{named}. "
-            "Nothing changed."
-        )
-
-
-def _flag_verb(name: str, label: str, description: str, *, audit_verb: str, permission: str, **fields) -> OperatorVerb:
-    return OperatorVerb(
-        name=name,
-        label=label,
-        description=description,
-        audit_verb=audit_verb,
-        permission=permission,
-        target=FLAGS,
-        bulk=BULK_SINGLE,
-        admin="flags",
-        console=CONSOLE_FLAGS,
-        slug=name,
-        **fields,
-    )
-
-
-def _type_verb(name: str, label: str, **fields) -> OperatorVerb:
-    return OperatorVerb(
-        name=name,
-        label=label,
-        permission=permissions.PAUSE_DAEMON,
-        target=ACTION_TYPE,
-        bulk=BULK_SINGLE,
-        console=CONSOLE_TYPES,
-        **fields,
-    )
-
-
-def _action_verb(name: str, label: str, **fields) -> OperatorVerb:
-    return OperatorVerb(
-        name=name, label=label, permission=permissions.MANAGE_DLQ, target=ACTIONS, bulk=BULK_ELIGIBLE, **fields
-    )
 
 
 # --- The verbs on actions ----------------------------------------------------------------------------
@@ -163,24 +75,14 @@ class BulkReport:
         verb, parts = self.verb, []
         done = len(self.changed) - len(self.stop_requested)
         if done or not (self.stop_requested or self.unchanged):
-            parts.append(f"{_count(done, 'action')} {verb.done.format(**self.params)}")
+            parts.append(f"{count_text(done, 'action')} {verb.done.format(**self.params)}")
         if self.stop_requested:
-            parts.append(f"{_count(len(self.stop_requested), 'running action')} asked to stop")
+            parts.append(f"{count_text(len(self.stop_requested), 'running action')} asked to stop")
         if self.unchanged:
             parts.append(f"{len(self.unchanged)} {verb.already.format(**self.params)}")
         if self.skipped:
-            parts.append(f"{len(self.skipped)} skipped, not {verb.eligible_text}: {_skipped_detail(self.skipped)}")
+            parts.append(f"{len(self.skipped)} skipped, not {verb.eligible_text}: {skipped_detail(self.skipped)}")
         return "; ".join(parts) + "."
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _skipped_detail(skipped: Mapping[int, str]) -> str:
-    named = [f"#{pk} is {status}" if status else f"#{pk} does not exist" for pk, status in skipped.items()]
-    rest = len(named) - SKIPPED_NAMED
-    return ", ".join(named[:SKIPPED_NAMED]) + (f" and {rest} more" if rest > 0 else "")
 
 
 def action_ids_clean(*, action_ids: Iterable[Any] | None, limit: int, required: bool) -> list[int] | None:
@@ -231,7 +133,7 @@ def _actions_change(
     params: dict[str, Any] | None = None,
 ) -> BulkReport:
     """Lock the chosen actions, apply ``apply`` to the eligible ones, log and audit; the bulk rule."""
-    verb = VERBS[verb_name]
+    verb = _BY_NAME[verb_name]
     reason = operator_reason_clean(reason=reason, actor=actor, verb=verb.audit_verb)
     ids = action_ids_clean(action_ids=action_ids, limit=limit, required=not verb.all_scope)
     columns = ("pk", "status", "attempts", "priority", "cancel_requested")
@@ -297,7 +199,7 @@ def _status_change(
     verb_name: str, new_status: str, *, actor: str, reset: bool = False
 ) -> Callable[[list[_Row], str], _Applied]:
     def apply(rows: list[_Row], reason: str) -> _Applied:
-        verb = VERBS[verb_name]
+        verb = _BY_NAME[verb_name]
         fields: dict[str, Any] = {"status": new_status}
         if reset:
             fields.update(attempts=0, not_before=DbNow(), last_error="")
@@ -465,251 +367,88 @@ def action_set_priority(
     )
 
 
-# --- The table ---------------------------------------------------------------------------------------
+# --- Their rows of the verb table ----------------------------------------------------------------------
 
 _NEEDS_A_PERSON = "DLQ or NEEDS_REVIEW"
 
-VERBS: dict[str, OperatorVerb] = {
-    verb.name: verb
-    for verb in (
-        _flag_verb(
-            "pause",
-            "Pause",
-            "Stop claiming actions; ticks go on and are recorded as PAUSED",
-            audit_verb="pause",
-            permission=permissions.PAUSE_DAEMON,
-            service=control.control_pause,
-            outcome="stop claiming actions",
-            flag=("paused", True),
-            cli="aol_control pause",
-        ),
-        _flag_verb(
-            "resume",
-            "Resume",
-            "Claim actions again",
-            audit_verb="resume",
-            permission=permissions.PAUSE_DAEMON,
-            service=control.control_resume,
-            outcome="claim actions again",
-            flag=("paused", False),
-            cli="aol_control resume",
-        ),
-        _flag_verb(
-            "kill",
-            "Kill",
-            "Make every daemon release the lease and exit; new ones exit at their first tick",
-            audit_verb="kill",
-            permission=permissions.KILL_DAEMON,
-            service=control.control_kill,
-            outcome="release the lease and exit",
-            flag=("killed", True),
-            confirm=CONFIRM_TICK,
-            danger=True,
-            cli="aol_control kill",
-        ),
-        _flag_verb(
-            "revive",
-            "Revive",
-            "Clear the kill flag so daemons may run again; it does not start one",
-            audit_verb="revive",
-            permission=permissions.KILL_DAEMON,
-            service=control.control_revive,
-            outcome="be allowed to run again",
-            flag=("killed", False),
-            cli="aol_control revive",
-        ),
-        # Back to PROOF is the safe direction: whoever may pause may do it. REAL needs its own permission.
-        _flag_verb(
-            "proof",
-            "Switch to PROOF",
-            "Adapters write PROOF artifacts; nothing acts on the world",
-            audit_verb="switch to PROOF",
-            permission=permissions.PAUSE_DAEMON,
-            service=control.control_set_proof_mode,
-            service_kwargs=MappingProxyType({"enabled": True}),
-            outcome="run actions in PROOF",
-            flag=("proof_mode", True),
-            cli="aol_control proof on",
-        ),
-        _flag_verb(
-            "real",
-            "Switch to REAL",
-            "Actions act on the world for real",
-            audit_verb="switch to REAL",
-            permission=permissions.SWITCH_MODE,
-            service=control.control_set_proof_mode,
-            service_kwargs=MappingProxyType({"enabled": False}),
-            outcome="run actions for real",
-            flag=("proof_mode", False),
-            confirm=CONFIRM_TYPE_REAL,
-            danger=True,
-            cli="aol_control proof off",
-        ),
-        _type_verb(
-            "pause_type",
-            "Pause type",
-            description="Stop claiming actions of one type; the others go on",
-            audit_verb="pause type",
-            service=control.control_pause_type,
-            outcome="paused: no new action of it starts",
-            slug="pause",
-            cli="aol_control pause --type TYPE",
-        ),
-        _type_verb(
-            "resume_type",
-            "Resume type",
-            description="Claim actions of a paused type again",
-            audit_verb="resume type",
-            service=control.control_resume_type,
-            outcome="resumed",
-            slug="resume",
-            cli="aol_control resume --type TYPE",
-        ),
-        _action_verb(
-            "retry",
-            "Retry",
-            description=f"Retry selected {_NEEDS_A_PERSON} actions (back to PENDING)",
-            audit_verb="retry DLQ",
-            service=action_retry,
-            outcome="go back to PENDING with attempts reset",
-            eligible=ATTENTION_STATUSES,
-            eligible_text=_NEEDS_A_PERSON,
-            done="retried",
-            all_scope=True,
-            admin="retry_dlq",
-            console=CONSOLE_ATTENTION,
-            slug="retry",
-        ),
-        _action_verb(
-            "discard",
-            "Discard",
-            description=f"Discard selected {_NEEDS_A_PERSON} actions (mark FAILED)",
-            audit_verb="discard DLQ",
-            service=action_discard,
-            outcome="be marked FAILED (kept, not deleted)",
-            eligible=ATTENTION_STATUSES,
-            eligible_text=_NEEDS_A_PERSON,
-            done="discarded",
-            all_scope=True,
-            danger=True,
-            admin="discard_dlq",
-            console=CONSOLE_ATTENTION,
-            slug="discard",
-        ),
-        _action_verb(
-            "requeue",
-            "Requeue now",
-            description="Requeue selected waiting actions now",
-            audit_verb="requeue now",
-            service=action_requeue_now,
-            outcome="become due now",
-            eligible=DUE_STATUSES,
-            eligible_text="waiting (PENDING, READY, RETRY)",
-            done="requeued",
-            admin="requeue_now",
-            console=CONSOLE_ACTIONS,
-            slug="requeue",
-        ),
-        _action_verb(
-            "cancel",
-            "Cancel",
-            description="Cancel selected waiting or running actions",
-            audit_verb="cancel",
-            service=action_cancel,
-            outcome="be CANCELLED (kept, not deleted; running ones are asked to stop first)",
-            eligible=(*CANCELLABLE_STATUSES, ActionStatus.RUNNING),
-            eligible_text="waiting or running (PENDING, READY, RETRY, AWAITING_APPROVAL, RUNNING)",
-            done="cancelled",
-            already="already asked to stop",
-            danger=True,
-            admin="cancel_actions",
-            console=CONSOLE_ACTIONS,
-            slug="cancel",
-            cli="aol_cancel ID …",
-        ),
-        _action_verb(
-            "priority",
-            "Set priority",
-            description="Change the priority of selected waiting actions",
-            audit_verb="set priority",
-            service=action_set_priority,
-            outcome="get the priority below",
-            eligible=REPRIORITISABLE_STATUSES,
-            eligible_text="waiting (PENDING, READY, RETRY, AWAITING_APPROVAL)",
-            done="moved to priority {priority}",
-            already="already at priority {priority}",
-            asks=("priority",),
-            admin="set_priority",
-            console=CONSOLE_ACTIONS,
-            slug="priority",
-        ),
-    )
-}
-
-
-def verb_for_console(*, group: str, slug: str) -> OperatorVerb | None:
-    return next((verb for verb in VERBS.values() if verb.console == group and verb.slug == slug), None)
-
-
-def verbs_where(**wanted: Any) -> list[OperatorVerb]:
-    """The verbs whose fields have the ``wanted`` values, in table order: ``verbs_where(console="dlq")``."""
-    return [verb for verb in VERBS.values() if all(getattr(verb, name) == value for name, value in wanted.items())]
-
-
-def flag_verb(*, flag: str, value: bool) -> OperatorVerb:
-    """The verb that sets control flag ``flag`` to ``value``."""
-    return next(verb for verb in VERBS.values() if verb.flag == (flag, value))
-
-
-# --- Running a verb, as every interface does -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OperatorResult:
-    verb: OperatorVerb
-    changed: bool
-    message: str  # "done (paused=True, killed=False, mode=PROOF)", "3 actions retried; …"
-    report: BulkReport | None = None
-
-
-def operator_run(
-    *, verb: OperatorVerb, actor: str, reason: str, user_id: int | None = None, via: str = "", **params: Any
-) -> OperatorResult:
-    """Run ``verb`` through its service; with ``user_id``, also record it in Django's admin log.
-
-    Raises what the service raises (nothing is written then).
-    """
-    result = verb.call(actor=actor, reason=reason, **params)
-    objects: list[models.Model] = []
-    report: BulkReport | None = None
-    if verb.target == ACTIONS:
-        report = result
-        changed, message = bool(result.changed), result.summary()
-        if user_id is not None:
-            objects = list(Action.objects.filter(pk__in=result.changed))
-    elif verb.target == FLAGS:
-        flags, changed = result
-        message = f"{'done' if changed else 'it already was so; nothing changed'} ({_flags_summary(flags)})."
-        objects = [flags]
-    else:
-        _, changed = result
-        name = params["action_type"]
-        message = f"done ({name} {verb.outcome})." if changed else f"it already was so; nothing changed ({name})."
-    if user_id is not None and objects:
-        admin_log_write(
-            user_id=user_id,
-            objects=objects,
-            message=f"{verb.audit_verb} from {via}{'' if changed else ' (no change)'}: {message} Reason: {reason}",
-        )
-    return OperatorResult(verb=verb, changed=changed, message=message, report=report)
-
-
-def operator_denied(*, verb: OperatorVerb, actor: str, reason: str, target: str = "") -> None:
-    """Record an attempt by someone without the verb's permission (nothing else is written)."""
-    audit_denied(
-        actor=actor, verb=verb.audit_verb, permission=verb.permission, reason=reason, target=target or verb.target
-    )
-
-
-def _flags_summary(flags: ControlFlags) -> str:
-    return f"paused={flags.paused}, killed={flags.killed}, mode={'PROOF' if flags.proof_mode else 'REAL'}"
+ACTION_VERBS: tuple[OperatorVerb, ...] = (
+    action_verb(
+        "retry",
+        "Retry",
+        description=f"Retry selected {_NEEDS_A_PERSON} actions (back to PENDING)",
+        audit_verb="retry DLQ",
+        service=action_retry,
+        outcome="go back to PENDING with attempts reset",
+        eligible=ATTENTION_STATUSES,
+        eligible_text=_NEEDS_A_PERSON,
+        done="retried",
+        all_scope=True,
+        admin="retry_dlq",
+        console=CONSOLE_ATTENTION,
+        slug="retry",
+    ),
+    action_verb(
+        "discard",
+        "Discard",
+        description=f"Discard selected {_NEEDS_A_PERSON} actions (mark FAILED)",
+        audit_verb="discard DLQ",
+        service=action_discard,
+        outcome="be marked FAILED (kept, not deleted)",
+        eligible=ATTENTION_STATUSES,
+        eligible_text=_NEEDS_A_PERSON,
+        done="discarded",
+        all_scope=True,
+        danger=True,
+        admin="discard_dlq",
+        console=CONSOLE_ATTENTION,
+        slug="discard",
+    ),
+    action_verb(
+        "requeue",
+        "Requeue now",
+        description="Requeue selected waiting actions now",
+        audit_verb="requeue now",
+        service=action_requeue_now,
+        outcome="become due now",
+        eligible=DUE_STATUSES,
+        eligible_text="waiting (PENDING, READY, RETRY)",
+        done="requeued",
+        admin="requeue_now",
+        console=CONSOLE_ACTIONS,
+        slug="requeue",
+    ),
+    action_verb(
+        "cancel",
+        "Cancel",
+        description="Cancel selected waiting or running actions",
+        audit_verb="cancel",
+        service=action_cancel,
+        outcome="be CANCELLED (kept, not deleted; running ones are asked to stop first)",
+        eligible=(*CANCELLABLE_STATUSES, ActionStatus.RUNNING),
+        eligible_text="waiting or running (PENDING, READY, RETRY, AWAITING_APPROVAL, RUNNING)",
+        done="cancelled",
+        already="already asked to stop",
+        danger=True,
+        admin="cancel_actions",
+        console=CONSOLE_ACTIONS,
+        slug="cancel",
+        cli="aol_cancel ID …",
+    ),
+    action_verb(
+        "priority",
+        "Set priority",
+        description="Change the priority of selected waiting actions",
+        audit_verb="set priority",
+        service=action_set_priority,
+        outcome="get the priority below",
+        eligible=REPRIORITISABLE_STATUSES,
+        eligible_text="waiting (PENDING, READY, RETRY, AWAITING_APPROVAL)",
+        done="moved to priority {priority}",
+        already="already at priority {priority}",
+        asks=("priority",),
+        admin="set_priority",
+        console=CONSOLE_ACTIONS,
+        slug="priority",
+    ),
+)
+_BY_NAME = {verb.name: verb for verb in ACTION_VERBS}

@@ -234,10 +234,6 @@ def rate_limits_in_force() -> list[Limit]:
     return sorted(limits, key=lambda limit: (limit.action_type, limit.period_seconds))
 
 
-def has_default_limits(action_type: str) -> bool:
-    return any(limit.action_type == action_type for limit in _default_limits())
-
-
 def rate_key_for(*, payload: dict[str, Any], key_fields: tuple[str, ...]) -> str:
     """The key of ``payload``: its key fields' values, trimmed and lower-cased, joined by ``|``."""
     if not key_fields:

@@ -32,6 +32,7 @@ from django.utils import timezone
 from orchestration.adapters.artifacts import TEMP_PREFIX
 from orchestration.conf import aol
 from orchestration.models import Action, ActionStatus, ExecutionLog, TickLedger
+from orchestration.services.sql import database_bytes, table_rows_capped, table_sizes
 
 logger = logging.getLogger("orchestration")
 
@@ -310,11 +311,6 @@ def storage_sizes(*, max_age_seconds: float = SIZES_CACHE_SECONDS) -> dict[str, 
     return value
 
 
-def storage_sizes_clear_cache() -> None:
-    with _sizes_lock:
-        _sizes_cache.clear()
-
-
 def _measure() -> dict[str, Any]:
     tables = _table_sizes()
     files, size, truncated = 0, 0, False
@@ -336,7 +332,7 @@ def _measure() -> dict[str, Any]:
     return {
         "vendor": connection.vendor,
         "tables": tables,
-        "database_bytes": _database_bytes(),
+        "database_bytes": database_bytes(),
         "artifacts": {
             "path": str(root),
             "files": files,
@@ -358,38 +354,12 @@ def _table_sizes() -> list[dict[str, Any]]:
     names = [model._meta.db_table for model in SIZED_MODELS]
     stats: dict[str, tuple[int, int | None]] = {}
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid) FROM pg_class c "
-                "WHERE c.relname = ANY(%s) AND c.relkind = 'r' AND pg_table_is_visible(c.oid)",
-                [names],
-            )
-            stats = {name: (rows, size) for name, rows, size in cursor.fetchall()}
+        stats = table_sizes(tables=names)
     result = []
     for name in names:
         rows, size = stats.get(name, (-1, None))
         estimated = rows >= 0
         if not estimated:  # SQLite, or a PostgreSQL table never analysed (reltuples is -1)
-            rows = _capped_count(name)
+            rows = table_rows_capped(table=name, cap=ROW_COUNT_CAP)
         result.append({"table": name, "rows": rows, "estimated": estimated, "bytes": size})
     return result
-
-
-def _capped_count(table: str) -> int:
-    quoted = connection.ops.quote_name(table)
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM {quoted} LIMIT %s) AS capped", [ROW_COUNT_CAP])
-        return cursor.fetchone()[0]
-
-
-def _database_bytes() -> int | None:
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SELECT pg_database_size(current_database())")
-            return cursor.fetchone()[0]
-        if connection.vendor == "sqlite":
-            cursor.execute("PRAGMA page_count")
-            pages = cursor.fetchone()[0]
-            cursor.execute("PRAGMA page_size")
-            return pages * cursor.fetchone()[0]
-    return None

@@ -11,97 +11,27 @@ that was down for a day does not flood the queue.
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from croniter import CroniterBadDateError, CroniterError, croniter
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from orchestration.dbclock import DbNow, db_now
+from orchestration.dbclock import DbNow
 from orchestration.exceptions import IdempotencyConflict, InvalidAction
 from orchestration.models import Action, AuditOutcome, LogLevel, Schedule
+from orchestration.periods import cron_problem, periods_due
 from orchestration.services.audit import audit_write
+from orchestration.services.enqueue import action_enqueue, action_fields_clean
 from orchestration.services.lease import lease_is_current
 from orchestration.services.logs import log_write
-from orchestration.services.queue import action_enqueue, action_fields_clean
 
 logger = logging.getLogger("orchestration")
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-ONE_MICROSECOND = timedelta(microseconds=1)
-CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
-CRON_HELP = "Use five fields: minute hour day-of-month month day-of-week (e.g. '0 9 * * 1-5'), or @hourly/@daily."
-
-
-# --- Periods ----------------------------------------------------------------------------------------
-
-
-def cron_problem(expression: str) -> str:
-    """Why ``expression`` is not a cron expression we accept, or ''."""
-    text = expression.strip()
-    if not text:
-        return "The cron expression is empty."
-    if text.startswith("@"):
-        return "" if text.lower() in CRON_ALIASES else f"{text!r} is not a known alias. {CRON_HELP}"
-    fields = text.split()
-    if len(fields) != 5:
-        return f"{text!r} has {len(fields)} field(s), not 5. {CRON_HELP}"
-    try:
-        croniter(text, EPOCH)
-    except (CroniterError, ValueError, KeyError) as exc:
-        return f"{text!r} is not a valid cron expression ({exc}). {CRON_HELP}"
-    try:
-        period_next(cron=text, interval_seconds=None, after=timezone.now())
-    except (CroniterError, ValueError) as exc:  # e.g. '0 0 31 2 *': valid fields, but no such date
-        return f"{text!r} never matches a date ({exc}). {CRON_HELP}"
-    return ""
-
-
-def _interval_index(moment: datetime, interval_seconds: int) -> int:
-    """How many whole intervals since the epoch ``moment`` is (floor)."""
-    return (moment - EPOCH) // timedelta(seconds=interval_seconds)
-
-
-def period_next(*, cron: str, interval_seconds: int | None, after: datetime) -> datetime:
-    """The first period start strictly after ``after``."""
-    if cron:
-        return croniter(cron.strip(), after.astimezone(UTC)).get_next(datetime).astimezone(UTC)
-    index = _interval_index(after, interval_seconds) + 1
-    return EPOCH + timedelta(seconds=interval_seconds) * index
-
-
-def periods_due(
-    *, cron: str, interval_seconds: int | None, first: datetime, now: datetime, limit: int
-) -> tuple[list[datetime], bool]:
-    """The newest ``limit`` period starts p with first <= p <= now, oldest first; and whether older
-    due periods were left out."""
-    if now < first:
-        return [], False
-    if not cron:
-        step = timedelta(seconds=interval_seconds)
-        newest = _interval_index(now, interval_seconds)
-        oldest = -(-(first - EPOCH) // step)  # ceil: the first period start at or after `first`
-        start = max(oldest, newest - limit + 1)
-        return [EPOCH + step * index for index in range(start, newest + 1)], start > oldest
-    found: list[datetime] = []
-    walker = croniter(cron.strip(), (now + ONE_MICROSECOND).astimezone(UTC))
-    while True:
-        try:
-            moment = walker.get_prev(datetime).astimezone(UTC)
-        except CroniterBadDateError:
-            break
-        if moment < first:
-            return found[::-1], False
-        if len(found) == limit:
-            return found[::-1], True
-        found.append(moment)
-    return found[::-1], False
-
 
 def schedule_period_next(*, schedule: Schedule, after: datetime) -> datetime:
-    return period_next(cron=schedule.cron, interval_seconds=schedule.interval_seconds, after=after)
+    return schedule.period_next(after=after)
 
 
 def schedule_key(*, schedule_id: int, period: datetime) -> str:
@@ -166,26 +96,6 @@ def schedule_clean(*, schedule: Schedule) -> None:
             problem("payload_template", f"{schedule.action_type} rejects this payload: {exc}")
     if errors:
         raise ValidationError(errors)
-
-
-def schedule_prepare_save(*, schedule: Schedule, now: datetime | None = None) -> None:
-    """Set ``next_run_at`` (and restart the periods of a re-enabled schedule) before it is saved.
-
-    A new or re-enabled schedule starts with the first period after now (the database's): periods
-    that passed while it did not exist or was disabled are not missed ones. A changed rule starts
-    after the newest period already fired.
-    """
-    now = now or db_now()
-    was_enabled = None
-    if schedule.pk is not None:
-        was_enabled = Schedule.objects.filter(pk=schedule.pk).values_list("enabled", flat=True).first()
-    if not schedule.enabled:
-        schedule.next_run_at = None
-        return
-    if was_enabled is not True:  # new, or disabled until now
-        schedule.last_period_at = None
-    start = schedule.last_period_at or now
-    schedule.next_run_at = schedule_period_next(schedule=schedule, after=start)
 
 
 # --- Firing (the daemon's tick) ---------------------------------------------------------------------

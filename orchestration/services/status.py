@@ -28,6 +28,7 @@ from orchestration.models import (
 from orchestration.services.control import control_flags_get
 from orchestration.services.lease import lease_health
 from orchestration.services.retention import storage_sizes
+from orchestration.services.sql import status_statistics, table_statistics
 
 #: How much history the status view shows.
 RECENT_LOGS = 10
@@ -45,23 +46,6 @@ DEPTH_CHART_POINTS = 120
 EXACT_COUNT_LIMIT = 100_000
 #: Estimates are rounded to this many significant figures, so that they never look counted.
 ESTIMATE_FIGURES = 3
-
-#: The table's size now (reltuples scaled to its current pages, as the planner does) and the
-#: frequency of each status in the last ANALYZE's sample.
-STATUS_STATISTICS_SQL = """
-SELECT c.reltuples, c.relpages, pg_relation_size(c.oid) / current_setting('block_size')::int,
-       s.most_common_vals::text::text[], s.most_common_freqs
-FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = 'status'
-                        AND NOT s.inherited
-WHERE c.oid = to_regclass(%s)
-"""
-TABLE_ROWS_SQL = """
-SELECT c.reltuples, c.relpages, pg_relation_size(c.oid) / current_setting('block_size')::int
-FROM pg_class c WHERE c.oid = to_regclass(%s)
-"""
-
 
 #: The reason a BLOCKED tick gives: the artifact store cannot be written (full, read-only, missing).
 BLOCKED_ARTIFACT_STORE = "artifact_store"
@@ -178,9 +162,7 @@ def _status_estimates() -> dict[str, int]:
     """Rows per status by PostgreSQL's planner statistics; empty on SQLite or before the first ANALYZE."""
     if connection.vendor != "postgresql":
         return {}
-    with connection.cursor() as cursor:
-        cursor.execute(STATUS_STATISTICS_SQL, [Action._meta.db_table])
-        row = cursor.fetchone()
+    row = status_statistics(table=Action._meta.db_table)
     if row is None:
         return {}
     reltuples, relpages, pages, values, frequencies = row
@@ -203,9 +185,7 @@ def table_rows_estimate(*, model: type[models.Model]) -> int | None:
     """
     if connection.vendor != "postgresql":
         return None
-    with connection.cursor() as cursor:
-        cursor.execute(TABLE_ROWS_SQL, [model._meta.db_table])
-        row = cursor.fetchone()
+    row = table_statistics(table=model._meta.db_table)
     if row is None or row[0] < 0:  # no such table, or never analysed (reltuples is -1)
         return None
     return estimate_round(int(_rows_now(*row)))
@@ -358,7 +338,7 @@ def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
             }
             for action in Action.objects.needing_attention().order_by("-id")[:RECENT_DLQ]
         ],
-        # Table and artifact sizes (issue 7, retention); measured at most once a minute per process.
+        # Table and artifact sizes; measured at most once a minute per process.
         "storage": storage_sizes(),
         # Probed on every refresh (a few KiB written and fsynced), unlike the sizes: a full disk shows at once.
         "artifacts_dir": _artifacts_dir(),

@@ -11,9 +11,10 @@ from django.views.decorators.http import require_POST
 
 from orchestration import permissions
 from orchestration.exceptions import ControlChangeRejected, InvalidAction, InvalidPriority
-from orchestration.services import queue
 from orchestration.services.audit import admin_log_write
-from orchestration.services.operator import ACTION_TYPE, operator_denied, operator_run, verb_for_console
+from orchestration.services.enqueue import action_enqueue_by_operator
+from orchestration.services.operator_verb import ACTION_TYPE
+from orchestration.services.verbs import operator_denied, operator_run, verb_for_console
 from orchestration.web.access import actor_of, denied, posted_reason, refuse, staff_required
 from orchestration.web.forms import EnqueueForm, verb_form
 from orchestration.web.status import status_page
@@ -63,7 +64,7 @@ def enqueue(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         data = form.cleaned_data
         try:
-            action, created = queue.action_enqueue_by_operator(
+            action, created = action_enqueue_by_operator(
                 action_type=data["action_type"],
                 payload=data["payload"],
                 idempotency_key=data["idempotency_key"] or None,

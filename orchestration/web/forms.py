@@ -12,17 +12,17 @@ from orchestration.adapters import action_types
 from orchestration.exceptions import InvalidAction, InvalidPayload
 from orchestration.models import MAX_PRIORITY, MIN_PRIORITY
 from orchestration.services.control import MAX_REASON_LENGTH, control_paused_types
-from orchestration.services.operator import (
+from orchestration.services.enqueue import MAX_IDEMPOTENCY_KEY_LENGTH, action_fields_clean, action_payload_from_json
+from orchestration.services.operator import MAX_BULK_ACTIONS
+from orchestration.services.operator_verb import (
     CONFIRM_TICK,
     CONFIRM_TYPE_REAL,
     CONSOLE_ACTIONS,
     CONSOLE_ATTENTION,
     CONSOLE_FLAGS,
     CONSOLE_TYPES,
-    MAX_BULK_ACTIONS,
     OperatorVerb,
 )
-from orchestration.services.queue import MAX_IDEMPOTENCY_KEY_LENGTH, action_fields_clean, action_payload_from_json
 
 REAL_CONFIRMATION = "REAL"
 

@@ -15,16 +15,16 @@ from django.views.decorators.http import require_GET
 from orchestration import permissions
 from orchestration.conf import aol
 from orchestration.models import ActionStatus
-from orchestration.services.operator import (
+from orchestration.services.operator import MAX_BULK_ACTIONS
+from orchestration.services.operator_verb import (
     CONSOLE_ACTIONS,
     CONSOLE_ATTENTION,
     CONSOLE_FLAGS,
     CONSOLE_TYPES,
-    MAX_BULK_ACTIONS,
     OperatorVerb,
-    verbs_where,
 )
 from orchestration.services.status import status_snapshot
+from orchestration.services.verbs import verbs_where
 from orchestration.web.access import staff_required
 from orchestration.web.forms import FORM_PREFIXES, EnqueueForm, verb_form
 

@@ -15,7 +15,7 @@ from orchestration.adapters.artifacts import (
 )
 from orchestration.exceptions import ArtifactConflict, ArtifactStoreUnavailable, TransientAdapterError
 from orchestration.models import Action
-from orchestration.services.queue import action_enqueue_many
+from orchestration.services.enqueue import action_enqueue_many
 from tests.factories import read_only_directory
 from tests.filesystems import full_filesystem
 

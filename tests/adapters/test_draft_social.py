@@ -12,7 +12,7 @@ from orchestration.exceptions import (
     TransientAdapterError,
 )
 from orchestration.models import Action
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 
 pytestmark = pytest.mark.django_db
 

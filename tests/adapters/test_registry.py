@@ -7,7 +7,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestration.models import Action, Schedule
-from orchestration.services.schedules import schedule_fire_due, schedule_period_next
+from orchestration.services.schedules import schedule_clean, schedule_fire_due, schedule_period_next
 from orchestration.services.status import status_snapshot
 from tests.fake_adapters import FAKE_ADAPTERS
 
@@ -23,7 +23,7 @@ def extra_adapters(settings):
 
 def test_adapters_all__an_extra_adapter_can_be_scheduled_and_its_schedule_fires():
     schedule = Schedule(name="drill", action_type="HANG", payload_template={"seconds": 0}, interval_seconds=60)
-    schedule.full_clean()
+    schedule_clean(schedule=schedule)
     schedule.save()
     past_period = schedule_period_next(schedule=schedule, after=timezone.now() - timedelta(seconds=150))
     Schedule.objects.filter(pk=schedule.pk).update(next_run_at=past_period)

@@ -13,7 +13,7 @@ from orchestration.adapters.send_email import MAX_RECIPIENTS, message_id_for
 from orchestration.exceptions import InvalidPayload, PermanentAdapterError, RealRunUnconfigured, TransientAdapterError
 from orchestration.models import Action, ExecutionLog
 from orchestration.services.daemon import Daemon, DaemonConfig
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.smtp_server import free_port
 
 pytestmark = pytest.mark.django_db

@@ -11,9 +11,9 @@ from django.urls import reverse
 from orchestration.adapters.artifacts import artifact_write
 from orchestration.admin.records import COUNT_CAP
 from orchestration.models import Action, ActionStatus, AuditEntry, ExecutionLog
+from orchestration.services.enqueue import action_enqueue
 from orchestration.services.logs import log_write
 from orchestration.services.operator import MAX_BULK_ACTIONS
-from orchestration.services.queue import action_enqueue
 from tests.console_fixtures import client_for, dead_action, denied_entries
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from orchestration.models import Action, ActionStatus, AuditEntry, RateLimit
 from orchestration.services.control import control_pause_type
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.console_fixtures import client_for, denied_entries
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from orchestration.models import Action, ActionStatus, AuditEntry, ExecutionLog, TickLedger
 from orchestration.services.control import control_flags_get
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.browser.conftest import BROWSER_DAEMON_ENV
 from tests.conftest import wait_until
 

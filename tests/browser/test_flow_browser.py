@@ -4,7 +4,7 @@ import pytest
 
 from orchestration.models import Action, ActionStatus, ActionTypePause
 from orchestration.services.control import control_set_proof_mode
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.browser.conftest import BROWSER_DAEMON_ENV
 from tests.browser.test_console_browser import log_in, make_user
 from tests.conftest import wait_until

@@ -4,7 +4,7 @@ import pytest
 
 from orchestration.adapters.artifacts import artifact_path, sha256_bytes
 from orchestration.models import Action, ActionStatus, ExecutionLog, TickLedger
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -4,7 +4,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from orchestration.models import Action, ActionStatus, ActionTypePause, AuditEntry
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 
 pytestmark = pytest.mark.django_db
 

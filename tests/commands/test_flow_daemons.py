@@ -11,7 +11,7 @@ from django.db.models import F
 from orchestration.models import Action, ActionStatus, ExecutionLog, RateLimit, TickLedger
 from orchestration.services.approval import action_approve
 from orchestration.services.control import control_pause_type, control_resume_type, control_set_proof_mode
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.conftest import wait_until
 from tests.fake_adapters import FLOW_ADAPTERS, sent_lines
 

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from orchestration.models import Action, ExecutionLog, LogLevel, Schedule, TickLedger
+from orchestration.services.schedules import schedule_clean
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -20,7 +21,7 @@ def make_schedule(*, interval_seconds: int, catch_up: int) -> Schedule:
         interval_seconds=interval_seconds,
         catch_up=catch_up,
     )
-    schedule.full_clean()
+    schedule_clean(schedule=schedule)
     schedule.save()
     return schedule
 

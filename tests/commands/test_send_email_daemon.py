@@ -8,7 +8,7 @@ import pytest
 from orchestration.adapters.send_email import message_id_for
 from orchestration.models import ActionStatus, ExecutionLog
 from orchestration.services.control import control_set_proof_mode
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

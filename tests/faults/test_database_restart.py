@@ -50,7 +50,7 @@ def test_postgres_restart__under_load_of_1000_actions__daemon_reconnects_all_suc
     cluster.manage(
         "shell",
         "-c",
-        "from orchestration.services.queue import action_enqueue\n"
+        "from orchestration.services.enqueue import action_enqueue\n"
         f"for i in range({ACTIONS}):\n"
         "    action_enqueue(action_type='SLEEP', payload={'seconds': 0}, idempotency_key=f'pg-{i}')",
     )
@@ -159,7 +159,7 @@ def test_database_outage__daemon_at_a_10ms_interval__backs_off_logs_once_and_rec
         cluster.manage(
             "shell",
             "-c",
-            "from orchestration.services.queue import action_enqueue\n"
+            "from orchestration.services.enqueue import action_enqueue\n"
             "action_enqueue(action_type='SLEEP', payload={'seconds': 0}, idempotency_key='after-outage')",
         )
         wait_until(

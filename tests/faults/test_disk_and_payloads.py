@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from orchestration.exceptions import InvalidPayload
 from orchestration.metrics import metrics_render
 from orchestration.models import Action, ActionStatus, ExecutionLog, TickLedger, TickStatus
-from orchestration.services.queue import action_enqueue, action_payload_from_json
+from orchestration.services.enqueue import action_enqueue, action_payload_from_json
 from orchestration.services.status import status_snapshot
 from tests.conftest import wait_until
 from tests.faults.conftest import artifact_files, assert_nothing_running, success_logs

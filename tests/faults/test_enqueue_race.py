@@ -10,7 +10,7 @@ from django.db import connection
 
 from orchestration.exceptions import IdempotencyConflict
 from orchestration.models import Action
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.faults.conftest import wait_for_exit
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]

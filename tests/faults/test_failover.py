@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from orchestration.models import Action, ActionStatus, ExecutionLog, Lease, TickLedger
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.conftest import FAST_DAEMON_ENV, wait_until
 from tests.faults.conftest import artifact_files, assert_nothing_running, sha256_file, success_logs, wait_for_exit
 

@@ -7,7 +7,7 @@ import pytest
 
 from orchestration.models import Action, ActionStatus, ExecutionLog, Lease, TickLedger, TickStatus
 from orchestration.services.control import control_kill, control_pause, control_resume
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.conftest import wait_until
 from tests.faults.conftest import artifact_files, assert_nothing_running, success_logs, wait_for_exit
 

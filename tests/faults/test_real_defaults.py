@@ -6,7 +6,7 @@ import time
 import pytest
 
 from orchestration.models import Action, ActionStatus, Lease
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.conftest import FAST_DAEMON_ENV, DaemonProcess, wait_until
 
 pytestmark = [

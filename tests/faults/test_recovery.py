@@ -6,7 +6,7 @@ import pytest
 
 from orchestration.models import Action, ActionStatus, ClaimedMode, ExecutionLog
 from orchestration.services.control import control_set_proof_mode
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.conftest import wait_until
 from tests.fake_adapters import CRASH_EXIT_CODE
 from tests.faults.conftest import artifact_files, assert_nothing_running, sha256_file, success_logs

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from orchestration.models import Action, ActionStatus, ExecutionLog, Lease
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.conftest import FAST_DAEMON_ENV, wait_until
 from tests.faults.conftest import wait_for_exit
 

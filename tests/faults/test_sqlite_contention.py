@@ -10,7 +10,7 @@ from django.test import Client
 
 from orchestration.models import Action, ActionStatus, TickLedger
 from orchestration.services.control import control_pause, control_resume
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.conftest import wait_until
 from tests.faults.conftest import assert_nothing_running, success_logs
 

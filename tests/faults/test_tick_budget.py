@@ -4,7 +4,7 @@ import pytest
 
 from orchestration.models import Action, ActionStatus, Lease, TickLedger
 from orchestration.services.control import control_set_proof_mode
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.conftest import wait_until
 from tests.faults.conftest import assert_nothing_running, success_logs, wait_for_exit
 

@@ -8,7 +8,7 @@ from orchestration.models import Action, ActionStatus, AuditEntry, ClaimedMode, 
 from orchestration.services.approval import action_approve, action_reject, approval_review
 from orchestration.services.control import control_set_proof_mode
 from orchestration.services.daemon import Daemon, DaemonConfig
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
 from tests.fake_adapters import FLOW_ADAPTERS, sent_lines
 
 pytestmark = pytest.mark.django_db

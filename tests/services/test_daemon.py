@@ -16,8 +16,8 @@ from orchestration.exceptions import LeaseHeldElsewhere
 from orchestration.models import Action, ActionStatus, ExecutionLog, Lease, TickLedger, TickStatus
 from orchestration.services.control import control_flags_get, control_kill, control_pause, control_set_proof_mode
 from orchestration.services.daemon import EXIT_LEASE_HELD, EXIT_OK, Daemon, DaemonConfig
+from orchestration.services.enqueue import action_enqueue
 from orchestration.services.lease import lease_acquire_or_renew
-from orchestration.services.queue import action_enqueue
 from tests import fake_adapters
 from tests.factories import data_statements, hold_lease, post_social
 

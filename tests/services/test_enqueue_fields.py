@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from orchestration.exceptions import IdempotencyConflict, InvalidAction
 from orchestration.models import Action, AuditEntry, AuditOutcome
-from orchestration.services.queue import (
+from orchestration.services.enqueue import (
     EnqueueConflict,
     action_enqueue,
     action_enqueue_many,

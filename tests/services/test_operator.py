@@ -8,8 +8,9 @@ from django.utils import timezone
 from orchestration.exceptions import ControlChangeRejected, NoEligibleActions
 from orchestration.models import Action, ActionStatus, AuditEntry, ExecutionLog
 from orchestration.services import control
-from orchestration.services.operator import ACTIONS, FLAGS, VERBS, flag_verb, operator_run, verbs_where
-from orchestration.services.queue import action_enqueue
+from orchestration.services.enqueue import action_enqueue
+from orchestration.services.operator_verb import ACTIONS, FLAGS
+from orchestration.services.verbs import VERBS, flag_verb, operator_run, verbs_where
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.django_db

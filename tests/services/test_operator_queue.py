@@ -6,11 +6,12 @@ from django.utils import timezone
 from orchestration.dbclock import db_now
 from orchestration.exceptions import ControlChangeRejected, IdempotencyConflict, NoEligibleActions
 from orchestration.models import Action, ActionStatus, AuditEntry, ExecutionLog, TickLedger
+from orchestration.services.claim import action_queue_depth
 from orchestration.services.control import control_pause
+from orchestration.services.enqueue import action_enqueue, action_enqueue_by_operator
 from orchestration.services.lease import lease_acquire_or_renew
 from orchestration.services.ledger import tick_record
 from orchestration.services.operator import action_discard, action_requeue_now, action_retry
-from orchestration.services.queue import action_enqueue, action_enqueue_by_operator, action_queue_depth
 from tests.console_fixtures import dead_action
 
 pytestmark = pytest.mark.django_db

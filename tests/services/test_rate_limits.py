@@ -9,8 +9,10 @@ from django.test.utils import CaptureQueriesContext
 
 from orchestration.dbclock import db_now
 from orchestration.models import Action, ActionStatus, ExecutionLog, RateLimit
-from orchestration.services.queue import action_claim_due, action_enqueue, action_mark_failure
-from orchestration.services.rate_limits import Limit, earliest_slot, rate_key_for, rate_limits_for
+from orchestration.services.claim import action_claim_due
+from orchestration.services.enqueue import action_enqueue
+from orchestration.services.rate_limits import Limit, earliest_slot, rate_key_for, rate_limit_validate, rate_limits_for
+from orchestration.services.results import action_mark_failure
 from tests.factories import OWNER, data_statements, hold_lease
 
 pytestmark = pytest.mark.django_db
@@ -202,15 +204,19 @@ def test_rate_limit_clean__bad_values_name_the_field(fields, field, message):
         }
     )
     with pytest.raises(ValidationError) as caught:
-        row.full_clean()
+        rate_limit_validate(limit=row)
     assert message in " ".join(caught.value.message_dict[field])
 
 
 def test_rate_limit_clean__every_enabled_limit_of_a_type_uses_the_same_key():
     RateLimit.objects.create(action_type="POST_SOCIAL", key_fields="platform,account", max_count=5, period_seconds=HOUR)
     with pytest.raises(ValidationError, match="same key fields"):
-        RateLimit(action_type="POST_SOCIAL", key_fields="platform", max_count=50, period_seconds=DAY).full_clean()
-    RateLimit(action_type="POST_SOCIAL", key_fields="platform, account", max_count=50, period_seconds=DAY).full_clean()
+        rate_limit_validate(
+            limit=RateLimit(action_type="POST_SOCIAL", key_fields="platform", max_count=50, period_seconds=DAY)
+        )
+    rate_limit_validate(
+        limit=RateLimit(action_type="POST_SOCIAL", key_fields="platform, account", max_count=50, period_seconds=DAY)
+    )
 
 
 @pytest.mark.parametrize("column", ["max_count", "period_seconds"])

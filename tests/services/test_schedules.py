@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from orchestration.models import Action, ExecutionLog, LogLevel, Schedule
-from orchestration.services.schedules import periods_due, schedule_fire_due, schedule_key
+from orchestration.services.schedules import periods_due, schedule_clean, schedule_fire_due, schedule_key
 from tests.factories import hold_lease
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +22,7 @@ def make_schedule(*, now: datetime = T0, **fields) -> Schedule:
     values = {"name": "daily tip", "action_type": "POST_SOCIAL", "payload_template": POST, "interval_seconds": 60}
     values.update(fields)
     schedule = Schedule(**values)
-    schedule.full_clean()
+    schedule_clean(schedule=schedule)
     schedule.save()
     # Saved "at" ``now``: its first period is the first one after it.
     from orchestration.services.schedules import schedule_period_next
@@ -88,7 +88,7 @@ def test_schedule_clean__bad_input_names_the_field_and_saves_nothing(fields, fie
     values = {"name": "bad", "action_type": "POST_SOCIAL", "payload_template": POST, "interval_seconds": 60}
     schedule = Schedule(**{**values, **fields})
     with pytest.raises(ValidationError) as caught:
-        schedule.full_clean()
+        schedule_clean(schedule=schedule)
     assert field in caught.value.message_dict
     assert any(message in text for text in caught.value.message_dict[field]), caught.value.message_dict
     assert not Schedule.objects.exists()
@@ -103,7 +103,7 @@ def test_schedule_clean__rendered_template_is_what_the_adapter_checks():
         interval_seconds=60,
     )
     with pytest.raises(ValidationError, match="twitter allows at most 280"):
-        schedule.full_clean()
+        schedule_clean(schedule=schedule)
 
 
 def test_schedule_save__database_refuses_an_impossible_rule():
@@ -213,7 +213,7 @@ def test_schedule_fire_due__template_the_adapter_no_longer_accepts_logs_one_erro
 def test_schedule_clean__a_cron_expression_that_never_matches_is_refused():
     schedule = Schedule(name="never", action_type="POST_SOCIAL", payload_template=POST, cron="0 0 31 2 *")
     with pytest.raises(ValidationError, match="never matches a date"):
-        schedule.full_clean()
+        schedule_clean(schedule=schedule)
 
 
 def test_schedule_fire_due__a_row_broken_behind_the_admins_back_does_not_stop_the_others():

@@ -8,7 +8,7 @@ from django.db import connection
 
 from orchestration.models import Action, ActionStatus
 from orchestration.services.daemon import Daemon, DaemonConfig
-from orchestration.services.queue import action_enqueue, action_enqueue_many
+from orchestration.services.enqueue import action_enqueue, action_enqueue_many
 from orchestration.services.wakeup import WakeupListener
 from tests.conftest import wait_until
 

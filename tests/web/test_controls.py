@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from orchestration.models import Action, ActionStatus, AuditEntry, ExecutionLog
 from orchestration.services.control import control_kill, control_pause, control_set_proof_mode
-from orchestration.services.operator import VERBS
+from orchestration.services.verbs import VERBS
 from tests.console_fixtures import client_for, dead_action, denied_entries, flags_state
 
 pytestmark = pytest.mark.django_db

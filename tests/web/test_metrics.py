@@ -4,8 +4,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestration.models import Action, ActionStatus
+from orchestration.services.claim import action_claim_due
+from orchestration.services.enqueue import action_enqueue
 from orchestration.services.ledger import tick_record
-from orchestration.services.queue import action_claim_due, action_enqueue, action_mark_failure, action_mark_success
+from orchestration.services.results import action_mark_failure, action_mark_success
 from tests.factories import hold_lease, post_social
 
 pytestmark = pytest.mark.django_db

@@ -11,9 +11,9 @@ from django.utils import timezone
 from orchestration.models import ActionStatus, TickLedger
 from orchestration.services import status as status_service
 from orchestration.services.control import control_pause, control_set_proof_mode
+from orchestration.services.enqueue import action_enqueue
 from orchestration.services.lease import lease_acquire_or_renew
 from orchestration.services.logs import log_write
-from orchestration.services.queue import action_enqueue
 from tests.console_fixtures import actions_with_status, client_for, dead_action
 
 pytestmark = pytest.mark.django_db

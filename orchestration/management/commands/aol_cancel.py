@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from orchestration.exceptions import ControlChangeRejected
 from orchestration.management.commands._common import cli_actor, positive_int
-from orchestration.services.operator import VERBS, operator_run
+from orchestration.services.verbs import VERBS, operator_run
 
 VERB = VERBS["cancel"]
 

@@ -4,7 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from orchestration.exceptions import ControlChangeRejected
 from orchestration.management.commands._common import cli_actor
-from orchestration.services.operator import VERBS, OperatorVerb, operator_run
+from orchestration.services.operator_verb import OperatorVerb
+from orchestration.services.verbs import VERBS, operator_run
 
 #: The command lines this command runs, as the verb table spells them (``aol_control pause --type TYPE``).
 COMMAND_VERBS: dict[str, OperatorVerb] = {

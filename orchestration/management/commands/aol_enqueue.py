@@ -12,7 +12,7 @@ from orchestration.adapters import action_types
 from orchestration.exceptions import ControlChangeRejected, InvalidAction
 from orchestration.management.commands._common import cli_actor, priority
 from orchestration.models import MAX_PRIORITY, MIN_PRIORITY
-from orchestration.services.queue import (
+from orchestration.services.enqueue import (
     action_enqueue_by_operator,
     action_enqueue_many_by_operator,
     action_payload_from_json,

@@ -3,13 +3,10 @@
 import pytest
 
 from orchestration.models import Action, ActionStatus, ClaimedMode, ExecutionLog
+from orchestration.services.claim import action_claim_due
+from orchestration.services.enqueue import action_enqueue
 from orchestration.services.lease import lease_acquire_or_renew, lease_release
-from orchestration.services.queue import (
-    action_claim_due,
-    action_enqueue,
-    action_mark_interrupted,
-    action_recover_orphans,
-)
+from orchestration.services.results import action_mark_interrupted, action_recover_orphans
 from tests.fake_adapters import FAKE_ADAPTERS
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from orchestration.exceptions import IdempotencyConflict, InvalidPayload, UnknownActionType
 from orchestration.models import Action, ActionStatus
-from orchestration.services.queue import EnqueueConflict, action_enqueue, action_enqueue_many
+from orchestration.services.enqueue import EnqueueConflict, action_enqueue, action_enqueue_many
 from tests.factories import post_social
 
 pytestmark = pytest.mark.django_db
