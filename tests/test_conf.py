@@ -22,8 +22,8 @@ from orchestration.conf import (
     aol,
     approval_required_types,
 )
+from orchestration.daemon import Daemon, DaemonConfig
 from orchestration.models import Action, ActionStatus, ClaimedMode, ExecutionLog
-from orchestration.services.daemon import Daemon, DaemonConfig
 from orchestration.services.queue import (
     action_claim_due,
     action_enqueue,
@@ -42,7 +42,7 @@ import django
 from django.conf import settings
 django.setup()
 from orchestration.conf import DECLARED_SETTINGS, ProjectPathSetting, aol
-from orchestration.services.daemon import DaemonConfig
+from orchestration.daemon import DaemonConfig
 wrong = {}
 for setting in DECLARED_SETTINGS:
     expected = settings.BASE_DIR / setting.default if isinstance(setting, ProjectPathSetting) else setting.default
