@@ -232,18 +232,18 @@ def floor_drain(args) -> dict:
 
 @register
 def idle_tick(args) -> dict:
-    """Statements per idle tick (what tests/services/test_daemon.py pins), over many ticks."""
+    """Statements per idle tick (what tests/daemon/test_loop.py pins), over many ticks."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from orchestration.services.daemon import Daemon, DaemonConfig
+    from orchestration.daemon import Daemon, DaemonConfig
 
     daemon = Daemon(DaemonConfig.from_settings(owner="bench:idle"), out=lambda line: None)
     daemon.tick(0)  # acquires the lease; later ticks renew it
     with CaptureQueriesContext(connection) as captured:
         for number in range(1, args.ticks + 1):
             daemon.tick(number)
-    daemon._release_lease()
+    daemon.release_lease()
     keywords = [query["sql"].split()[0].upper() for query in captured.captured_queries]
     control = [k for k in keywords if k in {"BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"}]
     return {

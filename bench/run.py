@@ -576,7 +576,7 @@ def scenario_idle(bench: Bench) -> None:
     )
     r.note(
         "Idle ticks are counted in-process with CaptureQueriesContext over 20 ticks after the lease is "
-        "acquired (the same figure tests/services/test_daemon.py pins). The idle daemon also runs its "
+        "acquired (the same figure tests/daemon/test_loop.py pins). The idle daemon also runs its "
         "watchdog (flags every 0.5 s, lease every 5 s) and, on PostgreSQL, the wake-up listener (no statements "
         "while idle). The loop keeps its connection from tick to tick and drops it only after an error "
         "(Daemon._check_connection), so an idle daemon opens no new connections."

@@ -39,7 +39,7 @@ PUBLIC_API = {
         "control_set_proof_mode",
     ],
     "orchestration.services.status": ["status_snapshot"],
-    "orchestration.services.daemon": ["Daemon", "DaemonConfig"],
+    "orchestration.daemon": ["Daemon", "DaemonConfig"],
     "orchestration.adapters": ["adapters_all", "adapter_get"],
     "llm.runtime": ["llm_enabled", "require_llm", "safe_llm_status"],
     "llm.client": ["llm_client_get"],

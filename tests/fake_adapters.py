@@ -146,7 +146,7 @@ class SlowAdapter(ActionAdapter):
         return ActionResult(message="slow but done")
 
 
-#: In-process fakes, put into the registry by tests/services/test_daemon.py with monkeypatch.
+#: In-process fakes, put into the registry by tests/daemon/test_loop.py with monkeypatch.
 ALL = [SucceedsAdapter(), RaisesTransientAdapter(), RaisesPermanentAdapter(), SlowAdapter()]
 
 

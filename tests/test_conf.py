@@ -22,9 +22,9 @@ from orchestration.conf import (
     aol,
     approval_required_types,
 )
+from orchestration.daemon import Daemon, DaemonConfig
 from orchestration.models import Action, ActionStatus, ClaimedMode, ExecutionLog
 from orchestration.services.claim import action_claim_due
-from orchestration.services.daemon import Daemon, DaemonConfig
 from orchestration.services.enqueue import action_enqueue
 from orchestration.services.results import action_mark_failure, action_outcome_unknown_policy
 from tests.conftest import ROOT
@@ -39,7 +39,7 @@ import django
 from django.conf import settings
 django.setup()
 from orchestration.conf import DECLARED_SETTINGS, ProjectPathSetting, aol
-from orchestration.services.daemon import DaemonConfig
+from orchestration.daemon import DaemonConfig
 wrong = {}
 for setting in DECLARED_SETTINGS:
     expected = settings.BASE_DIR / setting.default if isinstance(setting, ProjectPathSetting) else setting.default

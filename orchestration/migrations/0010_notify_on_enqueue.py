@@ -1,12 +1,12 @@
 """PostgreSQL only: a statement trigger that NOTIFYs ``aol_actions`` after every INSERT into
 aol_actions, so an idle daemon LISTENing on that channel claims new work at once instead of at its
-next tick (orchestration/services/wakeup.py). Every writer is covered (the services, bulk enqueue,
+next tick (orchestration/daemon/wakeup.py). Every writer is covered (the services, bulk enqueue,
 the admin, raw SQL) at no extra round trip. SQLite has no such thing: there the daemon polls at its
 tick interval."""
 
 from django.db import migrations
 
-CHANNEL = "aol_actions"  # orchestration.services.wakeup.CHANNEL
+CHANNEL = "aol_actions"  # orchestration.daemon.wakeup.CHANNEL
 
 CREATE = [
     f"""CREATE OR REPLACE FUNCTION aol_notify_actions_inserted() RETURNS trigger AS $$

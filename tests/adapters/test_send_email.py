@@ -10,9 +10,9 @@ import pytest
 from orchestration.adapters import adapter_get, adapters_all
 from orchestration.adapters.artifacts import artifact_path, sha256_bytes
 from orchestration.adapters.send_email import MAX_RECIPIENTS, message_id_for
+from orchestration.daemon import Daemon, DaemonConfig
 from orchestration.exceptions import InvalidPayload, PermanentAdapterError, RealRunUnconfigured, TransientAdapterError
 from orchestration.models import Action, ExecutionLog
-from orchestration.services.daemon import Daemon, DaemonConfig
 from orchestration.services.enqueue import action_enqueue
 from tests.smtp_server import free_port
 

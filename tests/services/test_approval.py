@@ -3,11 +3,11 @@
 import pytest
 
 from orchestration.adapters.artifacts import artifact_path, sha256_bytes
+from orchestration.daemon import Daemon, DaemonConfig
 from orchestration.exceptions import ApprovalRefused, ControlChangeRejected, IdempotencyConflict, InvalidAction
 from orchestration.models import Action, ActionStatus, AuditEntry, ClaimedMode, ExecutionLog
 from orchestration.services.approval import action_approve, action_reject, approval_review
 from orchestration.services.control import control_set_proof_mode
-from orchestration.services.daemon import Daemon, DaemonConfig
 from orchestration.services.enqueue import action_enqueue
 from tests.fake_adapters import FLOW_ADAPTERS, sent_lines
 

@@ -7,11 +7,11 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from orchestration.daemon import Daemon, DaemonConfig
 from orchestration.exceptions import ControlChangeRejected, InvalidPriority, NoEligibleActions
 from orchestration.models import Action, ActionStatus, ActionTypePause, AuditEntry, ExecutionLog
 from orchestration.services.claim import action_claim_due
 from orchestration.services.control import control_pause_type, control_resume_type
-from orchestration.services.daemon import Daemon, DaemonConfig
 from orchestration.services.enqueue import action_enqueue
 from orchestration.services.operator import action_cancel, action_set_priority
 from orchestration.services.results import action_recover_orphans

@@ -228,8 +228,8 @@ def test_schedule_fire_due__a_row_broken_behind_the_admins_back_does_not_stop_th
 def test_tick__fires_due_schedules_before_claiming_but_not_while_paused():
     from django.utils import timezone
 
+    from orchestration.daemon import Daemon, DaemonConfig
     from orchestration.services.control import control_pause, control_resume
-    from orchestration.services.daemon import Daemon, DaemonConfig
 
     schedule = make_schedule(now=timezone.now() - timedelta(minutes=5))
     daemon = Daemon(DaemonConfig.from_settings(owner="test:1"), out=lambda line: None)

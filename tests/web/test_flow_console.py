@@ -7,10 +7,10 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from orchestration.adapters.artifacts import artifact_path
+from orchestration.daemon import Daemon, DaemonConfig
 from orchestration.models import Action, ActionStatus, ActionTypePause, AuditEntry, ExecutionLog, RateLimit
 from orchestration.services.claim import action_claim_due
 from orchestration.services.control import control_pause_type, control_set_proof_mode
-from orchestration.services.daemon import Daemon, DaemonConfig
 from orchestration.services.enqueue import action_enqueue
 from tests.console_fixtures import client_for, denied_entries
 from tests.factories import OWNER, hold_lease

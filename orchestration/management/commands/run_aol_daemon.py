@@ -1,4 +1,4 @@
-"""``manage.py run_aol_daemon``: run the AOL tick loop (see orchestration/services/daemon.py)."""
+"""``manage.py run_aol_daemon``: run the AOL tick loop (see orchestration/daemon/)."""
 
 import contextlib
 import os
@@ -12,10 +12,7 @@ from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
 from orchestration.conf import aol
-from orchestration.dburl import database_url_masked, redact
-from orchestration.management.commands._common import positive_float, positive_int
-from orchestration.services.control import control_flags_get
-from orchestration.services.daemon import (
+from orchestration.daemon import (
     EXIT_ERROR,
     EXIT_LEASE_HELD,
     EXIT_LEASE_LOST,
@@ -24,6 +21,9 @@ from orchestration.services.daemon import (
     Daemon,
     DaemonConfig,
 )
+from orchestration.dburl import database_url_masked, redact
+from orchestration.management.commands._common import positive_float, positive_int
+from orchestration.services.control import control_flags_get
 from orchestration.services.lease import lease_release_within
 
 #: The signals that stop the daemon: the first one gracefully, a second one at once.

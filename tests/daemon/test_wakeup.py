@@ -6,10 +6,10 @@ import time
 import pytest
 from django.db import connection
 
+from orchestration.daemon import Daemon, DaemonConfig
+from orchestration.daemon.wakeup import WakeupListener
 from orchestration.models import Action, ActionStatus
-from orchestration.services.daemon import Daemon, DaemonConfig
 from orchestration.services.enqueue import action_enqueue, action_enqueue_many
-from orchestration.services.wakeup import WakeupListener
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

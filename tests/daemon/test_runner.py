@@ -3,7 +3,7 @@
 import threading
 import time
 
-from orchestration.services.daemon import AdapterRunner
+from orchestration.daemon.runner import AdapterRunner
 
 
 def test_adapter_runner__calls_reuse_one_worker_thread_and_return_results_or_errors():

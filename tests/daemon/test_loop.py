@@ -12,10 +12,10 @@ from django.utils import timezone
 
 from orchestration import adapters
 from orchestration.adapters.artifacts import artifact_path
+from orchestration.daemon import EXIT_LEASE_HELD, EXIT_OK, Daemon, DaemonConfig
 from orchestration.exceptions import LeaseHeldElsewhere
 from orchestration.models import Action, ActionStatus, ExecutionLog, Lease, TickLedger, TickStatus
 from orchestration.services.control import control_flags_get, control_kill, control_pause, control_set_proof_mode
-from orchestration.services.daemon import EXIT_LEASE_HELD, EXIT_OK, Daemon, DaemonConfig
 from orchestration.services.enqueue import action_enqueue
 from orchestration.services.lease import lease_acquire_or_renew
 from tests import fake_adapters
@@ -138,7 +138,7 @@ class _PausingAdapter(fake_adapters.SucceedsAdapter):
     daemon: Daemon | None = None
 
     def execute_proof(self, action, *, attempt):
-        self.daemon._flags_seen["paused"] = True
+        self.daemon.state.flags_see(paused=True, killed=False)
         return super().execute_proof(action, attempt=attempt)
 
 

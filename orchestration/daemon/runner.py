@@ -1,0 +1,74 @@
+"""AdapterRunner: adapter calls on a worker thread that the loop stops waiting for at a deadline."""
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections
+
+
+class _Job:
+    __slots__ = ("fn", "done", "result", "error")
+
+    def __init__(self, fn: Callable[[], Any]):
+        self.fn = fn
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+def _worker(jobs: "queue.SimpleQueue[_Job | None]") -> None:
+    try:
+        while (job := jobs.get()) is not None:
+            try:
+                job.result = job.fn()
+            except BaseException as exc:  # handed to the loop, which decides what it means
+                job.error = exc
+            finally:
+                job.done.set()
+    finally:
+        connections.close_all()  # this thread's connections, if an adapter used the database
+
+
+class AdapterRunner:
+    """Runs adapter calls on one long-lived worker thread, so the loop can stop waiting at a deadline.
+
+    A call costs a queue hand-over, not a new thread. A call that overruns is abandoned: Python
+    cannot kill a thread, so it runs on, but its result is never read; the next call starts a
+    fresh worker. ``abandoned_alive()`` counts abandoned threads that are still running.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._abandoned: list[threading.Thread] = []
+
+    def call(self, fn: Callable[[], Any], *, deadline: float) -> _Job:
+        """Run ``fn`` and wait until it is done or ``deadline`` (monotonic) passes; check ``job.done``."""
+        if self._thread is None:
+            self._jobs = queue.SimpleQueue()
+            self._thread = threading.Thread(target=_worker, args=(self._jobs,), name="aol-adapter", daemon=True)
+            self._thread.start()
+        job = _Job(fn)
+        self._jobs.put(job)
+        # Event.wait is woken by nothing but the job; signal handlers still run meanwhile.
+        job.done.wait(max(0.0, deadline - time.monotonic()))
+        return job
+
+    def abandon(self) -> None:
+        """Give up on the running call; its thread exits when (if ever) the call returns."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._abandoned.append(self._thread)
+            self._thread = self._jobs = None
+
+    def abandoned_alive(self) -> int:
+        self._abandoned = [thread for thread in self._abandoned if thread.is_alive()]
+        return len(self._abandoned)
+
+    def close(self) -> None:
+        if self._jobs is not None:
+            self._jobs.put(None)
+        self._thread = self._jobs = None
