@@ -37,9 +37,7 @@ class DbNow(Now):
     action due at that instant was not claimed. Padding to six digits gives both the same form.
     """
 
-    def as_sqlite(
-        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any
-    ) -> "_AsSqlType":
+    def as_sqlite(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any) -> "_AsSqlType":
 
         # as_sql() %-formats the template, then the SQL is %-formatted again with its parameters.
         template = SQLITE_NOW.replace("%", "%%%%")

@@ -434,7 +434,7 @@ class Schedule(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Saves with ``next_run_at``
- worked out from the rule (``periods_restart``)."""
+        worked out from the rule (``periods_restart``)."""
         self.periods_restart(now=db_now())
         if kwargs.get("update_fields") is not None:
             kwargs["update_fields"] = {*kwargs["update_fields"], "next_run_at", "last_period_at"}

@@ -35,7 +35,6 @@ def log_entry(
 
 
 def log_write(**fields: Any) -> ExecutionLog:
-
     """Append one log row; takes the keyword arguments of ``log_entry``."""
     entry = log_entry(**fields)
     entry.save(force_insert=True)

@@ -34,7 +34,9 @@ from orchestration.services.operator_verb import (
 )
 
 
-def _flag_verb(name: str, label: str, description: str, *, audit_verb: str, permission: str, **fields: Any) -> OperatorVerb:
+def _flag_verb(
+    name: str, label: str, description: str, *, audit_verb: str, permission: str, **fields: Any
+) -> OperatorVerb:
     return OperatorVerb(
         name=name,
         label=label,
