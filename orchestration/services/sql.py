@@ -10,7 +10,6 @@ from datetime import datetime
 from functools import cache
 from typing import Any, cast
 
-
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import DatabaseDefault
