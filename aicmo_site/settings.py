@@ -7,8 +7,8 @@ The defaults suit a laptop: an embedded SQLite database under ``var/``, PROOF mo
 
 import secrets
 import warnings
-from datetime import timedelta
 from collections.abc import Callable, Collection
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -214,7 +214,6 @@ if AXES_FAILURE_LIMIT < 1:
 
 
 def _names(name: str, default: Collection[str] | None) -> Collection[str] | None:
-
     """Comma-separated names, blanks stripped; set but empty: an empty list."""
     if name not in env.ENVIRON:
         return default

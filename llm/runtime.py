@@ -76,8 +76,6 @@ def _status_reason(reason: str) -> str:
 
 
 def _number(name: str, default: float, cast: Callable[[Any], float]) -> object:
-
-
     """The setting as a number; a malformed value is shown as it is (orchestration.E040 reports it)."""
     value = getattr(settings, name, default)
     try:
