@@ -48,7 +48,6 @@ class Setting(Generic[T]):
     name: str
 
     def __init__(self, default: T, parse: Parse, meaning: str, *, unset: str = "") -> None:
-
         self.default = default
         self.parse = parse
         self.meaning = meaning

@@ -38,7 +38,6 @@ class DbNow(Now):
     """
 
     def as_sqlite(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any) -> "_AsSqlType":
-
         # as_sql() %-formats the template, then the SQL is %-formatted again with its parameters.
         template = SQLITE_NOW.replace("%", "%%%%")
         return self.as_sql(compiler, connection, template=template, **extra_context)

@@ -152,7 +152,6 @@ def validate_database_url(url: str | None = None) -> dict[str, Any]:
 
 
 def _check_sqlite_path(parts: SplitResult, warnings: list[str]) -> None:
-
     # sqlite:///relative.db → path "/relative.db"; sqlite:////abs/x.db → path "//abs/x.db".
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if parts.netloc:

@@ -131,7 +131,6 @@ class LeaseHeldElsewhere(AOLError):
     """Another live daemon holds the lease."""
 
     def __init__(self, message: str | None = None, *, holder: str = "", expires_at: datetime | None = None) -> None:
-
         super().__init__(message)
         self.holder = holder
         self.expires_at = expires_at

@@ -433,8 +433,7 @@ class Schedule(models.Model):
         return self.name
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        """Saves with ``next_run_at``
-        worked out from the rule (``periods_restart``)."""
+        """Saves with ``next_run_at`` worked out from the rule (``periods_restart``)."""
         self.periods_restart(now=db_now())
         if kwargs.get("update_fields") is not None:
             kwargs["update_fields"] = {*kwargs["update_fields"], "next_run_at", "last_period_at"}

@@ -61,7 +61,6 @@ def periods_due(
         if interval_seconds is None:
             raise ValueError("A period needs a cron expression or an interval.")
         step = timedelta(seconds=interval_seconds)
-
         newest = _interval_index(now, interval_seconds)
         oldest = -(-(first - EPOCH) // step)  # ceil: the first period start at or after `first`
         start = max(oldest, newest - limit + 1)

@@ -293,7 +293,6 @@ def _render_as_staff(url: str) -> int:
     # What the messages and CSRF middleware would set; the stubs do not declare these private attributes.
     request._messages = FallbackStorage(request)  # type: ignore[attr-defined]
     request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]
-
     match = resolve(url)
     response = match.func(request, *match.args, **match.kwargs)
     if hasattr(response, "render") and callable(response.render) and not getattr(response, "is_rendered", True):

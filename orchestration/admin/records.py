@@ -122,7 +122,6 @@ class ExecutionLogAdmin(InspectionAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
     ) -> tuple[QuerySet[Any], bool]:
-
         term = search_term.strip().lstrip("#")
         if term.isdigit():
             return queryset.filter(Q(action_id=int(term)) | Q(message__icontains=term)), False

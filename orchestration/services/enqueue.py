@@ -362,7 +362,6 @@ def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport
     created: list[int] = []
     existing: list[int] = []
     conflicts: list[EnqueueConflict] = []
-
     for index, fields in enumerate(rows):
         key = fields["idempotency_key"]
         if key in ids:

@@ -102,7 +102,6 @@ def _complete(db: dict[str, Any]) -> dict[str, Any]:
 
 
 def _private_connection(settings_dict: dict[str, Any], timeout_seconds: float) -> BaseDatabaseWrapper:
-
     db = _complete(copy.deepcopy(settings_dict))
     options = db.setdefault("OPTIONS", {})
     engine = db.get("ENGINE", "")

@@ -194,7 +194,6 @@ def lease_health_of(lease: Lease | None) -> LeaseHealth:
         expires_in = (lease.expires_at - now).total_seconds()
         beat = lease.renewed_at or lease.acquired_at
         age = (now - beat).total_seconds() if beat else None
-
     if expires_in is None or expires_in <= 0:
         state = "red"
     elif expires_in < aol.lease_ttl_seconds - 2 * aol.heartbeat_seconds or (

@@ -67,7 +67,6 @@ class OperatorVerb:
 
 
 def action_verb(name: str, label: str, **fields: Any) -> OperatorVerb:
-
     return OperatorVerb(
         name=name, label=label, permission=permissions.MANAGE_DLQ, target=ACTIONS, bulk=BULK_ELIGIBLE, **fields
     )

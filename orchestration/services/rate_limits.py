@@ -289,7 +289,6 @@ def rate_limit_decide(*, action: Action, limits: list[Limit], now: datetime) -> 
         ).values_list("not_before", flat=True)
         if at is not None
     ]
-
     until = earliest_slot(points=sorted(counted + promised), limits=limits, now=now)
     limit = over[0]
     window_count = _count_after(counted, now - timedelta(seconds=limit.period_seconds))

@@ -151,7 +151,6 @@ def _fire_one(*, pk: int, now: datetime, token: int | None, actor: str, report: 
         schedule = rows.first()
         if schedule is None or schedule.next_run_at is None:  # fired, disabled or deleted meanwhile, or lease gone
             return
-
         periods, skipped = periods_due(
             cron=schedule.cron,
             interval_seconds=schedule.interval_seconds,

@@ -136,7 +136,6 @@ def actions_insert_unless_keys_taken(*, rows: list[dict[str, Any]], now: datetim
             value_sql = read["param"].format(type=model_field.cast_db_type(db))
             params.append(model_field.get_db_prep_save(default, db))
         columns.append(db.ops.quote_name(cast(str, model_field.column)))  # a concrete field always has a column
-
         values.append(value_sql)
     document = json.dumps(
         [

@@ -166,10 +166,10 @@ def _status_estimates() -> dict[str, int]:
     if row is None:
         return {}
     reltuples, relpages, pages, values, frequencies = row
-    if (
-        reltuples < 0 or not values or not frequencies
-    ):  # never analysed (reltuples is -1), or no statistics for the column
+    # Never analysed (reltuples is -1), or no statistics for the column.
+    if reltuples < 0 or not values or not frequencies:
         return {}
+
     rows = _rows_now(reltuples, relpages, pages)
     return {value: int(rows * frequency) for value, frequency in zip(values, frequencies, strict=True)}
 
@@ -287,7 +287,6 @@ def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
     # and the console's may disagree.
     # db_now comes from .annotate(), which the stubs cannot follow through a "-> TickLedger" signature.
     now = last_tick.db_now if last_tick else timezone.now()  # type: ignore[attr-defined]
-
     return {
         "generated_at": now.isoformat(),
         "database": database_url_masked(),

@@ -53,7 +53,6 @@ def _flag_verb(
 
 
 def _type_verb(name: str, label: str, **fields: Any) -> OperatorVerb:
-
     return OperatorVerb(
         name=name,
         label=label,

@@ -65,5 +65,4 @@ def compact_json(value: object) -> str:
 
 @register.filter
 def get_item(mapping: dict[str, Any] | None, key: str) -> Any:
-
     return mapping.get(key) if mapping else None

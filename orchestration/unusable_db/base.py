@@ -13,7 +13,6 @@ from django.db.backends.dummy import base as dummy
 
 
 def complain(*args: Any, **kwargs: Any) -> NoReturn:
-
     issues = " ".join(getattr(settings, "DATABASE_URL_ISSUES", None) or ["it could not be parsed."])
     raise ImproperlyConfigured(
         f"DATABASE_URL cannot be used: {issues} Run python manage.py check_sentinels for details."

@@ -41,7 +41,6 @@ def approvals(request: HttpRequest) -> HttpResponse:
 def _approval_page(
     request: HttpRequest, action: Action, *, bound: dict[str, forms.Form] | None = None, status: int = 200
 ) -> TemplateResponse:
-
     bound = bound or {}
     awaiting = action.status == ActionStatus.AWAITING_APPROVAL
     review = approval_review(action=action) if action.approval_artifact_ref else None

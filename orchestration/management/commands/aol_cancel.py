@@ -31,7 +31,6 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         report = result.report
         assert report is not None  # the cancel verb's service always returns a BulkReport
-
         self.stdout.write(self.style.SUCCESS(result.message) if result.changed else result.message)
         if report.cancelled:
             self.stdout.write(f"Cancelled: {', '.join(f'#{pk}' for pk in report.cancelled)}.")

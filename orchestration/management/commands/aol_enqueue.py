@@ -165,7 +165,6 @@ class Command(BaseCommand):
             )
 
     def _read_lines(self, handle: Iterable[str]) -> list[dict[str, Any]]:
-
         items = []
         for number, line in enumerate(handle, start=1):
             if not line.strip():
