@@ -29,6 +29,7 @@ check: venv
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy orchestration llm
 
 lint: check
 

@@ -7,8 +7,10 @@ The defaults suit a laptop: an embedded SQLite database under ``var/``, PROOF mo
 
 import secrets
 import warnings
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -22,7 +24,7 @@ VAR_DIR = BASE_DIR / "var"
 env = environ.Env()
 
 
-def _typed(name: str, cast, default):
+def _typed(name: str, cast: Callable[..., Any], default: Any) -> Any:
     """Read one variable; a malformed value is kept as text for orchestration.checks to report
     by name (``AOL_MAX_ATTEMPTS='abc' must be a number greater than zero``) instead of a traceback."""
     try:
@@ -211,7 +213,7 @@ if AXES_FAILURE_LIMIT < 1:
 # values that parse but make no sense (zero, negative, a lease TTL too close to the heartbeat).
 
 
-def _names(name: str, default):
+def _names(name: str, default: Collection[str] | None) -> Collection[str] | None:
     """Comma-separated names, blanks stripped; set but empty: an empty list."""
     if name not in env.ENVIRON:
         return default

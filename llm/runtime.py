@@ -3,6 +3,7 @@
 Cheap and import-light: nothing here imports the ``openai`` package (llm/client.py does, lazily).
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -74,7 +75,7 @@ def _status_reason(reason: str) -> str:
     return f"not configured: {reason}" if not _key_present() else f"disabled, because {reason}"
 
 
-def _number(name: str, default, cast):
+def _number(name: str, default: float, cast: Callable[[Any], float]) -> object:
     """The setting as a number; a malformed value is shown as it is (orchestration.E040 reports it)."""
     value = getattr(settings, name, default)
     try:

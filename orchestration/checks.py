@@ -1,6 +1,10 @@
 """Django system checks for the AOL settings: ``manage.py check`` reports them, and every command
 that runs checks (runserver, migrate, run_aol_daemon) refuses to start on an error."""
 
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
@@ -26,8 +30,8 @@ TTL_HEARTBEATS = 3
 
 
 @checks.register()
-def check_aol_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    errors = []
+def check_aol_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
     for name, kind in POSITIVE_SETTINGS.items():
         value = getattr(aol, name)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -72,7 +76,7 @@ def check_aol_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
 
 
 @checks.register()
-def check_database_url(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def check_database_url(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """DATABASE_URL problems found while settings loaded (the URL itself is never shown unmasked)."""
     from django.conf import settings
 
@@ -109,7 +113,7 @@ def check_database_url(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
 
 
 @checks.register()
-def check_artifacts_dir(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def check_artifacts_dir(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """PROOF artifacts need a writable directory (created on first use if its parent allows)."""
     from orchestration.adapters.artifacts import artifacts_dir_problem, artifacts_min_free_bytes_problem
 
@@ -138,7 +142,9 @@ def check_artifacts_dir(app_configs=None, **kwargs) -> list[checks.CheckMessage]
 
 
 @checks.register(checks.Tags.database)
-def check_real_mode_with_debug(app_configs=None, databases=None, **kwargs) -> list[checks.CheckMessage]:
+def check_real_mode_with_debug(
+    app_configs: Sequence[AppConfig] | None = None, databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
     """REAL mode acts on the world; DEBUG leaks settings in error pages and keeps every query in memory.
 
     Tagged ``database`` because the PROOF/REAL switch is a database flag: ``check --database default``,
@@ -168,11 +174,11 @@ def check_real_mode_with_debug(app_configs=None, databases=None, **kwargs) -> li
 
 
 @checks.register()
-def check_llm_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def check_llm_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """The LLM's time bounds must be numbers that bound something (the key itself is optional)."""
     from django.conf import settings
 
-    errors = []
+    errors: list[checks.CheckMessage] = []
     timeout = getattr(settings, "AICMO_LLM_TIMEOUT_SECONDS", 20.0)
     retries = getattr(settings, "AICMO_LLM_MAX_RETRIES", 1)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout < float("inf"):
@@ -195,11 +201,11 @@ def check_llm_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
 
 
 @checks.register()
-def check_email_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def check_email_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """The SMTP settings SEND_EMAIL uses in REAL mode must parse and agree (the password is never shown)."""
     from django.conf import settings
 
-    errors = []
+    errors: list[checks.CheckMessage] = []
     port = getattr(settings, "EMAIL_PORT", 25)
     timeout = getattr(settings, "EMAIL_TIMEOUT", None)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
@@ -253,8 +259,10 @@ RETENTION_SETTINGS = {
 
 
 @checks.register()
-def check_retention_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
-    errors = []
+def check_retention_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    errors: list[checks.CheckMessage] = []
     for name, kind in RETENTION_SETTINGS.items():
         value = getattr(aol, name)
         bad_kind = not isinstance(value, int) if kind is int else not isinstance(value, int | float)
@@ -272,7 +280,9 @@ def check_retention_settings(app_configs=None, **kwargs) -> list[checks.CheckMes
 
 
 @checks.register()
-def check_flow_control_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def check_flow_control_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
     """AOL_ACTION_TYPES (E070), AOL_APPROVAL_REQUIRED_TYPES (E071) and AOL_RATE_LIMITS (E072)."""
     from orchestration.services.rate_limits import default_rate_limits_problems
 

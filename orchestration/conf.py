@@ -41,6 +41,12 @@ class Setting(Generic[T]):
     says), so that ``orchestration.checks`` can name it and stop every command at start-up.
     """
 
+    default: T
+    parse: Parse
+    meaning: str
+    unset: str
+    name: str
+
     def __init__(self, default: T, parse: Parse, meaning: str, *, unset: str = "") -> None:
         self.default = default
         self.parse = parse

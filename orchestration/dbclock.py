@@ -10,12 +10,18 @@ statement: all processes must share one host (and clock) there.
 """
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.functions import Now  # noqa: TID251  (the one place that extends it)
 from django.db.models.sql import Query
+from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+
+if TYPE_CHECKING:
+    from django.db.models.sql.compiler import _AsSqlType
 
 #: SQLite's current time in the text form Django stores datetimes in (six fractional digits).
 SQLITE_NOW = "STRFTIME('%Y-%m-%d %H:%M:%f000', 'NOW')"
@@ -31,7 +37,7 @@ class DbNow(Now):
     action due at that instant was not claimed. Padding to six digits gives both the same form.
     """
 
-    def as_sqlite(self, compiler, connection, **extra_context):
+    def as_sqlite(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra_context: Any) -> "_AsSqlType":
         # as_sql() %-formats the template, then the SQL is %-formatted again with its parameters.
         template = SQLITE_NOW.replace("%", "%%%%")
         return self.as_sql(compiler, connection, template=template, **extra_context)

@@ -7,7 +7,7 @@ Django at module level.
 import importlib.util
 import re
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 #: URL scheme → (Django backend, driver modules any one of which Django can use).
 BACKENDS = {
@@ -151,7 +151,7 @@ def validate_database_url(url: str | None = None) -> dict[str, Any]:
     return result
 
 
-def _check_sqlite_path(parts, warnings: list[str]) -> None:
+def _check_sqlite_path(parts: SplitResult, warnings: list[str]) -> None:
     # sqlite:///relative.db → path "/relative.db"; sqlite:////abs/x.db → path "//abs/x.db".
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if parts.netloc:

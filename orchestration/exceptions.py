@@ -1,5 +1,6 @@
 """Named errors of the orchestration layer. Each docstring is the default message."""
 
+from datetime import datetime
 from types import EllipsisType
 
 from django.core.exceptions import ImproperlyConfigured
@@ -129,7 +130,7 @@ class LeaseNotHeld(AOLError):
 class LeaseHeldElsewhere(AOLError):
     """Another live daemon holds the lease."""
 
-    def __init__(self, message: str | None = None, *, holder: str = "", expires_at=None):
+    def __init__(self, message: str | None = None, *, holder: str = "", expires_at: datetime | None = None) -> None:
         super().__init__(message)
         self.holder = holder
         self.expires_at = expires_at

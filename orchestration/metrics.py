@@ -6,6 +6,8 @@ per scrape; the counts use the (status, action_type) index.
 """
 
 import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
@@ -13,6 +15,9 @@ from django.db.models import Count
 
 from orchestration.dbclock import DbNow
 from orchestration.models import ATTENTION_STATUSES, OPEN_STATUSES, TERMINAL_STATUSES
+
+if TYPE_CHECKING:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 #: Statuses still in the queue (waiting for the daemon or running), and those an action's run ended
 #: in (by outcome; DLQ and NEEDS_REVIEW wait for a person). Together they are every status.
@@ -23,7 +28,7 @@ FINISHED = (*TERMINAL_STATUSES, *ATTENTION_STATUSES)
 class AolCollector:
     """A custom collector: ``registry.register(AolCollector())``, then ``generate_latest(registry)``."""
 
-    def collect(self):
+    def collect(self) -> Iterator["Metric"]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         started = time.monotonic()
@@ -41,7 +46,7 @@ class AolCollector:
         duration.add_metric([], time.monotonic() - started)
         yield duration
 
-    def _families(self, Gauge, Counter):
+    def _families(self, Gauge: type["GaugeMetricFamily"], Counter: type["CounterMetricFamily"]) -> Iterator["Metric"]:
         from orchestration.adapters import adapters_all
         from orchestration.models import Action, ControlFlags, TickLedger
         from orchestration.services.lease import lease_health
@@ -74,8 +79,8 @@ class AolCollector:
 
         ticks = Counter("aol_ticks", "Daemon ticks recorded in the ledger, per status.", labels=["status"])
         by_status = dict(TickLedger.objects.order_by().values_list("status").annotate(n=Count("id")))
-        for status in TickLedger._meta.get_field("status").choices:
-            ticks.add_metric([status[0]], by_status.get(status[0], 0))
+        for choice in TickLedger._meta.get_field("status").choices or ():
+            ticks.add_metric([choice[0]], by_status.get(choice[0], 0))
         yield ticks
 
         last = (
@@ -114,12 +119,12 @@ class AolCollector:
             ("proof_mode", "1 when the proof_mode flag is on (adapters write artifacts instead of acting)."),
         ):
             gauge = Gauge(f"aol_control_{name}", doc)
-            gauge.add_metric([], 1 if flags[name] else 0)
+            gauge.add_metric([], 1 if flags.get(name) else 0)
             yield gauge
         yield self._environment(Gauge)
         yield from self._flow_control(Gauge, types)
 
-    def _environment(self, Gauge):
+    def _environment(self, Gauge: type["GaugeMetricFamily"]) -> "GaugeMetricFamily":
         """Whether an environment failure pauses claiming (the newest tick is BLOCKED), per reason."""
         from orchestration.models import TickLedger
         from orchestration.services.status import BLOCKED_ARTIFACT_STORE, environment_state
@@ -135,7 +140,7 @@ class AolCollector:
         gauge.add_metric([BLOCKED_ARTIFACT_STORE], 1 if state["reason"] == BLOCKED_ARTIFACT_STORE else 0)
         return gauge
 
-    def _flow_control(self, Gauge, types):
+    def _flow_control(self, Gauge: type["GaugeMetricFamily"], types: Iterable[str]) -> Iterator["Metric"]:
         """Per-type pauses and rate-limit deferrals (docs/flow-control.md)."""
         from orchestration.models import Action, ActionTypePause
 

@@ -6,6 +6,7 @@ so a shell session that bypasses the services still cannot write an impossible r
 """
 
 from datetime import datetime
+from typing import Any, Self
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -149,26 +150,26 @@ RATE_COUNTED_STATUSES = (ActionStatus.SUCCESS, ActionStatus.RUNNING)
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
 
 
-class ActionQuerySet(models.QuerySet):
-    def due(self):
+class ActionQuerySet(models.QuerySet["Action"]):
+    def due(self) -> Self:
         """Actions a daemon may claim now, in claim order: highest priority first, then oldest due first."""
         return self.filter(status__in=DUE_STATUSES, not_before__lte=DbNow()).order_by("-priority", "not_before", "id")
 
-    def running(self):
+    def running(self) -> Self:
         return self.filter(status=ActionStatus.RUNNING)
 
-    def orphaned(self, *, current_token: int):
+    def orphaned(self, *, current_token: int) -> Self:
         """RUNNING actions claimed under an older lease token: their daemon is gone."""
         return self.running().filter(lease_token__lt=current_token)
 
-    def needing_attention(self):
+    def needing_attention(self) -> Self:
         """Actions that wait for a person to retry or discard them: DLQ and NEEDS_REVIEW."""
         return self.filter(status__in=ATTENTION_STATUSES)
 
-    def awaiting_approval(self):
+    def awaiting_approval(self) -> Self:
         return self.filter(status=ActionStatus.AWAITING_APPROVAL)
 
-    def deferred(self):
+    def deferred(self) -> Self:
         """Waiting actions a rate limit pushed back (see services/rate_limits.py), soonest first."""
         return self.filter(status__in=DUE_STATUSES).exclude(deferred_note="").order_by("not_before", "id")
 
@@ -431,7 +432,7 @@ class Schedule(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def save(self, *args, **kwargs) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         """Saves with ``next_run_at`` worked out from the rule (``periods_restart``)."""
         self.periods_restart(now=db_now())
         if kwargs.get("update_fields") is not None:

@@ -44,6 +44,8 @@ def period_next(*, cron: str, interval_seconds: int | None, after: datetime) -> 
     """The first period start strictly after ``after``."""
     if cron:
         return croniter(cron.strip(), after.astimezone(UTC)).get_next(datetime).astimezone(UTC)
+    if interval_seconds is None:
+        raise ValueError("A period needs a cron expression or an interval.")
     index = _interval_index(after, interval_seconds) + 1
     return EPOCH + timedelta(seconds=interval_seconds) * index
 
@@ -56,6 +58,8 @@ def periods_due(
     if now < first:
         return [], False
     if not cron:
+        if interval_seconds is None:
+            raise ValueError("A period needs a cron expression or an interval.")
         step = timedelta(seconds=interval_seconds)
         newest = _interval_index(now, interval_seconds)
         oldest = -(-(first - EPOCH) // step)  # ceil: the first period start at or after `first`

@@ -12,11 +12,15 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
 from orchestration.dburl import mask_urls_in_text
+
+if TYPE_CHECKING:
+    from orchestration.services.health import DatabaseProbe
 
 logger = logging.getLogger("orchestration")
 
@@ -74,10 +78,10 @@ class SentinelRun:
 
     require_daemon: bool = False
     timeout_seconds: float = 2.0
-    _probe: object = field(default=None, repr=False)
+    _probe: "DatabaseProbe | None" = field(default=None, repr=False)
 
     @property
-    def probe(self):
+    def probe(self) -> "DatabaseProbe":
         if self._probe is None:
             from orchestration.services.health import database_probe
 
@@ -89,7 +93,7 @@ Sentinel = Callable[[SentinelRun], tuple[str, str, str]]
 SENTINELS: list[tuple[str, str, Sentinel]] = []
 
 
-def sentinel(id: str, name: str):
+def sentinel(id: str, name: str) -> Callable[[Sentinel], Sentinel]:
     """Register a sentinel returning ``(status, detail, advice)``."""
 
     def register(func: Sentinel) -> Sentinel:
@@ -286,8 +290,9 @@ def _render_as_staff(url: str) -> int:
     request = RequestFactory().get(url, HTTP_HOST=hosts[0] if hosts else "localhost")
     request.user = get_user_model()(username="sentinel", is_staff=True, is_superuser=True, is_active=True)
     request.session = SessionStore()
-    request._messages = FallbackStorage(request)
-    request._dont_enforce_csrf_checks = True
+    # What the messages and CSRF middleware would set; the stubs do not declare these private attributes.
+    request._messages = FallbackStorage(request)  # type: ignore[attr-defined]
+    request._dont_enforce_csrf_checks = True  # type: ignore[attr-defined]
     match = resolve(url)
     response = match.func(request, *match.args, **match.kwargs)
     if hasattr(response, "render") and callable(response.render) and not getattr(response, "is_rendered", True):

@@ -6,12 +6,15 @@ server error or a hang is bounded by AICMO_LLM_TIMEOUT_SECONDS × (AICMO_LLM_MAX
 a transient failure: the queue retries it with backoff.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestration.adapters.artifacts import artifact_path, artifact_write, proof_artifact_ref, sha256_bytes
 from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, require_fields
 from orchestration.adapters.post_social import PLATFORM_MAX_CHARS
 from orchestration.exceptions import InvalidPayload, LLMUnconfigured, PermanentAdapterError, TransientAdapterError
+
+if TYPE_CHECKING:
+    from orchestration.models import Action
 
 MAX_BRIEF_CHARS = 2000
 MAX_TONE_CHARS = 100
@@ -45,7 +48,7 @@ class DraftSocialAdapter(ActionAdapter):
         if len(payload.get("tone") or "") > MAX_TONE_CHARS:
             raise InvalidPayload(f"'tone' is longer than {MAX_TONE_CHARS} characters.")
 
-    def execute_proof(self, action, *, attempt: Attempt) -> ActionResult:
+    def execute_proof(self, action: "Action", *, attempt: Attempt) -> ActionResult:
         from llm.client import llm_client_get
         from llm.exceptions import LLMCallFailed, LLMDisabled
 

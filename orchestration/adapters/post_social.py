@@ -1,10 +1,13 @@
 """POST_SOCIAL: publish a message on a social network (PROOF: write what would be posted)."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestration.adapters.artifacts import artifact_write, proof_artifact_ref
 from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, ProofRender, require_fields
 from orchestration.exceptions import InvalidPayload
+
+if TYPE_CHECKING:
+    from orchestration.models import Action
 
 #: Platforms we know and the longest message each accepts, in characters.
 PLATFORM_MAX_CHARS = {
@@ -41,7 +44,7 @@ class PostSocialAdapter(ActionAdapter):
                 f"'message' is {len(payload['message'])} characters; {platform} allows at most {limit}."
             )
 
-    def proof_render(self, action) -> ProofRender:
+    def proof_render(self, action: "Action") -> ProofRender:
         # The content depends only on the action, so a re-run after a crash writes the same bytes
         # to the same name (artifact_write leaves the first copy in place), and the approval gate
         # can re-render it to check that what goes out is what a person approved.
@@ -59,7 +62,7 @@ class PostSocialAdapter(ActionAdapter):
         ).encode()
         return ProofRender(ref=proof_artifact_ref(action=action, folder="post_social"), content=content)
 
-    def execute_proof(self, action, *, attempt: Attempt) -> ActionResult:
+    def execute_proof(self, action: "Action", *, attempt: Attempt) -> ActionResult:
         payload = action.payload
         render = self.proof_render(action)
         sha256 = artifact_write(ref=render.ref, content=render.content)

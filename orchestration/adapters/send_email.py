@@ -15,16 +15,20 @@ permanent (straight to the DLQ).
 import hashlib
 import smtplib
 from email.utils import format_datetime, parseaddr
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
 from django.core.validators import validate_email
 
 from orchestration.adapters.artifacts import artifact_write, proof_artifact_ref, sha256_bytes
-from orchestration.adapters.base import ActionAdapter, ActionResult, ProofRender, require_fields
+from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, ProofRender, require_fields
 from orchestration.exceptions import InvalidPayload, PermanentAdapterError, RealRunUnconfigured, TransientAdapterError
+
+if TYPE_CHECKING:
+    from orchestration.models import Action
 
 MAX_RECIPIENTS = 50
 MAX_SUBJECT_CHARS = 250
@@ -127,7 +131,7 @@ class SendEmailAdapter(ActionAdapter):
     def real_problem(self) -> str:
         return real_email_problem()
 
-    def build_message(self, action, *, connection=None) -> EmailMessage:
+    def build_message(self, action: "Action", *, connection: BaseEmailBackend | None = None) -> EmailMessage:
         """The message for ``action``: the same headers and bytes on every call."""
         payload = action.payload
         return EmailMessage(
@@ -145,16 +149,17 @@ class SendEmailAdapter(ActionAdapter):
     @staticmethod
     def message_bytes(message: EmailMessage) -> bytes:
         """The RFC 5322 message as the SMTP backend sends it (CRLF line endings)."""
-        return message.message().as_bytes(linesep="\r\n")
+        # message() is Django's SafeMIME class, whose as_bytes takes linesep; the stubs type it as email's Message.
+        return message.message().as_bytes(linesep="\r\n")  # type: ignore[call-arg]
 
-    def proof_render(self, action) -> ProofRender:
+    def proof_render(self, action: "Action") -> ProofRender:
         """The exact message REAL mode would send: deterministic per action (Date from created_at,
         Message-ID from the key), so the approval gate can bind a REAL send to an approved hash."""
         ref = proof_artifact_ref(action=action, folder="send_email", suffix=".eml")
         return ProofRender(ref=ref, content=self.message_bytes(self.build_message(action)))
 
     # ``attempt`` is the daemon's Attempt (deadline, stop request) where the adapter base passes one.
-    def execute_proof(self, action, *, attempt=None) -> ActionResult:
+    def execute_proof(self, action: "Action", *, attempt: Attempt | None = None) -> ActionResult:
         render = self.proof_render(action)
         sha256 = artifact_write(ref=render.ref, content=render.content)
         message = self.build_message(action)
@@ -165,11 +170,11 @@ class SendEmailAdapter(ActionAdapter):
             artifact_sha256=sha256,
         )
 
-    def execute_real(self, action, *, attempt=None) -> ActionResult:
+    def execute_real(self, action: "Action", *, attempt: Attempt | None = None) -> ActionResult:
         problem = real_email_problem()
         if problem:
             raise RealRunUnconfigured(f"{self.action_type} cannot run in REAL mode: {problem}")
-        options = {}
+        options: dict[str, Any] = {}
         remaining = attempt.remaining_seconds() if attempt is not None else None
         if remaining is not None and settings.EMAIL_TIMEOUT:
             # Let the SMTP conversation give up before the daemon stops waiting for this attempt.

@@ -6,11 +6,14 @@ waits, and in PROOF mode writes one small artifact per action once it is done, s
 exactly once" can be checked from the artifacts directory.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestration.adapters.artifacts import artifact_ensure, proof_artifact_ref
 from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, ProofRender
 from orchestration.exceptions import InvalidPayload, PermanentAdapterError, TransientAdapterError
+
+if TYPE_CHECKING:
+    from orchestration.models import Action
 
 #: The longest drill sleep accepted, in seconds.
 MAX_SLEEP_SECONDS = 600
@@ -44,7 +47,7 @@ class SleepAdapter(ActionAdapter):
         if problems:
             raise InvalidPayload("; ".join(problems) + ".")
 
-    def _sleep(self, action, attempt: Attempt) -> None:
+    def _sleep(self, action: "Action", attempt: Attempt) -> None:
         attempt.sleep(float(action.payload["seconds"]))
         fail = action.payload.get("fail")
         if fail == "permanent":
@@ -52,7 +55,7 @@ class SleepAdapter(ActionAdapter):
         if fail == "transient":
             raise TransientAdapterError("SLEEP drill: transient failure, as the payload asked")
 
-    def proof_render(self, action) -> ProofRender:
+    def proof_render(self, action: "Action") -> ProofRender:
         content = (
             "AICMO PROOF artifact: SLEEP drill, nothing was done.\n"
             f"action_id: {action.pk}\n"
@@ -62,7 +65,7 @@ class SleepAdapter(ActionAdapter):
         ).encode()
         return ProofRender(ref=proof_artifact_ref(action=action, folder="sleep"), content=content)
 
-    def execute_proof(self, action, *, attempt: Attempt) -> ActionResult:
+    def execute_proof(self, action: "Action", *, attempt: Attempt) -> ActionResult:
         self._sleep(action, attempt)
         render = self.proof_render(action)
         ref = render.ref
@@ -72,6 +75,6 @@ class SleepAdapter(ActionAdapter):
             message=f"PROOF: slept {action.payload['seconds']}s{found}", artifact_ref=ref, artifact_sha256=sha256
         )
 
-    def execute_real(self, action, *, attempt: Attempt) -> ActionResult:
+    def execute_real(self, action: "Action", *, attempt: Attempt) -> ActionResult:
         self._sleep(action, attempt)
         return ActionResult(message=f"slept {action.payload['seconds']}s")

@@ -2,6 +2,8 @@
 as bulk actions (eligibility and permissions from the verb table), and artifact verification."""
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -9,11 +11,11 @@ from django.contrib.admin import helpers
 from django.contrib.admin.filters import DateFieldListFilter
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
-from django.http import Http404, HttpRequest, HttpResponseRedirect
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
@@ -37,10 +39,10 @@ class ActionTypeFilter(admin.SimpleListFilter):
     title = "action type"
     parameter_name = "action_type"
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: "admin.ModelAdmin[Any]") -> list[tuple[str, str]]:
         return [(name, name) for name in action_types()]
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Action]) -> QuerySet[Action]:
         return queryset.filter(action_type=self.value()) if self.value() else queryset
 
 
@@ -62,10 +64,12 @@ def admin_permission_codename(verb: OperatorVerb) -> str:
     return verb.permission.split(".", 1)[1]
 
 
-def bulk_admin_action(verb: OperatorVerb):
+def bulk_admin_action(
+    verb: OperatorVerb,
+) -> Callable[["ActionAdmin", HttpRequest, QuerySet[Action]], HttpResponse | None]:
     """The admin action of an operator verb on actions; Django offers it to who has its permission."""
 
-    def run(modeladmin: "ActionAdmin", request, queryset):
+    def run(modeladmin: "ActionAdmin", request: HttpRequest, queryset: QuerySet[Action]) -> HttpResponse | None:
         return modeladmin.bulk_run(request, queryset, verb)
 
     run.__name__ = verb.admin
@@ -141,7 +145,9 @@ class ActionAdmin(InspectionAdmin):
         "rate_counted_at",
     )
 
-    def get_search_results(self, request, queryset, search_term):
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Action], search_term: str
+    ) -> tuple[QuerySet[Action], bool]:
         """Only what a unique index answers at millions of rows: the whole key, or the id.
 
         Django's ``=idempotency_key`` is iexact (``UPPER(key) = UPPER(term)``, no index), and a search
@@ -176,7 +182,7 @@ class ActionAdmin(InspectionAdmin):
     def has_manage_dlq_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(permissions.MANAGE_DLQ)
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         # Without the permission Django does not even offer the action and ignores a posted one;
         # record such an attempt all the same.
         verb = ADMIN_BULK_VERBS.get(request.POST.get("action", "")) if request.method == "POST" else None
@@ -189,7 +195,7 @@ class ActionAdmin(InspectionAdmin):
             )
         return super().changelist_view(request, extra_context)
 
-    def bulk_run(self, request, queryset, verb: OperatorVerb):
+    def bulk_run(self, request: HttpRequest, queryset: QuerySet[Action], verb: OperatorVerb) -> HttpResponse | None:
         """Show how many rows will change and ask for a reason; on confirmation, run the verb.
 
         ``queryset`` is the selection, or everything matching the current filters when "select
@@ -244,7 +250,7 @@ class ActionAdmin(InspectionAdmin):
 
     # --- the detail page: execution logs and artifact verification -----------------------------------
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         return [
             path(
                 "<path:object_id>/verify-artifact/<int:log_id>/",
@@ -254,7 +260,9 @@ class ActionAdmin(InspectionAdmin):
             *super().get_urls(),
         ]
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         extra_context = extra_context or {}
         if object_id and str(object_id).isdigit():
             logs = list(ExecutionLog.objects.filter(action_id=int(object_id)).order_by("id")[:ACTION_LOGS_SHOWN])
@@ -263,7 +271,7 @@ class ActionAdmin(InspectionAdmin):
             extra_context["artifact_logs"] = [log for log in logs if log.artifact_ref]
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def verify_artifact_view(self, request, object_id: str, log_id: int):
+    def verify_artifact_view(self, request: HttpRequest, object_id: str, log_id: int) -> HttpResponse:
         """Re-hash an artifact and say whether it still matches the SHA-256 in its log row (reads only)."""
         action = self.get_object(request, unquote(object_id))
         if action is None:

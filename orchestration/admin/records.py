@@ -4,11 +4,14 @@ They are inspection tools: read-only, with filters that use indexes and a pagina
 counts a whole large table.
 """
 
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.admin.filters import DateFieldListFilter
 from django.contrib.admin.options import ShowFacets
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
@@ -39,7 +42,7 @@ class EstimatedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         object_list = self.object_list
-        if not hasattr(object_list, "query"):
+        if not isinstance(object_list, QuerySet):
             return len(object_list)
         if not object_list.query.where:
             estimate = table_rows_estimate(model=object_list.model)
@@ -66,13 +69,13 @@ class InspectionAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ["orchestration/console.css"]}
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -84,7 +87,7 @@ class LeaseAdmin(InspectionAdmin):
     def holder(self, obj: Lease) -> str:
         return obj.owner or "— (free)"
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Lease]:
         return super().get_queryset(request).annotate(db_now=DbNow())  # the badge's clock: the database's
 
     @admin.display(description="state")
@@ -116,7 +119,9 @@ class ExecutionLogAdmin(InspectionAdmin):
     search_help_text = "An action id (e.g. 42 or #42), an exact actor or SHA-256, or words from the message."
     ordering = ("-id",)
 
-    def get_search_results(self, request, queryset, search_term):
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
         term = search_term.strip().lstrip("#")
         if term.isdigit():
             return queryset.filter(Q(action_id=int(term)) | Q(message__icontains=term)), False

@@ -3,9 +3,15 @@
 Every change goes through a service, which writes its audit row in the same transaction.
 """
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
+
 from django import forms
 from django.contrib import admin
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
+from django.db.models import Field, QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 
 from orchestration.adapters import action_types
@@ -16,6 +22,11 @@ from orchestration.services.rate_limits import rate_limit_delete, rate_limit_sav
 from orchestration.services.schedules import schedule_clean, schedule_delete, schedule_save
 from orchestration.services.verbs import flag_verb, operator_denied, operator_run, verbs_where
 from orchestration.web.forms import REAL_CONFIRMATION, reason_field
+
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldsetSpec
+    from django.forms.formsets import BaseFormSet
+    from django.utils.datastructures import _ListOrTuple
 
 #: The control flags the admin edits; each change runs the verb that sets the flag to its new value.
 FLAG_FIELDS = tuple(dict.fromkeys(verb.flag[0] for verb in verbs_where(target=FLAGS) if verb.flag))
@@ -32,8 +43,9 @@ class ControlFlagsForm(forms.ModelForm):
         model = ControlFlags
         fields = FLAG_FIELDS
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         for name in FLAG_FIELDS:
             if name not in self.changed_data:
                 continue
@@ -47,7 +59,7 @@ class ControlFlagsForm(forms.ModelForm):
         return cleaned
 
 
-def _flag_change_allowed(user, flags: ControlFlags | None, name: str) -> bool:
+def _flag_change_allowed(user: User | AnonymousUser, flags: ControlFlags | None, name: str) -> bool:
     """May ``user`` flip flag ``name`` from its current value (the verb doing it needs a permission)?"""
     current = getattr(flags or control.control_flags_get(), name)
     return user.has_perm(flag_verb(flag=name, value=not current).permission)
@@ -62,32 +74,32 @@ class ControlFlagsAdmin(admin.ModelAdmin):
         ("Last change", {"fields": ("updated_at", "updated_by")}),
     )
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: ControlFlags | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: ControlFlags | None = None) -> bool:
         return any(request.user.has_perm(verb.permission) for verb in verbs_where(target=FLAGS))
 
-    def has_view_permission(self, request, obj=None):
+    def has_view_permission(self, request: HttpRequest, obj: ControlFlags | None = None) -> bool:
         return super().has_view_permission(request, obj) or self.has_change_permission(request, obj)
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: ControlFlags | None = None) -> "_ListOrTuple[str]":
         locked = [name for name in FLAG_FIELDS if not _flag_change_allowed(request.user, obj, name)]
         return [*locked, "updated_at", "updated_by"]
 
-    def get_fieldsets(self, request, obj=None):
+    def get_fieldsets(self, request: HttpRequest, obj: ControlFlags | None = None) -> "_FieldsetSpec":
         if not self.has_change_permission(request, obj):
             return (self.fieldsets[0], self.fieldsets[2])
         return self.fieldsets
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         flags = control.control_flags_get()
         return redirect("admin:orchestration_controlflags_change", flags.pk)
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: ControlFlags, form: forms.Form, change: bool) -> None:
         """Run the verb of each changed flag (execution log + audit); never obj.save()."""
         actor, reason = request.user.get_username(), form.cleaned_data["reason"]
         for name in form.changed_data:
@@ -99,7 +111,10 @@ class ControlFlagsAdmin(admin.ModelAdmin):
                 continue
             operator_run(verb=verb, actor=actor, reason=reason)
 
-    def construct_change_message(self, request, form, formsets, add=False):
+    # Django's log_change also takes a plain-text message; the stubs know only the structured list.
+    def construct_change_message(  # type: ignore[override]
+        self, request: HttpRequest, form: forms.Form, formsets: "Iterable[BaseFormSet[Any]]", add: bool = False
+    ) -> str:
         changed = [name for name in form.changed_data if name in FLAG_FIELDS]
         values = ", ".join(f"{name}={form.cleaned_data[name]}" for name in changed) or "nothing"
         return f"Changed {values} through the control services; reason: {form.cleaned_data.get('reason', '')}"
@@ -115,21 +130,22 @@ class ScheduleForm(forms.ModelForm):
         model = Schedule
         fields = ("name", "enabled", "action_type", "payload_template", "cron", "interval_seconds", "catch_up")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         known = action_types()
         current = self.instance.action_type if self.instance.pk else None
         choices = [(name, name) for name in known]
         if current and current not in known:  # an adapter was removed: show it, clean() will refuse it
             choices.insert(0, (current, f"{current} (unknown)"))
-        self.fields["action_type"].choices = choices
+        cast(forms.ChoiceField, self.fields["action_type"]).choices = choices
 
-    def _post_clean(self):
-        super()._post_clean()
+    # _post_clean and _update_errors are Django's (BaseModelForm), missing from the stubs.
+    def _post_clean(self) -> None:
+        super()._post_clean()  # type: ignore[misc]
         try:
             schedule_clean(schedule=self.instance)
         except ValidationError as exc:
-            self._update_errors(exc)
+            self._update_errors(exc)  # type: ignore[attr-defined]
 
 
 class RateLimitForm(forms.ModelForm):
@@ -139,12 +155,13 @@ class RateLimitForm(forms.ModelForm):
         model = RateLimit
         fields = ("action_type", "key_fields", "max_count", "period_seconds", "enabled")
 
-    def _post_clean(self):
-        super()._post_clean()
+    # _post_clean and _update_errors are Django's (BaseModelForm), missing from the stubs.
+    def _post_clean(self) -> None:
+        super()._post_clean()  # type: ignore[misc]
         try:
             rate_limit_validate(limit=self.instance)
         except ValidationError as exc:
-            self._update_errors(exc)
+            self._update_errors(exc)  # type: ignore[attr-defined]
 
 
 class ScheduleAdmin(admin.ModelAdmin):
@@ -165,13 +182,13 @@ class ScheduleAdmin(admin.ModelAdmin):
     def rule(self, obj: Schedule) -> str:
         return obj.rule
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: Schedule, form: forms.Form, change: bool) -> None:
         schedule_save(schedule=obj, actor=request.user.get_username(), reason=form.cleaned_data["reason"])
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: Schedule) -> None:
         schedule_delete(schedule=obj, actor=request.user.get_username(), reason="deleted in the admin")
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         for schedule in queryset:
             self.delete_model(request, schedule)
 
@@ -190,7 +207,9 @@ class RateLimitAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ["orchestration/console.css"]}
 
-    def formfield_for_dbfield(self, db_field, request, **kwargs):
+    def formfield_for_dbfield(
+        self, db_field: "Field[Any, Any]", request: HttpRequest, **kwargs: Any
+    ) -> forms.Field | None:
         if db_field.name == "action_type":
             return forms.ChoiceField(
                 choices=[("", "---------"), *((name, name) for name in action_types())],
@@ -198,12 +217,12 @@ class RateLimitAdmin(admin.ModelAdmin):
             )
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: RateLimit, form: forms.Form, change: bool) -> None:
         rate_limit_save(limit=obj, actor=request.user.get_username())
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: RateLimit) -> None:
         rate_limit_delete(limit=obj, actor=request.user.get_username())
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[RateLimit]) -> None:
         for obj in queryset:
             self.delete_model(request, obj)

@@ -359,7 +359,9 @@ def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport
                 f"Idempotency key {todo[0]['idempotency_key']!r} was taken and released {_RACE_RETRIES} times "
                 "while this enqueue ran; nothing was written, try again."
             )
-    created, existing, conflicts = [], [], []
+    created: list[int] = []
+    existing: list[int] = []
+    conflicts: list[EnqueueConflict] = []
     for index, fields in enumerate(rows):
         key = fields["idempotency_key"]
         if key in ids:

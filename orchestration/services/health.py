@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.utils import load_backend
 
 from orchestration.dburl import mask_urls_in_text
@@ -100,7 +101,7 @@ def _complete(db: dict[str, Any]) -> dict[str, Any]:
     return connections.configure_settings({"default": db})["default"]
 
 
-def _private_connection(settings_dict: dict[str, Any], timeout_seconds: float):
+def _private_connection(settings_dict: dict[str, Any], timeout_seconds: float) -> BaseDatabaseWrapper:
     db = _complete(copy.deepcopy(settings_dict))
     options = db.setdefault("OPTIONS", {})
     engine = db.get("ENGINE", "")

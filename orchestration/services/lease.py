@@ -189,9 +189,11 @@ def lease_health_of(lease: Lease | None) -> LeaseHealth:
         return LeaseHealth("", "", 0, None, None, None, "red")
     expires_in = age = None
     if lease.owner and lease.expires_at:
-        expires_in = (lease.expires_at - lease.db_now).total_seconds()
+        # db_now comes from .annotate(), which the stubs cannot follow through a "-> Lease" signature.
+        now: datetime = lease.db_now  # type: ignore[attr-defined]
+        expires_in = (lease.expires_at - now).total_seconds()
         beat = lease.renewed_at or lease.acquired_at
-        age = (lease.db_now - beat).total_seconds() if beat else None
+        age = (now - beat).total_seconds() if beat else None
     if expires_in is None or expires_in <= 0:
         state = "red"
     elif expires_in < aol.lease_ttl_seconds - 2 * aol.heartbeat_seconds or (

@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from django.db import connection
 from django.utils import timezone
@@ -23,7 +24,8 @@ def log_entry(
     """Build (do not save) one log row; ``ts`` is when it happened (default: when it is written)."""
     return ExecutionLog(
         action_id=action_id,
-        ts=ts,
+        # None until written: save() (auto_now_add) or log_write_many sets it; the stubs allow no None here.
+        ts=ts,  # type: ignore[misc]
         level=level,
         message=message,
         actor=actor[:255],
@@ -32,7 +34,7 @@ def log_entry(
     )
 
 
-def log_write(**fields) -> ExecutionLog:
+def log_write(**fields: Any) -> ExecutionLog:
     """Append one log row; takes the keyword arguments of ``log_entry``."""
     entry = log_entry(**fields)
     entry.save(force_insert=True)

@@ -66,7 +66,7 @@ class OperatorVerb:
         )
 
 
-def action_verb(name: str, label: str, **fields) -> OperatorVerb:
+def action_verb(name: str, label: str, **fields: Any) -> OperatorVerb:
     return OperatorVerb(
         name=name, label=label, permission=permissions.MANAGE_DLQ, target=ACTIONS, bulk=BULK_ELIGIBLE, **fields
     )

@@ -269,9 +269,11 @@ def rate_limit_decide(*, action: Action, limits: list[Limit], now: datetime) -> 
     longest = timedelta(seconds=max(limit.period_seconds for limit in limits))
     same_key = Action.objects.filter(action_type=action.action_type, rate_key=key).exclude(pk=action.pk)
     counted = sorted(
-        same_key.filter(status__in=RATE_COUNTED_STATUSES, rate_counted_at__gt=now - longest).values_list(
+        at
+        for at in same_key.filter(status__in=RATE_COUNTED_STATUSES, rate_counted_at__gt=now - longest).values_list(
             "rate_counted_at", flat=True
         )
+        if at is not None
     )
     over = [
         limit
@@ -280,11 +282,13 @@ def rate_limit_decide(*, action: Action, limits: list[Limit], now: datetime) -> 
     ]
     if not over:
         return RateDecision(key=key)
-    promised = list(
-        same_key.filter(rate_counted_at__isnull=True, status__in=DUE_STATUSES, not_before__gt=now).values_list(
-            "not_before", flat=True
-        )
-    )
+    promised = [
+        at
+        for at in same_key.filter(
+            rate_counted_at__isnull=True, status__in=DUE_STATUSES, not_before__gt=now
+        ).values_list("not_before", flat=True)
+        if at is not None
+    ]
     until = earliest_slot(points=sorted(counted + promised), limits=limits, now=now)
     limit = over[0]
     window_count = _count_after(counted, now - timedelta(seconds=limit.period_seconds))

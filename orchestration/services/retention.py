@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -268,7 +269,7 @@ def _prune_artifacts(
         report.artifact_bytes += stat.st_size
 
 
-def _walk_files(root: Path):
+def _walk_files(root: Path) -> Iterator[Path]:
     """Every regular file under ``root`` (symbolic links are not followed)."""
     stack = [root]
     while stack:
@@ -352,7 +353,7 @@ SIZED_MODELS = (Action, ExecutionLog, TickLedger)
 
 def _table_sizes() -> list[dict[str, Any]]:
     names = [model._meta.db_table for model in SIZED_MODELS]
-    stats: dict[str, tuple[int, int | None]] = {}
+    stats: Mapping[str, tuple[int, int | None]] = {}
     if connection.vendor == "postgresql":
         stats = table_sizes(tables=names)
     result = []

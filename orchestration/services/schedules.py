@@ -149,7 +149,7 @@ def _fire_one(*, pk: int, now: datetime, token: int | None, actor: str, report: 
         if token is not None:
             rows = rows.filter(lease_is_current(token=token))
         schedule = rows.first()
-        if schedule is None:  # fired, disabled or deleted meanwhile, or our lease is gone
+        if schedule is None or schedule.next_run_at is None:  # fired, disabled or deleted meanwhile, or lease gone
             return
         periods, skipped = periods_due(
             cron=schedule.cron,

@@ -8,7 +8,7 @@ PostgreSQL.
 import json
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -61,7 +61,7 @@ def _action_insert_sql(vendor: str, columns: tuple[str, ...], returning: tuple[s
     return (
         f"INSERT INTO {quote(Action._meta.db_table)} ({', '.join(map(quote, columns))})"
         f" VALUES ({', '.join(['%s'] * len(columns))})"
-        f" ON CONFLICT ({quote(Action._meta.get_field('idempotency_key').column)}) DO NOTHING"
+        f" ON CONFLICT ({quote(cast(str, Action._meta.get_field('idempotency_key').column))}) DO NOTHING"
         f" RETURNING {', '.join(map(quote, returning))}"
     )
 
@@ -135,7 +135,7 @@ def actions_insert_unless_keys_taken(*, rows: list[dict[str, Any]], now: datetim
                 continue  # left to the database
             value_sql = read["param"].format(type=model_field.cast_db_type(db))
             params.append(model_field.get_db_prep_save(default, db))
-        columns.append(db.ops.quote_name(model_field.column))
+        columns.append(db.ops.quote_name(cast(str, model_field.column)))  # a concrete field always has a column
         values.append(value_sql)
     document = json.dumps(
         [

@@ -1,6 +1,6 @@
 """One snapshot of the AOL's state, shared by ``aol_status``, the status view and its JSON."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, models
@@ -51,7 +51,7 @@ ESTIMATE_FIGURES = 3
 BLOCKED_ARTIFACT_STORE = "artifact_store"
 
 
-def _iso(value) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
@@ -166,8 +166,10 @@ def _status_estimates() -> dict[str, int]:
     if row is None:
         return {}
     reltuples, relpages, pages, values, frequencies = row
-    if reltuples < 0 or not values:  # never analysed (reltuples is -1), or no statistics for the column
+    # Never analysed (reltuples is -1), or no statistics for the column.
+    if reltuples < 0 or not values or not frequencies:
         return {}
+
     rows = _rows_now(reltuples, relpages, pages)
     return {value: int(rows * frequency) for value, frequency in zip(values, frequencies, strict=True)}
 
@@ -283,7 +285,8 @@ def _flow_detail() -> dict[str, Any]:
 def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
     # Tick times are the database's clock, so their age is measured on it too: the daemon's host
     # and the console's may disagree.
-    now = last_tick.db_now if last_tick else timezone.now()
+    # db_now comes from .annotate(), which the stubs cannot follow through a "-> TickLedger" signature.
+    now = last_tick.db_now if last_tick else timezone.now()  # type: ignore[attr-defined]
     return {
         "generated_at": now.isoformat(),
         "database": database_url_masked(),
@@ -389,7 +392,7 @@ def _recent_ticks() -> list[tuple]:
     return list(rows[:DURATION_CHART_TICKS])[::-1]
 
 
-def _depth_series(*, since) -> list[dict[str, Any]]:
+def _depth_series(*, since: datetime) -> list[dict[str, Any]]:
     """Open actions per status at the end of recent ticks, thinned to at most DEPTH_CHART_POINTS."""
     rows = list(
         TickLedger.objects.filter(started_at__gte=since)

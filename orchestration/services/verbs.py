@@ -34,7 +34,9 @@ from orchestration.services.operator_verb import (
 )
 
 
-def _flag_verb(name: str, label: str, description: str, *, audit_verb: str, permission: str, **fields) -> OperatorVerb:
+def _flag_verb(
+    name: str, label: str, description: str, *, audit_verb: str, permission: str, **fields: Any
+) -> OperatorVerb:
     return OperatorVerb(
         name=name,
         label=label,
@@ -50,7 +52,7 @@ def _flag_verb(name: str, label: str, description: str, *, audit_verb: str, perm
     )
 
 
-def _type_verb(name: str, label: str, **fields) -> OperatorVerb:
+def _type_verb(name: str, label: str, **fields: Any) -> OperatorVerb:
     return OperatorVerb(
         name=name,
         label=label,

@@ -1,6 +1,8 @@
 """Formatting for the status view; static/orchestration/console.js formats the refreshed values alike."""
 
 import json
+from datetime import datetime
+from typing import Any
 
 from django import template
 from django.utils.dateparse import parse_datetime
@@ -9,7 +11,7 @@ register = template.Library()
 
 
 @register.filter
-def short_time(value) -> str:
+def short_time(value: str | datetime | None) -> str:
     """An ISO 8601 string or datetime as ``YYYY-MM-DD HH:MM:SS`` (UTC), or '—'."""
     if not value:
         return "—"
@@ -18,7 +20,7 @@ def short_time(value) -> str:
 
 
 @register.filter
-def seconds(value) -> str:
+def seconds(value: float | str | None) -> str:
     """``12.3 s``, or '—' when unknown."""
     if value is None or value == "":
         return "—"
@@ -26,31 +28,31 @@ def seconds(value) -> str:
 
 
 @register.filter
-def ago(value) -> str:
+def ago(value: float | str | None) -> str:
     """A number of seconds as ``12 s ago`` / ``3 min ago`` / ``2 h ago``."""
     if value is None or value == "":
         return "—"
-    value = max(0.0, float(value))
-    if value < 120:
-        return f"{value:.0f} s ago"
-    if value < 7200:
-        return f"{value / 60:.0f} min ago"
-    return f"{value / 3600:.1f} h ago"
+    elapsed = max(0.0, float(value))
+    if elapsed < 120:
+        return f"{elapsed:.0f} s ago"
+    if elapsed < 7200:
+        return f"{elapsed / 60:.0f} min ago"
+    return f"{elapsed / 3600:.1f} h ago"
 
 
 @register.filter
-def thousands(value) -> str:
+def thousands(value: object) -> str:
     """``889,000``: queue counts run into millions."""
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 @register.filter
-def yesno_upper(value) -> str:
+def yesno_upper(value: object) -> str:
     return "YES" if value else "no"
 
 
 @register.filter
-def compact_json(value) -> str:
+def compact_json(value: object) -> str:
     """A small dict as ``key=value, …`` for the audit table."""
     if not value:
         return "—"
@@ -62,5 +64,5 @@ def compact_json(value) -> str:
 
 
 @register.filter
-def get_item(mapping, key):
+def get_item(mapping: dict[str, Any] | None, key: str) -> Any:
     return mapping.get(key) if mapping else None

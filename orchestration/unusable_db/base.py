@@ -5,12 +5,14 @@ health endpoints and the diagnostics page can answer. Anything that touches the 
 ImproperlyConfigured naming the problem (Django's own dummy backend would blame a missing ENGINE).
 """
 
+from typing import Any, NoReturn
+
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.dummy import base as dummy
 
 
-def complain(*args, **kwargs):
+def complain(*args: Any, **kwargs: Any) -> NoReturn:
     issues = " ".join(getattr(settings, "DATABASE_URL_ISSUES", None) or ["it could not be parsed."])
     raise ImproperlyConfigured(
         f"DATABASE_URL cannot be used: {issues} Run python manage.py check_sentinels for details."

@@ -1,22 +1,35 @@
 """Who may use the operator console, and how a refusal is answered and audited."""
 
+from collections.abc import Callable
 from functools import wraps
+from typing import Any, overload
 
 from django.contrib import admin
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from orchestration.services.audit import audit_denied
 
+View = Callable[..., HttpResponse]
 
-def staff_required(view=None, *, json: bool = False):
+
+@overload
+def staff_required(view: View, *, json: bool = False) -> View: ...
+
+
+@overload
+def staff_required(view: None = None, *, json: bool = False) -> Callable[[View], View]: ...
+
+
+def staff_required(view: View | None = None, *, json: bool = False) -> View | Callable[[View], View]:
     """Anonymous: to the login page (JSON: 401). Logged in but not active staff: 403."""
 
-    def decorate(view):
+    def decorate(view: View) -> View:
         @wraps(view)
-        def wrapped(request: HttpRequest, *args, **kwargs):
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             user = request.user
             if not user.is_authenticated:
                 if json:
@@ -53,7 +66,14 @@ def refuse(request: HttpRequest, *, verb: str, permission: str, target: str) -> 
 
 def posted_reason(request: HttpRequest) -> str:
     """The reason typed into whichever form was posted (its field name carries the form's prefix)."""
-    return next((value for key, value in request.POST.items() if key == "reason" or key.endswith("-reason")), "")
+    return next((request.POST[key] for key in request.POST if key == "reason" or key.endswith("-reason")), "")
+
+
+def user_id_of(request: HttpRequest) -> int:
+    """The signed-in user's id, for Django's admin log; only views behind ``staff_required`` ask."""
+    if request.user.pk is None:
+        raise PermissionDenied
+    return request.user.pk
 
 
 def actor_of(request: HttpRequest) -> str:

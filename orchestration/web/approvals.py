@@ -15,7 +15,7 @@ from orchestration.exceptions import ControlChangeRejected
 from orchestration.models import Action, ActionStatus
 from orchestration.services.approval import action_approve, action_reject, approval_review
 from orchestration.services.audit import admin_log_write
-from orchestration.web.access import actor_of, refuse, staff_required
+from orchestration.web.access import actor_of, refuse, staff_required, user_id_of
 from orchestration.web.forms import ApproveForm, RejectForm
 
 #: The most actions the approvals page lists.
@@ -40,7 +40,7 @@ def approvals(request: HttpRequest) -> HttpResponse:
 
 def _approval_page(
     request: HttpRequest, action: Action, *, bound: dict[str, forms.Form] | None = None, status: int = 200
-):
+) -> TemplateResponse:
     bound = bound or {}
     awaiting = action.status == ActionStatus.AWAITING_APPROVAL
     review = approval_review(action=action) if action.approval_artifact_ref else None
@@ -94,7 +94,7 @@ def approval_decide(request: HttpRequest, action_id: int, decision: str) -> Http
             form.add_error(None, str(exc))
         else:
             admin_log_write(
-                user_id=request.user.pk,
+                user_id=user_id_of(request),
                 objects=[action],
                 message=f"{decision} from the console (sha256 {action.approval_sha256}); reason: {data['reason']}",
             )

@@ -15,7 +15,7 @@ from orchestration.services.audit import admin_log_write
 from orchestration.services.enqueue import action_enqueue_by_operator
 from orchestration.services.operator_verb import ACTION_TYPE
 from orchestration.services.verbs import operator_denied, operator_run, verb_for_console
-from orchestration.web.access import actor_of, denied, posted_reason, refuse, staff_required
+from orchestration.web.access import actor_of, denied, posted_reason, refuse, staff_required, user_id_of
 from orchestration.web.forms import EnqueueForm, verb_form
 from orchestration.web.status import status_page
 
@@ -52,7 +52,7 @@ def operate(request: HttpRequest, group: str, slug: str) -> HttpResponse:
             (messages.success if result.changed else messages.info)(request, f"{verb.label}: {result.message}")
             return redirect("orchestration:status")
     # The POST keys carry the form's prefix; render the page with the errors beside the control.
-    return status_page(request, bound={form.prefix: form})
+    return status_page(request, bound={form.prefix or "": form})
 
 
 @require_POST
@@ -82,7 +82,7 @@ def enqueue(request: HttpRequest) -> HttpResponse:
             url = reverse("admin:orchestration_action_change", args=[action.pk])
             if created:
                 admin_log_write(
-                    user_id=request.user.pk,
+                    user_id=user_id_of(request),
                     objects=[action],
                     flag=ADDITION,
                     message=f"enqueued from the status view; reason: {data['reason']}",

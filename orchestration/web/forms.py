@@ -4,7 +4,8 @@ A form that posts an operator verb says which of its fields the verb's service t
 (``operator_params``) and where the service's refusal is shown (``error_field``).
 """
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from django import forms
 
@@ -72,7 +73,7 @@ class ActionIdsField(forms.Field):
 
     widget = forms.MultipleHiddenInput
 
-    def to_python(self, value) -> list[int]:
+    def to_python(self, value: list[str] | None) -> list[int]:
         ids = []
         for item in value or []:
             try:
@@ -105,8 +106,9 @@ class AttentionForm(ReasonForm):
     )
     action_ids = ActionIdsField(required=False)
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         if cleaned.get("scope") == self.SELECTED:
             ids = cleaned.get("action_ids") or []
             if not ids and "action_ids" not in self.errors:
@@ -169,18 +171,19 @@ class EnqueueForm(ReasonForm):
         help_text="In REAL mode, a person approves its PROOF artifact before it runs for real.",
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["action_type"].choices = [(name, name) for name in action_types()]
+        cast(forms.ChoiceField, self.fields["action_type"]).choices = [(name, name) for name in action_types()]
 
-    def clean_payload(self):
+    def clean_payload(self) -> dict[str, Any]:
         try:
             return action_payload_from_json(text=self.cleaned_data["payload"])
         except InvalidPayload as exc:
             raise forms.ValidationError(str(exc)) from None
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         names = ("action_type", "payload", "idempotency_key", "not_before", "priority", "requires_approval")
         if all(name in cleaned for name in names):  # each field is well-formed: now what the queue says of them
             try:
@@ -212,11 +215,11 @@ class TypePauseForm(ReasonForm):
 
     error_field = "action_type"
 
-    def __init__(self, *args, paused: list[str] | None = None, **kwargs):
+    def __init__(self, *args: Any, paused: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Known types, plus any paused name whose adapter has gone (so it can still be resumed).
         names = sorted(set(action_types()) | set(paused or ()))
-        self.fields["action_type"].choices = [(name, name) for name in names]
+        cast(forms.ChoiceField, self.fields["action_type"]).choices = [(name, name) for name in names]
 
     def operator_params(self) -> dict[str, Any]:
         return {"action_type": self.cleaned_data["action_type"]}
@@ -225,8 +228,9 @@ class TypePauseForm(ReasonForm):
 class ActionIdsTextField(forms.CharField):
     """Action ids typed as ``12, 13 14`` or ``#12 #13``."""
 
-    def to_python(self, value) -> list[int]:
-        text = super().to_python(value)
+    # The field cleans to a list of ids; the stubs pin CharField.to_python to a string.
+    def to_python(self, value: str | None) -> list[int]:  # type: ignore[override]
+        text = super().to_python(value) or ""
         ids = []
         for item in text.replace(",", " ").split():
             item = item.lstrip("#")
@@ -258,12 +262,13 @@ class QueueActionsForm(ReasonForm):
         help_text=f"For “Set priority”: {MIN_PRIORITY} to {MAX_PRIORITY}.",
     )
 
-    def __init__(self, *args, verb: OperatorVerb, **kwargs):
+    def __init__(self, *args: Any, verb: OperatorVerb, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.verb = verb
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         if "priority" in self.verb.asks and cleaned.get("priority") is None and "priority" not in self.errors:
             self.add_error("priority", "Give the new priority.")
         return cleaned
@@ -277,7 +282,9 @@ class QueueActionsForm(ReasonForm):
 FORM_PREFIXES = {CONSOLE_ATTENTION: "dlq", CONSOLE_TYPES: "types", CONSOLE_ACTIONS: "queue"}
 
 
-def verb_form(verb: OperatorVerb, data=None, *, paused: list[str] | None = None) -> ReasonForm:
+def verb_form(
+    verb: OperatorVerb, data: Mapping[str, Any] | None = None, *, paused: list[str] | None = None
+) -> ReasonForm:
     """The console form that posts ``verb``."""
     if verb.console == CONSOLE_FLAGS:
         return flag_form_class(verb)(data, prefix=verb.name)

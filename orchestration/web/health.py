@@ -18,6 +18,7 @@ import logging
 import platform
 import sys
 from io import StringIO
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -33,7 +34,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from orchestration.conf import aol
 from orchestration.dburl import configured_database_url_masked, mask_urls_in_text, validate_database_url
-from orchestration.services.health import database_probe
+from orchestration.services.health import DatabaseProbe, database_probe
 
 logger = logging.getLogger("orchestration")
 
@@ -152,7 +153,7 @@ def diagnostics(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _diagnostics_degraded(request: HttpRequest, probe) -> HttpResponse:
+def _diagnostics_degraded(request: HttpRequest, probe: DatabaseProbe) -> HttpResponse:
     """The page without sign-in: rendered without the request's context processors (they need the database)."""
     viewer = request.get_signed_cookie(
         STAFF_COOKIE, default=None, salt=STAFF_COOKIE_SALT, max_age=STAFF_COOKIE_MAX_AGE_SECONDS
@@ -169,7 +170,7 @@ def _diagnostics_degraded(request: HttpRequest, probe) -> HttpResponse:
     return HttpResponse(html, status=503)
 
 
-def _diagnostics_context(probe) -> dict:
+def _diagnostics_context(probe: DatabaseProbe) -> dict[str, Any]:
     import django
 
     from llm.runtime import safe_llm_status

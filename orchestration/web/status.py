@@ -5,8 +5,11 @@ every change (and write the execution log and audit rows), and the views only au
 check the one permission each control needs, validate the form and report back.
 """
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin
+from django.contrib.auth.models import AnonymousUser, User
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.views.decorators.cache import never_cache
@@ -80,7 +83,7 @@ def status_page(request: HttpRequest, *, bound: dict[str, forms.Form] | None = N
     return TemplateResponse(request, "orchestration/status.html", context)
 
 
-def _verb_context(user, verb: OperatorVerb) -> dict:
+def _verb_context(user: User | AnonymousUser, verb: OperatorVerb) -> dict[str, Any]:
     return {
         "name": verb.name,
         "slug": verb.slug,
@@ -93,7 +96,9 @@ def _verb_context(user, verb: OperatorVerb) -> dict:
     }
 
 
-def _group_context(user, group: str, name: str, bound: dict[str, forms.Form], **form_kwargs) -> dict:
+def _group_context(
+    user: User | AnonymousUser, group: str, name: str, bound: dict[str, forms.Form], **form_kwargs: Any
+) -> dict[str, Any]:
     """One console form offering several verbs: ``<name>_form``, ``<name>_verbs``, ``<name>_missing``."""
     verbs = verbs_where(console=group)
     return {

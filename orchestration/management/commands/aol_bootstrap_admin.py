@@ -1,10 +1,11 @@
 """``manage.py aol_bootstrap_admin``: make sure a newcomer has a login for the console."""
 
 import secrets
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 
 class Command(BaseCommand):
@@ -13,10 +14,10 @@ class Command(BaseCommand):
         "unless a superuser exists already. Prints where to log in, never the password."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--url", default="http://127.0.0.1:8000/", help="Where the console will be served.")
 
-    def handle(self, *args, url, **options):
+    def handle(self, *args: Any, url: str, **options: Any) -> None:
         User = get_user_model()
         password_file = settings.BASE_DIR / "var" / "admin-password"
         if User.objects.filter(is_superuser=True).exists():

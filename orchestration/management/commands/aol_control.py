@@ -1,6 +1,8 @@
 """``manage.py aol_control``: pause, resume, kill, revive, switch PROOF on/off, or pause one action type."""
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from orchestration.exceptions import ControlChangeRejected
 from orchestration.management.commands._common import cli_actor
@@ -20,7 +22,7 @@ class Command(BaseCommand):
         for line, verb in COMMAND_VERBS.items()
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         words = dict.fromkeys(line.split()[0] for line in COMMAND_VERBS)
         parser.add_argument("verb", choices=list(words))
         values = dict.fromkeys(line.split()[1] for line in COMMAND_VERBS if len(line.split()) == 2)
@@ -34,13 +36,22 @@ class Command(BaseCommand):
             help="With pause/resume: pause or resume only this action type; the others go on.",
         )
 
-    def handle(self, *args, verb, value, reason, actor, action_type=None, **options):
+    def handle(
+        self,
+        *args: Any,
+        verb: str,
+        value: str | None,
+        reason: str,
+        actor: str | None,
+        action_type: str | None = None,
+        **options: Any,
+    ) -> None:
         typed = " ".join(word for word in (verb, value) if word)
         line = typed + (TYPE_OPTION if action_type is not None else "")
         chosen = COMMAND_VERBS.get(line)
         if chosen is None:
             raise CommandError(self._usage_error(verb=verb, value=value, action_type=action_type), returncode=2)
-        params = {"action_type": action_type} if action_type is not None else {}
+        params: dict[str, Any] = {"action_type": action_type} if action_type is not None else {}
         try:
             result = operator_run(verb=chosen, actor=actor or cli_actor(), reason=reason, **params)
         except ControlChangeRejected as exc:

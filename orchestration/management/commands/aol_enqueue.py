@@ -2,9 +2,11 @@
 
 import json
 import sys
-from datetime import UTC
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -24,7 +26,7 @@ MAX_CONFLICTS_LISTED = 20
 DEFAULT_REASON = "queued with aol_enqueue (no --reason given)"
 
 
-def _not_before(text: str, *, label: str):
+def _not_before(text: str, *, label: str) -> datetime:
     try:
         value = parse_datetime(text) if isinstance(text, str) else None
     except ValueError:  # well-formed but impossible, e.g. month 13
@@ -47,7 +49,7 @@ class Command(BaseCommand):
     )
     stealth_options = ("stdin",)
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("action_type", nargs="?", help=f"One of: {', '.join(action_types())}")
         parser.add_argument("--payload", help="The payload as a JSON object.")
         parser.add_argument("--key", help="Idempotency key (default: a new random key).")
@@ -71,7 +73,7 @@ class Command(BaseCommand):
         parser.add_argument("--reason", default=DEFAULT_REASON, help="Why; recorded in the audit trail.")
         parser.add_argument("--actor", default=None, help="Who (default: cli:<user>@<host>).")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         actor = options["actor"] or cli_actor()
         not_before = _not_before(options["not_before"], label="--not-before") if options["not_before"] else None
         if options["from_file"]:
@@ -118,7 +120,9 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"{described} already exists for this key; nothing written.")
 
-    def _enqueue_file(self, path: str, stdin, *, defaults: dict, actor: str, reason: str) -> None:
+    def _enqueue_file(
+        self, path: str, stdin: Iterable[str], *, defaults: dict[str, Any], actor: str, reason: str
+    ) -> None:
         """Queue every line of ``path``; ``defaults`` fill the fields a line does not give."""
         name = "standard input" if path == "-" else path
         try:
@@ -160,7 +164,7 @@ class Command(BaseCommand):
                 returncode=1,
             )
 
-    def _read_lines(self, handle) -> list[dict]:
+    def _read_lines(self, handle: Iterable[str]) -> list[dict[str, Any]]:
         items = []
         for number, line in enumerate(handle, start=1):
             if not line.strip():

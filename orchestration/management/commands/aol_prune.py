@@ -1,7 +1,9 @@
 """``manage.py aol_prune``: delete old SUCCESS/FAILED actions, logs, ticks, PROOF artifacts and leftover
 temporary files, in short batches."""
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from orchestration.dburl import redact
@@ -21,7 +23,7 @@ class Command(BaseCommand):
         "With --max-seconds the run stops when its time is up; run it again to go on."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dry-run", action="store_true", help="Count what would be deleted; delete nothing.")
         parser.add_argument("--actions-days", type=positive_float, help="Keep terminal actions this many days.")
         parser.add_argument("--logs-days", type=positive_float, help="Keep execution logs this many days.")
@@ -32,7 +34,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--max-seconds", type=positive_float, help="Stop after this many seconds.")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             report = retention_prune(
                 dry_run=options["dry_run"],

@@ -1,8 +1,9 @@
 """``manage.py aol_status``: flags, lease holder, last tick and queue counts."""
 
 import json
+from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from orchestration.dburl import database_url_masked
 from orchestration.services.status import status_snapshot
@@ -11,10 +12,10 @@ from orchestration.services.status import status_snapshot
 class Command(BaseCommand):
     help = "Show the AOL's control flags, lease holder and expiry, last tick and action counts per status."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print the snapshot as JSON.")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         snapshot = status_snapshot()
         if options["json"]:
             self.stdout.write(json.dumps(snapshot, indent=2))

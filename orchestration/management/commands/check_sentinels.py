@@ -2,11 +2,13 @@
 
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from orchestration.management.commands._common import positive_float
-from orchestration.sentinels import FAIL, PASS, SKIP, WARN, sentinels_run, sentinels_summary
+from orchestration.sentinels import FAIL, PASS, SKIP, WARN, SentinelResult, sentinels_run, sentinels_summary
 
 EXIT_FAILED = 1
 
@@ -23,7 +25,7 @@ class Command(BaseCommand):
     requires_system_checks = []
     requires_migrations_checks = False
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print the results as JSON.")
         parser.add_argument("--fail-on-warn", action="store_true", help="Exit 1 on warnings too.")
         parser.add_argument(
@@ -36,7 +38,7 @@ class Command(BaseCommand):
             help="Seconds to wait for the database to answer (default 2).",
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         started = time.monotonic()
         results = sentinels_run(require_daemon=options["require_daemon"], timeout_seconds=options["timeout"])
         counts = sentinels_summary(results)
@@ -66,8 +68,13 @@ class Command(BaseCommand):
                 f"{len(failing)} sentinel(s) {what}: {', '.join(r.name for r in failing)}.", returncode=EXIT_FAILED
             )
 
-    def _table(self, results) -> None:
-        styles = {PASS: self.style.SUCCESS, WARN: self.style.WARNING, FAIL: self.style.ERROR, SKIP: str}
+    def _table(self, results: list[SentinelResult]) -> None:
+        styles: dict[str, Callable[[str], str]] = {
+            PASS: self.style.SUCCESS,
+            WARN: self.style.WARNING,
+            FAIL: self.style.ERROR,
+            SKIP: str,
+        }
         name_width = max(len(r.name) for r in results)
         self.stdout.write(f"{'ID':<19} {'CHECK':<{name_width}} STATUS  DETAIL")
         for r in results:
