@@ -1,6 +1,6 @@
 """Prometheus metrics for /metrics, read from the database at scrape time.
 
-Every number comes from the five AOL tables when Prometheus asks, so it is right whichever
+Every number comes from the AOL tables when Prometheus asks, so it is right whichever
 process (daemon, console, a shell) did the work and survives restarts. About six small queries
 per scrape; the counts use the (status, action_type) index.
 """

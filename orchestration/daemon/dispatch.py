@@ -70,12 +70,12 @@ class BatchRecorder:
         """Record the successes waiting, in one transaction."""
         if self._waiting:
             successes, self._waiting = self._waiting, []
-            action_mark_success_many(successes=successes, token=self._state.token, actor=self._actor)
+            action_mark_success_many(successes=successes, token=self._state.held_token(), actor=self._actor)
 
     def claim_due(self, *, limit: int, proof: bool) -> list[Action]:
         """Record what waits, then claim up to ``limit`` due actions."""
         self.flush()
-        return action_claim_due(owner=self._actor, token=self._state.token, limit=limit, proof=proof)
+        return action_claim_due(owner=self._actor, token=self._state.held_token(), limit=limit, proof=proof)
 
     def drop(self) -> None:
         """Forget what waits: the next lease holder's recovery returns those actions to the queue."""
@@ -153,7 +153,7 @@ class Dispatcher:
         if isinstance(exc, AttemptInterrupted):
             if self._cancel_if_requested(action, outcome=f"stopped at a safe point ({exc})"):
                 return CANCELLED
-            action_mark_interrupted(action=action, token=state.token, actor=self.config.owner, reason=str(exc))
+            action_mark_interrupted(action=action, token=state.held_token(), actor=self.config.owner, reason=str(exc))
             logger.info("action id=%s type=%s interrupted: %s", action.pk, action.action_type, exc)
             return INTERRUPTED
         if isinstance(exc, AttemptDeadlineExceeded):
@@ -170,7 +170,7 @@ class Dispatcher:
             )
         status = action_mark_failure(
             action=action,
-            token=state.token,
+            token=state.held_token(),
             actor=self.config.owner,
             error=f"{type(exc).__name__}: {exc}",
             permanent=permanent,
@@ -191,7 +191,7 @@ class Dispatcher:
 
     def _cancel_if_requested(self, action: Action, *, outcome: str) -> bool:
         if not action_mark_cancelled_if_requested(
-            action=action, token=self.state.token, actor=self.config.owner, outcome=outcome
+            action=action, token=self.state.held_token(), actor=self.config.owner, outcome=outcome
         ):
             return False
         logger.info(
@@ -206,7 +206,7 @@ class Dispatcher:
         if not result.artifact_ref or not result.artifact_sha256:
             action_mark_failure(
                 action=action,
-                token=self.state.token,
+                token=self.state.held_token(),
                 actor=self.config.owner,
                 error="the PROOF run for approval made no artifact, so there is nothing to approve",
                 permanent=True,
@@ -214,7 +214,7 @@ class Dispatcher:
             return FAILED
         action_mark_awaiting_approval(
             action=action,
-            token=self.state.token,
+            token=self.state.held_token(),
             actor=self.config.owner,
             artifact_ref=result.artifact_ref,
             artifact_sha256=result.artifact_sha256,
@@ -253,13 +253,13 @@ class Dispatcher:
         error = f"{type(exc).__name__}: {exc}"
         policy = action_outcome_unknown_policy(action_type=action.action_type, claimed_mode=action.claimed_mode)
         if policy == ActionStatus.NEEDS_REVIEW:
-            action_mark_needs_review(action=action, token=self.state.token, actor=self.config.owner, error=error)
-            status = ActionStatus.NEEDS_REVIEW
+            action_mark_needs_review(action=action, token=self.state.held_token(), actor=self.config.owner, error=error)
+            status: str = ActionStatus.NEEDS_REVIEW
         elif self._cancel_if_requested(action, outcome=f"failed: {error}"):
             return CANCELLED
         else:
             status = action_mark_failure(
-                action=action, token=self.state.token, actor=self.config.owner, error=error, permanent=False
+                action=action, token=self.state.held_token(), actor=self.config.owner, error=error, permanent=False
             )
         logger.warning("action id=%s type=%s status=%s error=%s", action.pk, action.action_type, status, exc)
         return FAILED
@@ -270,7 +270,10 @@ class Dispatcher:
         if self._cancel_if_requested(action, outcome=f"not run: {exc}"):
             return CANCELLED
         action_mark_interrupted(
-            action=action, token=self.state.token, actor=self.config.owner, reason=f"artifact store unavailable: {exc}"
+            action=action,
+            token=self.state.held_token(),
+            actor=self.config.owner,
+            reason=f"artifact store unavailable: {exc}",
         )
         logger.info("action id=%s type=%s returned to the queue uncounted: %s", action.pk, action.action_type, exc)
         return BLOCKED

@@ -258,7 +258,7 @@ class Daemon:
             attempted=report.attempted,
             succeeded=report.succeeded,
             owner=self.config.owner,
-            token=self.token,
+            token=self.state.held_token(),
             notes=report.notes,
             queue_depth=self._sample_queue_depth(),
         )
@@ -292,7 +292,7 @@ class Daemon:
             self.state.token = result.token
             self._standby_holder = None
             self.out(f"[AOL] Lease acquired: token {result.token} ({result.reason}).")
-            recovered = action_recover_orphans(token=self.token, actor=self.config.owner)
+            recovered = action_recover_orphans(token=self.state.held_token(), actor=self.config.owner)
             if recovered.retried or recovered.dead or recovered.review or recovered.cancelled:
                 total = len(recovered.retried) + len(recovered.dead) + len(recovered.review) + len(recovered.cancelled)
                 self.out(
@@ -362,7 +362,7 @@ class Daemon:
 
     def _release(self, batch: list[Action]) -> int:
         """Give claimed, unstarted actions back to the queue (attempt uncounted); returns how many."""
-        released = action_release_unstarted(actions=batch, token=self.token) if batch else 0
+        released = action_release_unstarted(actions=batch, token=self.state.held_token()) if batch else 0
         batch.clear()
         return released
 

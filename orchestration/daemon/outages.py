@@ -71,6 +71,8 @@ class Outages:
     def store_note(self) -> str:
         """What a tick's ledger row says while the artifact store is out."""
         outage = self.state.store_outage
+        if outage is None:
+            return ""
         return (
             f"claiming paused: artifact store unavailable for {outage.seconds():.0f}s "
             f"({outage.failures} failed check(s); next in {outage.retry_in_seconds:g}s): {outage.detail}"

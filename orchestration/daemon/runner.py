@@ -47,7 +47,7 @@ class AdapterRunner:
 
     def call(self, fn: Callable[[], Any], *, deadline: float) -> _Job:
         """Run ``fn`` and wait until it is done or ``deadline`` (monotonic) passes; check ``job.done``."""
-        if self._thread is None:
+        if self._thread is None or self._jobs is None:
             self._jobs = queue.SimpleQueue()
             self._thread = threading.Thread(target=_worker, args=(self._jobs,), name="aol-adapter", daemon=True)
             self._thread.start()
@@ -59,7 +59,7 @@ class AdapterRunner:
 
     def abandon(self) -> None:
         """Give up on the running call; its thread exits when (if ever) the call returns."""
-        if self._thread is not None:
+        if self._thread is not None and self._jobs is not None:
             self._jobs.put(None)
             self._abandoned.append(self._thread)
             self._thread = self._jobs = None

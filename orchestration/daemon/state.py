@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 from orchestration.adapters import Attempt
+from orchestration.exceptions import LeaseNotHeld
 
 #: After an environment failure (artifact store or database unusable) the loop waits this long, or
 #: the tick interval if that is longer, before it checks again; each failed check doubles the wait,
@@ -76,6 +77,13 @@ class DaemonState:
         self.store_outage: Outage | None = None
         self.store_failures = 0  # failed artifact writes and probes since the last success
         self.wedged = False
+
+    def held_token(self) -> int:
+        """The token of the lease held now; LeaseNotHeld when there is none (nothing may be written)."""
+        token = self.token
+        if token is None:
+            raise LeaseNotHeld("this daemon holds no lease; nothing is written")
+        return token
 
     def flags_see(self, *, paused: bool, killed: bool) -> None:
         """Remember the control flags as last read from the database."""

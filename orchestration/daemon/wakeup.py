@@ -14,8 +14,10 @@ import logging
 import select
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from django.db import DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from orchestration.dburl import redact
 
@@ -65,7 +67,7 @@ class WakeupListener(threading.Thread):
                     pass
             self._halt.wait(RECONNECT_SECONDS)
 
-    def _listen(self, wrapper) -> None:
+    def _listen(self, wrapper: BaseDatabaseWrapper) -> None:
         wrapper.ensure_connection()
         wrapper.set_autocommit(True)
         with wrapper.cursor() as cursor:
@@ -78,7 +80,7 @@ class WakeupListener(threading.Thread):
                 self.on_notify()
 
 
-def _drain(raw) -> bool:
+def _drain(raw: Any) -> bool:
     """Read what arrived on ``raw`` (psycopg2 or psycopg 3); True if it held a notification.
 
     Raises the driver's own error when the connection broke.

@@ -6,8 +6,10 @@ import queue
 import signal
 import threading
 import time
+from types import FrameType
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
@@ -23,6 +25,7 @@ from orchestration.daemon import (
 )
 from orchestration.dburl import database_url_masked, redact
 from orchestration.management.commands._common import positive_float, positive_int
+from orchestration.models import ControlFlags
 from orchestration.services.control import control_flags_get
 from orchestration.services.lease import lease_release_within
 
@@ -52,7 +55,7 @@ class Command(BaseCommand):
         "again, instead of exits 3 and 4."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--proof", action="store_true", help="Force PROOF mode (write artifacts, act on nothing).")
         parser.add_argument(
             "--standby",
@@ -73,7 +76,7 @@ class Command(BaseCommand):
             "--max-tick-seconds", type=positive_float, help="Time budget of one tick (AOL_MAX_TICK_SECONDS)."
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         url = database_url_masked()
         config = DaemonConfig.from_settings(
             force_proof=options["proof"] or None,
@@ -107,7 +110,7 @@ class Command(BaseCommand):
         self.stdout.write(line)
         self.stdout.flush()
 
-    def _wait_for_database(self, url: str, config: DaemonConfig):
+    def _wait_for_database(self, url: str, config: DaemonConfig) -> ControlFlags:
         """Check the database and return the control flags; a standby waits for an unreachable one."""
         while True:
             try:
@@ -159,7 +162,7 @@ class Command(BaseCommand):
 
         threading.Thread(target=relay, name="aol-signals", daemon=True).start()
 
-        def handle(signum, frame):
+        def handle(signum: int, frame: FrameType | None) -> None:
             received.put(signum)
 
         previous = {}
