@@ -9,7 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.filters import DateFieldListFilter
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -120,30 +120,7 @@ class ActionAdmin(InspectionAdmin):
         ("Payload", {"fields": ("payload_pretty",)}),
         ("Last error", {"fields": ("last_error",)}),
     )
-    readonly_fields = (
-        "id",
-        "action_type",
-        "status_badge",
-        "idempotency_key",
-        "attempts",
-        "not_before",
-        "claimed_by",
-        "lease_token",
-        "created_at",
-        "updated_at",
-        "payload_pretty",
-        "last_error",
-        "priority",
-        "requires_approval",
-        "approval_artifact_ref",
-        "approval_sha256",
-        "approved_by",
-        "approved_at",
-        "cancel_requested",
-        "deferred_note",
-        "rate_key",
-        "rate_counted_at",
-    )
+    readonly_fields = tuple(flatten_fieldsets(fieldsets))  # every field shown is read-only
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Action], search_term: str
