@@ -19,16 +19,6 @@ def line(key: str, **extra) -> str:
     return json.dumps({"action_type": "POST_SOCIAL", "payload": PAYLOAD, "idempotency_key": key, **extra})
 
 
-@pytest.fixture
-def jsonl(tmp_path):
-    def write(*lines: str) -> str:
-        path = tmp_path / "actions.jsonl"
-        path.write_text("".join(f"{text}\n" for text in lines), encoding="utf-8")
-        return str(path)
-
-    return write
-
-
 def run(*args) -> str:
     out = StringIO()
     call_command("aol_enqueue", *args, stdout=out, stderr=StringIO())

@@ -22,16 +22,6 @@ def line(key: str | None, message: str = "hello", **extra) -> str:
     return json.dumps(item)
 
 
-@pytest.fixture
-def jsonl(tmp_path):
-    def write(*lines: str) -> str:
-        path = tmp_path / "actions.jsonl"
-        path.write_text("".join(f"{text}\n" for text in lines), encoding="utf-8")
-        return str(path)
-
-    return write
-
-
 def run(*args) -> str:
     out = StringIO()
     call_command("aol_enqueue", *args, stdout=out)
