@@ -159,3 +159,22 @@ class ApprovalRefused(ControlChangeRejected):
 
 class NoEligibleActions(ControlChangeRejected):
     """None of the chosen actions is in a status this operator verb acts on; nothing changed."""
+
+
+# --- API tokens (services/tokens.py) -------------------------------------------------------------
+
+
+class TokenRefused(AOLError):
+    """The API token is missing, unknown, revoked or expired."""
+
+
+class TokenScopeMissing(AOLError):
+    """The API token lacks the scope this request needs."""
+
+    def __init__(self, message: str | None = None, *, scope: str = "") -> None:
+        self.scope = scope
+        super().__init__(message)
+
+
+class InvalidToken(ControlChangeRejected):
+    """The token could not be created or changed as asked; nothing was written."""

@@ -364,6 +364,49 @@ class AuditEntry(models.Model):
         return f"{self.actor} {self.verb} ({self.outcome})"
 
 
+# --- API tokens -----------------------------------------------------------------------------------
+# How the AI planner (and any other program) reaches the AOL over HTTP and MCP.
+
+
+class TokenScope(models.TextChoices):
+    READ = "read"  # read actions, their artifacts and the status
+    PROPOSE = "propose"  # queue actions (REAL effects still wait for a person's approval)
+    CANCEL = "cancel"  # cancel actions
+    PAUSE = "pause"  # pause and kill the daemon (resuming and reviving stay with people)
+
+
+class ApiToken(models.Model):
+    """A bearer token for the planner API and the MCP server; only its SHA-256 is stored.
+
+    Scopes can only read, propose, cancel and stop: no scope approves, rejects, switches to REAL,
+    resumes, revives or edits rate limits. Those stay with signed-in staff who hold the permission.
+    """
+
+    name = models.CharField(max_length=100, unique=True, help_text="Who uses it, e.g. planner-prod")
+    prefix = models.CharField(max_length=16, help_text="The secret's first characters, to recognise it")
+    secret_sha256 = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=list, help_text="Any of read, propose, cancel, pause")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=255, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Refused from this time on; empty: never")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        db_table = "aol_api_tokens"
+        verbose_name = "API token"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def actor(self) -> str:
+        """How audit rows and logs name this token."""
+        return f"token:{self.name}"
+
+
 # --- Schedules ------------------------------------------------------------------------------------
 # Kept apart at the end of the module: recurring actions the lease holder enqueues once per period.
 
