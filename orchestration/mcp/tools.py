@@ -205,7 +205,7 @@ TOOLS: dict[str, Tool] = {
             "with get_action; read its PROOF content with read_artifact.",
             ActionProposal,
             _propose,
-            _hints(read_only=False),
+            _hints(read_only=False, idempotent=False),  # idempotent only with an idempotency_key
         ),
         Tool(
             "get_action",
@@ -232,7 +232,7 @@ TOOLS: dict[str, Tool] = {
             "one is asked to stop. Cancelled actions are kept, never deleted; a finished one cannot be cancelled.",
             CancelRequest,
             _cancel,
-            _hints(read_only=False, destructive=True),
+            _hints(read_only=False, destructive=True, idempotent=False),
         ),
         Tool(
             "get_status",

@@ -94,7 +94,7 @@ class McpHttpServer:
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
-        while "Application startup complete" not in self.output():
+        while "Uvicorn running on" not in self.output():  # logged once the socket listens
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"the MCP server did not start:\n{self.output()}")
             time.sleep(0.05)

@@ -133,6 +133,8 @@ def test_planner__proposes_follows_reads_and_cancels_while_a_real_daemon_runs_th
     audit = AuditEntry.objects.filter(actor="token:planner")
     assert {entry.verb for entry in audit} >= {"cancel"} and audit.filter(reason="plan changed").exists()
     assert secret not in server_output(request, mcp_stdio) and secret not in daemon.output()
+    stored = [AuditEntry.objects.values(), Action.objects.values(), ExecutionLog.objects.values()]
+    assert secret not in repr([list(rows) for rows in stored])
 
 
 @pytest.mark.parametrize("connect", TRANSPORTS, indirect=True)
