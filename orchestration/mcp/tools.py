@@ -30,7 +30,7 @@ from orchestration.exceptions import (
     TokenRefused,
     TokenScopeMissing,
 )
-from orchestration.models import ActionStatus, ApiToken
+from orchestration.models import ActionStatus, ApiToken, TokenScope
 from orchestration.services import planner
 
 logger = logging.getLogger("orchestration")
@@ -127,7 +127,9 @@ def _list(token: ApiToken, request: ListRequest) -> dict[str, Any]:
 
 def _cancel(token: ApiToken, request: CancelRequest) -> dict[str, Any]:
     report = planner.planner_cancel(token=token, action_id=request.action_id, reason=request.reason)
-    action = _action_or_refuse(token=token, action_id=request.action_id) if report.changed else None
+    # The action as it is now only for a token that may read it: the cancel is done either way.
+    readable = report.changed and TokenScope.READ in token.scopes
+    action = _action_or_refuse(token=token, action_id=request.action_id) if readable else None
     return {
         "summary": report.summary(),
         "cancelled": report.cancelled,

@@ -5,11 +5,13 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 import pytest
+from django.utils import timezone
 
 from orchestration.adapters.artifacts import artifact_path, sha256_bytes
 from orchestration.api.schemas import REAL_NOTE, ActionProposal
 from orchestration.models import Action, ActionStatus, AuditEntry, ControlFlags, ExecutionLog
 from orchestration.services.control import control_flags_get
+from orchestration.services.enqueue import action_enqueue
 from tests.mcp.conftest import PEOPLE_ONLY_WORDS, POST, TOOLS, converse, text
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -138,9 +140,13 @@ def test_planner__proposes_follows_reads_and_cancels_while_a_real_daemon_runs_th
 
 
 @pytest.mark.parametrize("connect", TRANSPORTS, indirect=True)
-def test_scopes__a_call_outside_the_tokens_scopes_is_a_tool_error_and_writes_nothing(connect, make_token):
+def test_scopes__a_call_outside_the_tokens_scopes_is_a_tool_error_and_writes_nothing_and_each_scope_suffices(
+    connect, make_token
+):
     reader = make_token("read", name="reader")
     proposer = make_token("propose", name="proposer")
+    canceller = make_token("cancel", name="canceller")
+    waiting, _ = action_enqueue(**POST, idempotency_key="waiting", not_before=timezone.now() + timedelta(days=1))
 
     async def script():
         async with connect(reader) as client:
@@ -152,17 +158,24 @@ def test_scopes__a_call_outside_the_tokens_scopes_is_a_tool_error_and_writes_not
         async with connect(proposer) as client:
             refused.append(await client.call_tool("get_status", {}))
             refused.append(await client.call_tool("list_actions", {}))
-        return refused, allowed
+        async with connect(canceller) as client:
+            cancelled = await client.call_tool("cancel_action", {"action_id": waiting.pk})
+        return refused, allowed, cancelled
 
-    refused, allowed = converse(script)
+    refused, allowed, cancelled = converse(script)
     assert [result.is_error for result in refused] == [True] * 4
     assert [text(result).split(":")[0] for result in refused] == ["Scope missing"] * 4
     assert "'reader' lacks the 'propose' scope" in text(refused[0])
     assert "lacks the 'cancel' scope" in text(refused[1])
     assert "'proposer' lacks the 'read' scope" in text(refused[2])
-    assert allowed.is_error is False and allowed.structured_content == {"actions": [], "next_after": None}
-    assert Action.objects.count() == 0
-    assert not AuditEntry.objects.filter(actor__startswith="token:").exists()
+    assert allowed.is_error is False and [a["id"] for a in allowed.structured_content["actions"]] == [waiting.pk]
+    # cancel without read: done, and the answer leaves out what the token may not read
+    assert cancelled.is_error is False, text(cancelled)
+    assert cancelled.structured_content["cancelled"] == [waiting.pk] and cancelled.structured_content["action"] is None
+    assert list(Action.objects.values_list("pk", "status")) == [(waiting.pk, ActionStatus.CANCELLED)]
+    assert set(AuditEntry.objects.filter(actor__startswith="token:").values_list("actor", flat=True)) == {
+        "token:canceller"
+    }
 
 
 BAD_CALLS = [
