@@ -114,6 +114,9 @@ class AolSettings:
         "the artifacts directory is unhealthy (S010, /readyz) below this much free space (0: no minimum)",
     )
     metrics_token = Setting("", "str", "bearer token for /metrics (empty: staff sessions only)")
+    mcp_token = Setting(
+        "", "str", "the API token `aol_mcp` serves with over stdio (over HTTP each request brings its own)"
+    )
     console_refresh_seconds = Setting(3.0, "float", "status view refresh period")
     log_level = Setting("INFO", "str", "level of the orchestration logger")
 

@@ -151,6 +151,7 @@ def token_authenticate(*, secret: str) -> ApiToken:
 def token_require_scope(*, token: ApiToken, scope: str) -> None:
     """Nothing if ``token`` has ``scope``; TokenScopeMissing otherwise."""
     if scope not in token.scopes:
+        scope = str(scope)  # a TokenScope's repr is "TokenScope.READ"; say "read"
         raise TokenScopeMissing(
             f"The API token {token.name!r} lacks the {scope!r} scope (it has: {', '.join(token.scopes) or 'none'}).",
             scope=scope,
