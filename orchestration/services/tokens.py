@@ -152,6 +152,7 @@ def token_authenticate(*, secret: str) -> ApiToken:
 
 def token_require_scope(*, token: ApiToken, scope: str) -> None:
     """Nothing if ``token`` has ``scope``; TokenScopeMissing otherwise."""
+    scope = str(scope)  # a TokenScope member's repr would name the enum, not the scope
     if scope not in token.scopes:
         raise TokenScopeMissing(
             f"The API token {token.name!r} lacks the {scope!r} scope (it has: {', '.join(token.scopes) or 'none'}).",

@@ -24,12 +24,19 @@ class ApiClient:
         headers = {"Authorization": f"Bearer {self.secret}"} if self.secret is not None else {}
         return {**headers, **(extra or {})}
 
-    def get(self, path: str, **headers: str):
+    def get(self, path: str, *, headers: dict[str, str] | None = None):
         return self.client.get(path, headers=self.headers(headers))
 
-    def post(self, path: str, body: Any = None, *, raw: bytes | str | None = None, **headers: str):
+    def post(
+        self, path: str, body: Any = None, *, raw: bytes | str | None = None, headers: dict[str, str] | None = None
+    ):
         data = raw if raw is not None else ("" if body is None else json.dumps(body))
         return self.client.post(path, data=data, content_type="application/json", headers=self.headers(headers))
+
+    def request(self, method: str, path: str, body: Any = None):
+        """Any method (``"PUT"``, ``"DELETE"``…) with a JSON body."""
+        data = "" if body is None else json.dumps(body)
+        return self.client.generic(method, path, data=data, content_type="application/json", headers=self.headers())
 
 
 @pytest.fixture
