@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from orchestration.checks import check_api_settings
 from orchestration.dbclock import db_now
 from orchestration.models import Action
 from tests.api.conftest import POST
@@ -58,3 +59,16 @@ def test_rate_limit__counts_across_server_processes(make_token, start_web_server
             break
     assert statuses == [201, 201, 201, 201, 429, 429]
     assert Action.objects.filter(idempotency_key__startswith=f"a{attempt}-").count() == 4
+
+
+@pytest.mark.parametrize("value", [-1, "many", 2.5, True])
+def test_rate_limit__a_bad_setting_is_a_check_error_naming_it(settings, value):
+    settings.AOL_API_WRITES_PER_MINUTE = value
+    (error,) = check_api_settings()
+    assert error.id == "orchestration.E080" and "AOL_API_WRITES_PER_MINUTE" in error.msg
+
+
+def test_rate_limit__zero_and_positive_settings_pass_the_check(settings):
+    for value in (0, 1, 600):
+        settings.AOL_API_WRITES_PER_MINUTE = value
+        assert check_api_settings() == []
