@@ -117,6 +117,12 @@ class AolSettings:
     mcp_token = Setting(
         "", "str", "the API token `aol_mcp` serves with over stdio (over HTTP each request brings its own)"
     )
+    api_writes_per_minute = Setting(
+        600,
+        "int",
+        "write requests (proposals, batches, cancels, stops) one API token may make per minute; more get 429 "
+        "(0: no limit)",
+    )
     console_refresh_seconds = Setting(3.0, "float", "status view refresh period")
     log_level = Setting("INFO", "str", "level of the orchestration logger")
 
