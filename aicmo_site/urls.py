@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from orchestration.web import health
+from orchestration.web import favicon, health
 
 admin.site.site_header = "AICMO operator console"
 admin.site.site_title = "AICMO"
@@ -16,4 +16,5 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics, name="metrics"),
+    path("favicon.ico", favicon.favicon, name="favicon"),
 ]
