@@ -313,7 +313,7 @@ def test_status_view__an_estimated_count_says_about_and_why(viewer, analyse, mon
 
 
 def test_status_json__query_count_is_pinned(viewer, django_assert_num_queries):
-    """Bounded: one query per panel whatever the table sizes (session, user, flags, lease, ticks, counts, the LLM's last call…)."""
+    """Bounded: one query per panel whatever the table sizes (session, user, flags, lease, ticks, counts, LLM…)."""
     tick(status="SUCCESS", depth={"PENDING": 1})
     dead_action()
     client = client_for(viewer)
