@@ -143,14 +143,13 @@ def enqueue(page, key: str, payload: str, action_type: str = "POST_SOCIAL") -> N
 
 
 def count_is(page, status: str, value: int, make_run: "MakeRun") -> None:
-    """Wait until the queue card shows ``value`` actions in ``status`` (by the page's own refresh)."""
+    """Wait until the queue card shows ``value`` actions in ``status`` (by the page's own refresh).
+
+    Selectors, never wait_for_function: Playwright evaluates a predicate string in the page, which the
+    Content-Security-Policy forbids, as it forbids every eval.
+    """
     try:
-        page.wait_for_function(
-            "([status, value]) => document.querySelector(`#card-queue [data-field='counts.${status}']`)"
-            ".textContent === value",
-            arg=[status, str(value)],
-            timeout=30_000,
-        )
+        page.wait_for_selector(f"#card-queue [data-field='counts.{status}']:text-is('{value}')", timeout=30_000)
     except Exception:
         raise AssertionError(
             f"{status} never reached {value}; queue card: {page.inner_text('#card-queue')!r}\n"
@@ -168,9 +167,7 @@ def test_make_run__kill_keeps_the_console_up_and_revive_brings_work_back(make_ru
 
     press(page, "kill", "browser test: kill under make run", confirm=True)
     page.wait_for_selector("#banner-killed:not([hidden])")
-    page.wait_for_function(
-        "document.querySelector('#daemon-hint').textContent.indexOf('waits for a revive') >= 0", timeout=30_000
-    )
+    page.wait_for_selector("#daemon-hint:has-text('waits for a revive')", timeout=30_000)
     page.wait_for_selector("#card-tick .badge-KILLED")
     # The console is still served (honcho did not end everything): a fresh load works.
     assert make_run.running(), make_run.output()
