@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from orchestration import conf as _aol_conf
@@ -61,12 +62,14 @@ INSTALLED_APPS = [
     "axes",
     # django-ninja (the planner API): listed so its docs page uses its bundled Swagger UI files, not a CDN.
     "ninja",
+    "csp",
     "orchestration",
     "llm",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Under /api/: any error response the API did not shape itself (404, 405, 500) as problem+json.
     "orchestration.api.middleware.api_problems",
@@ -159,6 +162,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# The admin's dates in the console's format and zone: 2026-11-30 19:07:07 UTC (aicmo_site/formats/en/).
+FORMAT_MODULE_PATH = "aicmo_site.formats"
 USE_I18N = True
 USE_TZ = True
 
@@ -172,6 +177,9 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 LOGIN_URL = "admin:login"
+# Where a login goes when ?next= is missing or points off-site (Django refuses those): the console,
+# not Django's /accounts/profile/, which this site does not have.
+LOGIN_REDIRECT_URL = "orchestration:status"
 
 # --- HTTPS, cookies, framing ------------------------------------------------------------------
 # AICMO_HTTPS=1 is for deployments served over HTTPS: it turns on the redirect to HTTPS, secure
@@ -187,6 +195,24 @@ SECURE_HSTS_PRELOAD = _typed("SECURE_HSTS_PRELOAD", env.bool, AICMO_HTTPS)
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"  # no page of the console may be framed (clickjacking)
 
+# Content-Security-Policy (django-csp) on every response: scripts, styles, images and fetches from this
+# origin only, no inline script or style (every page's script and CSS is a static file), no plugins,
+# no framing, forms posting only here. A page that needs more must move it into a static file.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
 # How many reverse proxies in front of the app append to X-Forwarded-For and can be trusted.
 # 0 (the default): the client address is the socket's peer, and X-Forwarded-For is ignored, so
 # a client cannot forge its address to dodge the login lockout. With N > 0, the address is the
@@ -199,11 +225,13 @@ if AICMO_TRUSTED_PROXY_HOPS and AICMO_HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- Login throttling (django-axes) -----------------------------------------------------------
-# After AICMO_LOGIN_FAILURE_LIMIT failed logins from one client address, that address gets
-# HTTP 429 on the login page until AICMO_LOGIN_COOLOFF_MINUTES have passed.
+# After AICMO_LOGIN_FAILURE_LIMIT failed logins for one username from one client address, that
+# username gets HTTP 429 from that address until AICMO_LOGIN_COOLOFF_MINUTES have passed (or
+# `manage.py axes_reset_username NAME`). Counting by address alone locked out every user behind one
+# proxy after five typos of one of them; by username alone, anyone could lock an operator out.
 AXES_FAILURE_LIMIT = _typed("AICMO_LOGIN_FAILURE_LIMIT", env.int, 5)
 AXES_COOLOFF_TIME = timedelta(minutes=_typed("AICMO_LOGIN_COOLOFF_MINUTES", env.float, 15.0))
-AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_LOCKOUT_TEMPLATE = "orchestration/lockout.html"

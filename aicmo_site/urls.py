@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from orchestration.api.http import api
-from orchestration.web import health
+from orchestration.web import favicon, health
 
 admin.site.site_header = "AICMO operator console"
 admin.site.site_title = "AICMO"
@@ -19,4 +19,5 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics, name="metrics"),
+    path("favicon.ico", favicon.favicon, name="favicon"),
 ]

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 from llm.exceptions import LLMCallFailed
+from llm.outcomes import llm_call_record
 from llm.runtime import DEFAULT_MODEL, llm_base_url_masked, require_llm
 
 logger = logging.getLogger("llm")
@@ -67,6 +68,7 @@ class LLMClient:
         text = (choices[0].message.content or "").strip() if choices else ""
         if not text:
             raise self._failed(f"the LLM at {where} returned an empty reply", transient=True)
+        llm_call_record(ok=True, model=self.model)
         return text
 
     def _failed(self, message: str, *, transient: bool) -> LLMCallFailed:
@@ -74,6 +76,7 @@ class LLMClient:
         if self._secret:
             message = message.replace(self._secret, "***")
         logger.warning("llm call failed model=%s transient=%s error=%s", self.model, transient, message)
+        llm_call_record(ok=False, model=self.model, error=message)
         return LLMCallFailed(message, transient=transient)
 
 

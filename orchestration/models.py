@@ -105,6 +105,14 @@ class Lease(models.Model):
     acquired_at = models.DateTimeField(null=True, blank=True)
     renewed_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    proof_forced_by = models.CharField(
+        max_length=100,
+        blank=True,
+        default="",
+        db_default="",  # an older daemon's INSERT, during an upgrade, names no such column
+        help_text="Why the holder runs in PROOF whatever the proof_mode flag says (its command line's --proof, "
+        "AOL_PROOF_MODE=1); empty: the flag decides. Published so the console shows the mode really applied.",
+    )
 
     class Meta:
         db_table = "aol_lease"

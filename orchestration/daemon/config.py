@@ -6,7 +6,8 @@ from typing import Any
 from orchestration.conf import aol
 from orchestration.services.lease import lease_owner_new
 
-# Exit codes of run_aol_daemon (documented in the README).
+# Exit codes of run_aol_daemon (documented in the README). With --wait-when-killed (as `make run` starts
+# it) the kill flag is no exit: the daemon stops its work, keeps its lease and waits for a revive.
 EXIT_OK = 0  # ran its ticks, was killed by the flag, or stopped by SIGINT/SIGTERM/SIGHUP
 EXIT_ERROR = 1  # could not start: database unreachable or migrations unapplied
 EXIT_USAGE = 2  # invalid arguments
@@ -32,6 +33,7 @@ class DaemonConfig:
     standby: bool
     max_abandoned_threads: int
     wake_on_enqueue: bool
+    wait_when_killed: bool
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> "DaemonConfig":
@@ -50,6 +52,16 @@ class DaemonConfig:
             "standby": False,
             "max_abandoned_threads": aol.max_abandoned_threads,
             "wake_on_enqueue": aol.wake_on_enqueue,
+            "wait_when_killed": False,
         }
         values.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**values)
+
+    def proof_forced_by(self) -> str:
+        """Why this daemon runs in PROOF whatever the proof_mode flag says ('' when the flag decides)."""
+        reasons = []
+        if self.force_proof:
+            reasons.append("its command line (--proof)")
+        if aol.proof_mode:
+            reasons.append("AOL_PROOF_MODE=1")
+        return " and ".join(reasons)

@@ -20,6 +20,12 @@ adapter threads pile up (runner.py) the daemon exits with code 5 so a supervisor
 A failure of the daemon's environment (the artifact store, the database) is not the action's fault:
 claiming pauses with a backoff until it passes (outages.py).
 
+With ``wait_when_killed`` (``run_aol_daemon --wait-when-killed``, as ``make run`` starts it) the kill
+flag stops the work as usual (the running attempt is asked to stop, nothing more is claimed) but does
+not end the process: the daemon keeps its lease, renewed by the watchdog, so the console shows who
+waits, and resumes within a flag poll of a revive. Under a supervisor that ends everything when one
+process exits (honcho), exiting would take the web console down with it.
+
 With ``standby`` a daemon that finds the lease held waits and takes over when it expires or is
 released; a standby that is fenced out (lost its lease) goes back to waiting instead of exiting.
 """
@@ -31,7 +37,6 @@ from dataclasses import dataclass
 
 from django.db import DatabaseError, connection
 
-from orchestration.conf import aol
 from orchestration.daemon.config import EXIT_LEASE_HELD, EXIT_LEASE_LOST, EXIT_OK, EXIT_WEDGED, DaemonConfig
 from orchestration.daemon.dispatch import BLOCKED, CANCELLED, INTERRUPTED, SUCCEEDED, BatchRecorder, Dispatcher
 from orchestration.daemon.outages import Outages
@@ -71,6 +76,7 @@ class TickReport:
     duration_seconds: float = 0.0
     notes: str = ""
     stop: bool = False  # the daemon must exit after this tick (kill flag)
+    wait: bool = False  # the daemon must wait for a revive after this tick (kill flag, wait_when_killed)
 
     def line(self) -> str:
         text = (
@@ -161,6 +167,12 @@ class Daemon:
                     self.out(report.line())
                     if report.stop:
                         return EXIT_OK
+                    if report.wait:
+                        self._wait_for_revive()
+                        number += 1
+                        if self.config.max_ticks is not None and number >= self.config.max_ticks:
+                            return EXIT_OK
+                        continue  # tick at once: work resumes within a flag poll of the revive
                 if state.wedged:
                     self.out(
                         f"[AOL] {self._runner.abandoned_alive()} adapter thread(s) that overran their deadline are "
@@ -201,6 +213,20 @@ class Daemon:
             if not state.notified.is_set() or state.stop.is_set() or state.killed:
                 return  # woken for another reason than an enqueue
 
+    def _wait_for_revive(self) -> None:
+        """While the kill flag stays set: run nothing, keep the lease (the watchdog renews it and polls
+        the flags), and return once it is cleared, a stop is requested or the lease is lost."""
+        state = self.state
+        self.out(
+            "[AOL] Kill flag set: nothing runs; this daemon keeps its lease and waits for a revive "
+            '(the console\'s Revive, or: python manage.py aol_control revive --reason "…").'
+        )
+        while state.killed and not state.stop.is_set() and not state.lease_lost.is_set():
+            state.progress = time.monotonic()  # waiting is not a stall: keep the lease renewed
+            state.stop.wait(self.config.control_poll_seconds)
+        if not state.killed and not state.stop.is_set():
+            self.out("[AOL] Revived: resuming work.")
+
     def _on_notify(self) -> None:
         self.state.notified.set()
         self.state.wake.set()
@@ -219,7 +245,7 @@ class Daemon:
                 "waiting to take over."
             )
         self._sleep(busy=True)  # enqueued work is not ours to claim yet
-        if self.state.killed:
+        if self.state.killed and not self.config.wait_when_killed:
             self.out("[AOL] Kill flag set; the standby daemon stops.")
             return True
         return False
@@ -233,8 +259,8 @@ class Daemon:
         flags = control_flags_get()
         self.state.flags_see(paused=flags.paused, killed=flags.killed)
         if flags.killed:
-            report.status, report.stop = TickStatus.KILLED, True
-            report.notes = f"kill flag set by {flags.updated_by or 'an operator'}; lease released"
+            report.status = TickStatus.KILLED
+            report.notes = f"kill flag set by {flags.updated_by or 'an operator'}; " + self._kill_outcome(report)
         elif flags.paused:
             report.status = TickStatus.PAUSED
             report.notes = f"paused by {flags.updated_by or 'an operator'}"
@@ -249,8 +275,8 @@ class Daemon:
                 report.status = TickStatus.BLOCKED
                 report.notes = "; ".join(filter(None, [self._outages.store_note(), report.notes]))
             if self.state.killed:
-                report.status, report.stop = TickStatus.KILLED, True
-                report.notes = "; ".join(filter(None, [report.notes, "lease released"]))
+                report.status = TickStatus.KILLED
+                report.notes = "; ".join(filter(None, [report.notes, self._kill_outcome(report)]))
         report.duration_seconds = time.monotonic() - clock
         recorded = tick_record(
             duration_seconds=report.duration_seconds,
@@ -268,6 +294,14 @@ class Daemon:
             self.release_lease()
         return report
 
+    def _kill_outcome(self, report: TickReport) -> str:
+        """Mark ``report`` to stop or to wait for a revive, and say which for the tick's notes."""
+        if self.config.wait_when_killed:
+            report.wait = True
+            return "waiting for a revive (lease kept, nothing runs)"
+        report.stop = True
+        return "lease released"
+
     # --- inside a tick -----------------------------------------------------------------------------
 
     def _sample_queue_depth(self) -> dict[str, int] | None:
@@ -281,7 +315,10 @@ class Daemon:
 
     def _ensure_lease(self) -> None:
         result = lease_acquire_or_renew(
-            owner=self.config.owner, ttl_seconds=self.config.lease_ttl_seconds, token=self.token
+            owner=self.config.owner,
+            ttl_seconds=self.config.lease_ttl_seconds,
+            token=self.token,
+            proof_forced_by=self.config.proof_forced_by(),
         )
         if not result.ok:
             if self.token is None:
@@ -303,8 +340,8 @@ class Daemon:
                 )
 
     def _proof(self, flags: ControlFlags) -> bool:
-        # PROOF wins whenever any source asks for it.
-        return self.config.force_proof or bool(aol.proof_mode) or flags.proof_mode
+        # PROOF wins whenever any source asks for it (the lease row publishes the forcing ones).
+        return bool(self.config.proof_forced_by()) or flags.proof_mode
 
     def _work(self, report: TickReport, *, proof: bool, deadline: float) -> None:
         budget = self.config.max_actions_per_tick  # attempts this tick may still claim

@@ -65,11 +65,17 @@ def lease_fenced_actions(*, pks: list[int], token: int) -> QuerySet[Action]:
     )
 
 
-def lease_acquire_or_renew(*, owner: str, ttl_seconds: float, token: int | None = None) -> LeaseResult:
-    """Renew the lease held under ``token``, or acquire it if it is free or expired."""
+def lease_acquire_or_renew(
+    *, owner: str, ttl_seconds: float, token: int | None = None, proof_forced_by: str = ""
+) -> LeaseResult:
+    """Renew the lease held under ``token``, or acquire it if it is free or expired.
+
+    ``proof_forced_by`` (why this daemon runs in PROOF whatever the flag says, '' if it does not) is
+    published on the row with each acquisition, for the console to show the mode really applied.
+    """
     if token is not None and lease_renew(owner=owner, token=token, ttl_seconds=ttl_seconds):
         return LeaseResult(ok=True, reason="renewed", token=token, holder=owner)
-    return _acquire(owner=owner, ttl=timedelta(seconds=ttl_seconds))
+    return _acquire(owner=owner, ttl=timedelta(seconds=ttl_seconds), proof_forced_by=proof_forced_by)
 
 
 def lease_renew(*, owner: str, token: int, ttl_seconds: float) -> bool:
@@ -81,7 +87,7 @@ def lease_renew(*, owner: str, token: int, ttl_seconds: float) -> bool:
     )
 
 
-def _acquire(*, owner: str, ttl: timedelta) -> LeaseResult:
+def _acquire(*, owner: str, ttl: timedelta, proof_forced_by: str) -> LeaseResult:
     with transaction.atomic():
         # Row lock on PostgreSQL; on SQLite the IMMEDIATE transaction already holds the write lock.
         lease = Lease.objects.select_for_update().annotate(db_now=DbNow()).filter(pk=Lease.SINGLETON_ID).first()
@@ -108,7 +114,8 @@ def _acquire(*, owner: str, ttl: timedelta) -> LeaseResult:
         lease.token += 1
         lease.acquired_at = lease.renewed_at = now
         lease.expires_at = now + ttl
-        lease.save(update_fields=["owner", "token", "acquired_at", "renewed_at", "expires_at"])
+        lease.proof_forced_by = proof_forced_by[:100]
+        lease.save(update_fields=["owner", "token", "acquired_at", "renewed_at", "expires_at", "proof_forced_by"])
     if previous == owner:
         reason = "acquired again: a new tenure of this daemon"
     else:
@@ -122,7 +129,7 @@ def _acquire(*, owner: str, ttl: timedelta) -> LeaseResult:
 def lease_release(*, owner: str, token: int) -> bool:
     """Give the lease up at once so a standby need not wait for the TTL. False if it was not ours."""
     released = Lease.objects.filter(pk=Lease.SINGLETON_ID, owner=owner, token=token).update(
-        owner="", expires_at=DbNow()
+        owner="", expires_at=DbNow(), proof_forced_by=""
     )
     if released:
         logger.info("lease released owner=%s token=%s", owner, token)
@@ -168,6 +175,7 @@ class LeaseHealth:
     expires_in_seconds: float | None  # negative once expired; None when released or never held
     heartbeat_age_seconds: float | None  # since the last renewal (or the acquisition)
     state: str  # "green": held and fresh; "amber": held, but heartbeats are late; "red": no live holder
+    proof_forced_by: str = ""  # the live holder's reason to run in PROOF whatever the flag says ('' if none)
 
     @property
     def held(self) -> bool:
@@ -210,4 +218,5 @@ def lease_health_of(lease: Lease | None) -> LeaseHealth:
         expires_in_seconds=expires_in,
         heartbeat_age_seconds=age,
         state=state,
+        proof_forced_by=lease.proof_forced_by if state != "red" else "",
     )

@@ -7,7 +7,7 @@ from django.db import connection, models
 from django.db.models import Count
 from django.utils import timezone
 
-from llm import safe_llm_status
+from llm.outcomes import llm_status
 from orchestration.adapters import adapters_all
 from orchestration.adapters.artifacts import artifacts_dir_probe_detail
 from orchestration.conf import action_type_settings, aol, approval_required_types
@@ -26,7 +26,7 @@ from orchestration.models import (
     TickStatus,
 )
 from orchestration.services.control import control_flags_get
-from orchestration.services.lease import lease_health
+from orchestration.services.lease import LeaseHealth, lease_health
 from orchestration.services.retention import storage_sizes
 from orchestration.services.sql import status_statistics, table_statistics
 
@@ -72,8 +72,7 @@ def status_snapshot(*, detail: bool = False) -> dict[str, Any]:
             "paused": flags.paused,
             "killed": flags.killed,
             "proof_mode": flags.proof_mode,
-            "mode": "PROOF" if (flags.proof_mode or aol.proof_mode) else "REAL",
-            "proof_forced_by_settings": bool(aol.proof_mode),
+            **mode_state(proof_flag=flags.proof_mode, lease=lease),
             "updated_at": _iso(flags.updated_at),
             "updated_by": flags.updated_by,
         },
@@ -85,6 +84,7 @@ def status_snapshot(*, detail: bool = False) -> dict[str, Any]:
             "expires_in_seconds": round(expires_in, 1) if expires_in is not None else None,
             "state": lease.state,
         },
+        "daemon_hint": daemon_hint(killed=flags.killed, lease=lease),
         "last_tick": None
         if last_tick is None
         else {
@@ -109,6 +109,63 @@ def status_snapshot(*, detail: bool = False) -> dict[str, Any]:
         snapshot.update(_detail(last_tick))
         snapshot.update(_flow_detail())
     return snapshot
+
+
+#: What to run when no daemon holds the lease.
+START_DAEMON_HINT = (
+    "start one: `make run` (the console and a daemon together), or `python manage.py run_aol_daemon` "
+    "beside a running console"
+)
+
+
+def mode_state(*, proof_flag: bool, lease: LeaseHealth) -> dict[str, Any]:
+    """The mode requested (the flag) and the one the running daemon applies, as the lease row publishes it.
+
+    ``mode`` is what the banner shows: the applied mode while a daemon holds the lease, else the mode a
+    daemon started now would apply with this process's settings. ``mode_note`` says why they differ.
+    """
+    requested = "PROOF" if proof_flag else "REAL"
+    forced_here = bool(aol.proof_mode)
+    if lease.held:
+        applied: str | None = "PROOF" if (proof_flag or lease.proof_forced_by) else "REAL"
+        mode = applied
+        if requested == "REAL" and lease.proof_forced_by:
+            note = (
+                f"REAL requested; the running daemon is forced to PROOF by {lease.proof_forced_by}. "
+                "Restart it without that for REAL to take effect."
+            )
+        else:
+            note = ""
+    else:
+        applied = None
+        mode = "PROOF" if (proof_flag or forced_here) else "REAL"
+        note = f"{requested} requested; no daemon is running, so nothing runs in either mode."
+        if requested == "REAL" and forced_here:
+            note += " AOL_PROOF_MODE=1 here: a daemon started with these settings would be forced to PROOF."
+    return {
+        "mode": mode,
+        "requested_mode": requested,
+        "applied_mode": applied,
+        "proof_forced_by": lease.proof_forced_by,
+        "proof_forced_by_settings": forced_here,
+        # Shown as "(forced by …)" beside a PROOF banner: the running daemon's reason, else this process's.
+        "mode_forced_by": lease.proof_forced_by if lease.held else ("AOL_PROOF_MODE=1" if forced_here else ""),
+        "mode_note": note,
+    }
+
+
+def daemon_hint(*, killed: bool, lease: LeaseHealth) -> str:
+    """What an operator needs to know, or do, about the daemon: '' while one simply runs."""
+    if lease.held:
+        if killed:
+            return (
+                f"Killed: the daemon {lease.holder} runs nothing and waits for a revive (Revive resumes it "
+                "within a second)."
+            )
+        return ""
+    if killed:
+        return f"Killed, and no daemon is running. Revive, then {START_DAEMON_HINT}."
+    return f"No daemon is running: {START_DAEMON_HINT}. Actions wait in the queue until then."
 
 
 def environment_state(*, last_tick: TickLedger | None) -> dict[str, Any]:
@@ -291,7 +348,7 @@ def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
         "generated_at": now.isoformat(),
         "database": database_url_masked(),
         "last_tick_age_seconds": round((now - last_tick.finished_at).total_seconds(), 1) if last_tick else None,
-        "llm": safe_llm_status(),
+        "llm": llm_status(),
         "adapters": [
             {
                 "action_type": adapter.action_type,

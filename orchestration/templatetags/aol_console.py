@@ -20,6 +20,14 @@ def short_time(value: str | datetime | None) -> str:
 
 
 @register.filter
+def last_change(flags: dict[str, Any]) -> str:
+    """``boss, 2026-11-30 19:07:07``, or that no operator changed the flags yet (a fresh database)."""
+    if not flags.get("updated_by"):
+        return "none yet: the defaults"
+    return f"{flags['updated_by']}, {short_time(flags.get('updated_at'))}"
+
+
+@register.filter
 def seconds(value: float | str | None) -> str:
     """``12.3 s``, or '—' when unknown."""
     if value is None or value == "":

@@ -90,7 +90,20 @@ def test_aol_status__json_shows_flags_lease_holder_and_counts():
 def test_aol_status__text_says_when_no_daemon_is_running():
     text = run("aol_status")
     assert "Lease:     free: no daemon is running" in text
+    assert "No daemon is running: start one: `make run`" in text
     assert "Mode:      PROOF" in text
+
+
+@pytest.mark.django_db
+def test_aol_status__text_says_real_is_requested_but_the_daemon_is_forced_to_proof():
+    from orchestration.services.control import control_set_proof_mode
+    from orchestration.services.lease import lease_acquire_or_renew
+
+    control_set_proof_mode(enabled=False, actor="test", reason="go live")
+    lease_acquire_or_renew(owner="host:42", ttl_seconds=30, proof_forced_by="its command line (--proof)")
+    text = run("aol_status")
+    assert "Mode:      PROOF" in text
+    assert "REAL requested; the running daemon is forced to PROOF by its command line (--proof)." in text
 
 
 @pytest.mark.postgres_only

@@ -93,3 +93,59 @@ def test_run_aol_daemon__after_sigkill_the_next_holder_leaves_nothing_running(st
     action.refresh_from_db()
     assert (action.status, action.attempts) == (ActionStatus.SUCCESS, 2)
     assert "worker lost during attempt" in ExecutionLog.objects.filter(action_id=action.pk).first().message
+
+
+def test_run_aol_daemon__wait_when_killed__started_while_killed_waits_and_a_revive_resumes_work(start_daemon):
+    """How `make run` starts it: a kill must not end the process (honcho would end the console with it)."""
+    from orchestration.services.control import control_revive
+
+    control_kill(actor="test", reason="killed before the start")
+    daemon = start_daemon("--proof", "--wait-when-killed")
+    daemon.wait_for_output("waits for a revive")
+    tick = wait_until(lambda: TickLedger.objects.filter(status="KILLED").first())
+    assert "waiting for a revive (lease kept, nothing runs)" in tick.notes
+    assert daemon.proc.poll() is None, daemon.output()
+    assert Lease.objects.get().owner == daemon.owner()  # the console sees who waits
+
+    action = post_social("after-revive", message="back to work")
+    assert Action.objects.get(pk=action.pk).status == ActionStatus.PENDING
+    control_revive(actor="test", reason="drill over")
+    wait_until(lambda: Action.objects.get(pk=action.pk).status == ActionStatus.SUCCESS)
+    assert "[AOL] Revived: resuming work." in daemon.output()
+    assert daemon.proc.poll() is None
+
+
+def test_run_aol_daemon__wait_when_killed__a_kill_mid_action_stops_it_and_the_process_stays(start_daemon):
+    from orchestration.services.control import control_revive
+    from orchestration.services.enqueue import action_enqueue
+
+    slow = action_enqueue(action_type="SLEEP", payload={"seconds": 30}, idempotency_key="slow")[0]
+    daemon = start_daemon("--proof", "--wait-when-killed")
+    wait_until(lambda: Action.objects.filter(pk=slow.pk, status=ActionStatus.RUNNING).exists())
+    control_kill(actor="test", reason="stop now")
+    # The running SLEEP stops at once and goes back to the queue uncounted; the process stays.
+    wait_until(lambda: Action.objects.filter(pk=slow.pk, status=ActionStatus.PENDING, attempts=0).exists())
+    daemon.wait_for_output("waits for a revive")
+    assert daemon.proc.poll() is None, daemon.output()
+    Action.objects.filter(pk=slow.pk).update(payload={"seconds": 0})  # make the re-run quick
+    control_revive(actor="test", reason="go on")
+    wait_until(lambda: Action.objects.get(pk=slow.pk).status == ActionStatus.SUCCESS)
+
+
+def test_run_aol_daemon__proof_on_the_command_line_is_published_on_the_lease(start_daemon):
+    from orchestration.services.control import control_set_proof_mode
+    from orchestration.services.status import status_snapshot
+
+    control_set_proof_mode(enabled=False, actor="test", reason="go live")
+    daemon = start_daemon("--proof")
+    daemon.wait_for_output("[AOL Tick 0]")
+    assert "[AOL] PROOF is forced by its command line (--proof)" in daemon.output()
+    assert Lease.objects.get().proof_forced_by == "its command line (--proof)"
+    flags = status_snapshot()["flags"]
+    assert (flags["requested_mode"], flags["applied_mode"], flags["mode"]) == ("REAL", "PROOF", "PROOF")
+    assert flags["mode_note"].startswith(
+        "REAL requested; the running daemon is forced to PROOF by its command line (--proof)."
+    )
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    assert Lease.objects.get().proof_forced_by == ""  # released with the lease

@@ -99,7 +99,10 @@ def test_status_view__proof_forced_by_settings_says_so(viewer, settings):
     control_set_proof_mode(enabled=False, actor="boss", reason="go live")
     data = snapshot(client_for(viewer))
     assert data["flags"]["mode"] == "PROOF" and data["flags"]["proof_forced_by_settings"] is True
-    assert "forced by AOL_PROOF_MODE" in client_for(viewer).get(STATUS_URL).content.decode()
+    assert data["flags"]["requested_mode"] == "REAL" and data["flags"]["mode_forced_by"] == "AOL_PROOF_MODE=1"
+    page = client_for(viewer).get(STATUS_URL).content.decode()
+    assert '(forced by <span data-field="flags.mode_forced_by">AOL_PROOF_MODE=1</span>)' in page
+    assert "a daemon started with these settings would be forced to PROOF" in page
 
 
 def test_status_view__paused_and_killed_flags_are_shown(viewer):
@@ -310,11 +313,11 @@ def test_status_view__an_estimated_count_says_about_and_why(viewer, analyse, mon
 
 
 def test_status_json__query_count_is_pinned(viewer, django_assert_num_queries):
-    """Bounded: one query per panel whatever the table sizes (session, user, flags, lease, ticks, counts…)."""
+    """Bounded: one query per panel whatever the table sizes (session, user, flags, lease, ticks, counts, LLM…)."""
     tick(status="SUCCESS", depth={"PENDING": 1})
     dead_action()
     client = client_for(viewer)
     client.get(JSON_URL)  # fills the storage-size cache (re-measured once a minute)
     statistics = 1 if connections["default"].vendor == "postgresql" else 0  # pg_class / pg_stats
-    with django_assert_num_queries(17 + statistics):
+    with django_assert_num_queries(18 + statistics):
         assert client.get(JSON_URL).status_code == 200

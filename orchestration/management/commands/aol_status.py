@@ -26,6 +26,8 @@ class Command(BaseCommand):
             f"Mode:      {flags['mode']}   paused: {flags['paused']}   killed: {flags['killed']}"
             + (f"   (last change by {flags['updated_by']})" if flags["updated_by"] else "")
         )
+        if flags["mode_note"]:
+            self.stdout.write(f"           {flags['mode_note']}")
         if lease["holder"]:
             self.stdout.write(
                 f"Lease:     held by {lease['holder']}, expires in {lease['expires_in_seconds']:.1f}s "
@@ -33,6 +35,8 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write("Lease:     free: no daemon is running")
+        if snapshot["daemon_hint"]:
+            self.stdout.write(f"           {snapshot['daemon_hint']}")
         if tick:
             self.stdout.write(
                 f"Last tick: {tick['status']} at {tick['started_at']}, {tick['actions_attempted']} attempted, "

@@ -13,7 +13,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
-from orchestration.conf import aol
 from orchestration.daemon import (
     EXIT_ERROR,
     EXIT_LEASE_HELD,
@@ -52,7 +51,8 @@ class Command(BaseCommand):
         "1 cannot start (database unreachable or unmigrated), 2 bad arguments, 3 lease held by another "
         "daemon, 4 lease lost, 5 overrunning adapter threads piled up (restart it), 129/130/143 a second "
         "SIGHUP/SIGINT/SIGTERM. With --standby, a held lease is waited for and a lost one is waited for "
-        "again, instead of exits 3 and 4."
+        "again, instead of exits 3 and 4. With --wait-when-killed, the kill flag stops the work but not the "
+        "process: it waits, keeping its lease, and resumes on revive (how `make run` starts it)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -62,6 +62,12 @@ class Command(BaseCommand):
             action="store_true",
             help="When another daemon holds the lease, wait and take over when it expires or is released "
             "(also when the database is not reachable yet at start).",
+        )
+        parser.add_argument(
+            "--wait-when-killed",
+            action="store_true",
+            help="On the kill flag, stop the work but keep the process and its lease, and resume on revive, "
+            "instead of exiting (for supervisors that stop every process when one exits, e.g. honcho).",
         )
         parser.add_argument(
             "--ticks", type=positive_int, help="Exit after N ticks (default: AOL_MAX_TICKS, else run on)."
@@ -85,16 +91,20 @@ class Command(BaseCommand):
             max_actions_per_tick=options["max_actions"],
             max_tick_seconds=options["max_tick_seconds"],
             standby=options["standby"] or None,
+            wait_when_killed=options["wait_when_killed"] or None,
         )
         flags = self._wait_for_database(url, config)
-        proof = config.force_proof or bool(aol.proof_mode) or flags.proof_mode
+        forced_by = config.proof_forced_by()
         self._say(f"[AOL] Database initialized: {url}")
-        self._say(f"[AOL] PROOF mode: {proof}")
+        self._say(f"[AOL] PROOF mode: {bool(forced_by) or flags.proof_mode}")
+        if forced_by:
+            self._say(f"[AOL] PROOF is forced by {forced_by}: switching the flag to REAL does not change this daemon.")
         self._say(f"[AOL] Max ticks: {config.max_ticks if config.max_ticks is not None else 'unlimited'}")
         self._say(
             f"[AOL] Daemon {config.owner}: interval {config.interval_seconds:g}s, "
             f"{config.max_actions_per_tick} action(s) per tick, lease TTL {config.lease_ttl_seconds:g}s"
             + (", standby" if config.standby else "")
+            + (", waits when killed" if config.wait_when_killed else "")
         )
         daemon = Daemon(config, out=self._say)
         previous = self._install_signal_handlers(daemon)

@@ -42,7 +42,8 @@
     keyset: function (v) { return v ? "set" : "not set"; },
     holder: function (v) { return v || "— (free)"; },
     lease: function (v) { return LEASE_LABELS[v] || String(v); },
-    badge: function (v) { return v || "none yet"; }
+    badge: function (v) { return v || "none yet"; },
+    lastchange: function (v) { return v && v.updated_by ? v.updated_by + ", " + shortTime(v.updated_at) : "none yet: the defaults"; }
   };
 
   function el(tag, attrs, text) {
@@ -102,7 +103,11 @@
     document.getElementById("mode-explained").textContent = mode === "PROOF"
       ? "adapters write a PROOF artifact and its SHA-256; nothing is posted"
       : "actions act on the world for real";
-    document.getElementById("mode-forced").hidden = !s.flags.proof_forced_by_settings;
+    document.getElementById("mode-forced").hidden = !(mode === "PROOF" && s.flags.mode_forced_by);
+    document.getElementById("mode-note").hidden = !s.flags.mode_note;
+    document.getElementById("daemon-hint").hidden = !s.daemon_hint;
+    var llmCard = document.getElementById("card-llm");
+    if (llmCard && s.llm) llmCard.classList.toggle("card-warn", !!s.llm.calls_failing);
     document.getElementById("banner-killed").hidden = !s.flags.killed;
     document.getElementById("banner-paused").hidden = !s.flags.paused;
     document.getElementById("banner-blocked").hidden = !(s.environment && s.environment.blocked);
@@ -218,7 +223,7 @@
     var statuses = s.charts.queue_depth_statuses;
     statuses.forEach(function (status) {
       var item = el("span", {"class": "legend-item"});
-      item.appendChild(el("span", {"class": "swatch", style: "background:" + DEPTH_COLOURS[status]}));
+      item.appendChild(el("span", {"class": "swatch swatch-" + status}));
       item.appendChild(document.createTextNode(status + " "));
       legend.appendChild(item);
     });
