@@ -125,7 +125,9 @@
       cell(tr, shortTime(log.ts), "nowrap");
       cell(tr, log.level);
       if (log.action_id) holder(tr, actionLink(log.action_id)); else cell(tr, "—");
-      cell(tr, log.message);
+      /* As the template's truncatechars:300; the whole line is on the action's page. */
+      var message = cell(tr, log.message.length > 300 ? log.message.slice(0, 299) + "…" : log.message);
+      message.title = log.message.slice(0, 2000);
       cell(tr, log.artifact_ref || "—", "mono small");
       var sha = log.artifact_sha256;
       var shaCell = cell(tr, sha ? sha.slice(0, 16) + "…" : "—", "mono small");
