@@ -347,6 +347,19 @@ def console(args) -> dict:
         if name in found:
             targets["status JSON"] = found[name]
             break
+    # The console's other views (issue 15); absent on branches without them.
+    for label, name, view_args, query in (
+        ("console actions", "orchestration:actions", [], ""),
+        ("console actions, status=DLQ", "orchestration:actions", [], "?status=DLQ"),
+        ("console action page", "orchestration:action", [action.pk], ""),
+        ("console attention", "orchestration:attention", [], ""),
+        ("console calendar", "orchestration:calendar", [], ""),
+        ("console audit", "orchestration:audit", [], ""),
+    ):
+        try:
+            targets[label] = reverse(name, args=view_args) + query
+        except NoReverseMatch:
+            pass
     changelist = reverse("admin:orchestration_action_changelist")
     targets.update(
         {

@@ -782,6 +782,12 @@ CONSOLE_TARGETS = {
     "admin changelist, status=DLQ": 0.3,
     "admin changelist, key search": 0.3,
     "admin action page": 0.1,
+    "console actions": 0.1,
+    "console actions, status=DLQ": 0.1,
+    "console action page": 0.1,
+    "console attention": 0.1,
+    "console calendar": 0.1,
+    "console audit": 0.1,
 }
 
 

@@ -158,10 +158,16 @@ def test_verbs__the_admin_offers_exactly_the_table_s_verbs_on_actions_with_their
             assert f'<option value="{verb.admin}">{verb.description}</option>' in menu
 
 
-def test_verbs__the_status_page_shows_every_console_verb_with_its_label(superuser):  # noqa: F811
-    page = client_for(superuser).get(reverse("orchestration:status")).content.decode()
+#: The console view that offers each group's verbs (the one showing what they act on).
+CONSOLE_VIEWS = {"control": "status", "dlq": "attention", "types": "schedules", "actions": "actions"}
+
+
+def test_verbs__the_console_shows_every_console_verb_with_its_label(superuser):  # noqa: F811
+    client = client_for(superuser)
+    pages = {name: client.get(reverse(f"orchestration:{name}")).content.decode() for name in CONSOLE_VIEWS.values()}
     for verb in VERBS.values():
         if verb.console:
+            page = pages[CONSOLE_VIEWS[verb.console]]
             assert reverse(f"orchestration:{CONSOLE_URL_NAMES[verb.console]}", args=[verb.slug]) in page
             assert f">{verb.label}</button>" in page
 

@@ -402,19 +402,7 @@ def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
         "storage": storage_sizes(),
         # Probed on every refresh (a few KiB written and fsynced), unlike the sizes: a full disk shows at once.
         "artifacts_dir": _artifacts_dir(),
-        "schedules": [
-            {
-                "id": schedule.pk,
-                "name": schedule.name,
-                "action_type": schedule.action_type,
-                "rule": schedule.rule,
-                "enabled": schedule.enabled,
-                "catch_up": schedule.catch_up,
-                "last_period_at": _iso(schedule.last_period_at),
-                "next_run_at": _iso(schedule.next_run_at),
-            }
-            for schedule in Schedule.objects.order_by("-enabled", "next_run_at", "name")[:RECENT_SCHEDULES]
-        ],
+        "schedules": _schedules(limit=RECENT_SCHEDULES),
         "charts": {
             "tick_durations": [
                 {
@@ -429,6 +417,29 @@ def _detail(last_tick: TickLedger | None) -> dict[str, Any]:
             "queue_depth": _depth_series(since=now - DEPTH_CHART_WINDOW),
         },
     }
+
+
+def _schedules(*, limit: int | None = None) -> list[dict[str, Any]]:
+    """Schedules (the first ``limit``), enabled ones first, soonest next firing first."""
+    schedules = Schedule.objects.order_by("-enabled", "next_run_at", "name")
+    return [
+        {
+            "id": schedule.pk,
+            "name": schedule.name,
+            "action_type": schedule.action_type,
+            "rule": schedule.rule,
+            "enabled": schedule.enabled,
+            "catch_up": schedule.catch_up,
+            "last_period_at": _iso(schedule.last_period_at),
+            "next_run_at": _iso(schedule.next_run_at),
+        }
+        for schedule in (schedules[:limit] if limit is not None else schedules)
+    ]
+
+
+def flow_snapshot() -> dict[str, Any]:
+    """The Schedules and limits view's part of the snapshot: schedules, paused types, rate limits, deferrals."""
+    return {"paused_types": _paused_types(), "schedules": _schedules(), **_flow_detail()}
 
 
 def _artifacts_dir() -> dict[str, Any]:

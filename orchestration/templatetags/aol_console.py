@@ -1,22 +1,31 @@
-"""Formatting for the status view; static/orchestration/console.js formats the refreshed values alike."""
+"""Formatting for the console's views; static/orchestration/console.js formats the refreshed values alike."""
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django import template
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 register = template.Library()
 
 
+#: The console's one date format, with its zone: ``2026-12-01 02:16:33 UTC``.
+CONSOLE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
+
+
 @register.filter
 def short_time(value: str | datetime | None) -> str:
-    """An ISO 8601 string or datetime as ``YYYY-MM-DD HH:MM:SS`` (UTC), or '—'."""
+    """An ISO 8601 string or datetime as ``YYYY-MM-DD HH:MM:SS UTC``, or '—'."""
     if not value:
         return "—"
     moment = parse_datetime(value) if isinstance(value, str) else value
-    return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else str(value)
+    if moment is None:
+        return str(value)
+    if timezone.is_aware(moment):
+        moment = moment.astimezone(UTC)
+    return moment.strftime(CONSOLE_TIME_FORMAT)
 
 
 @register.filter

@@ -3,7 +3,7 @@
 import json
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -17,6 +17,7 @@ from orchestration.services.approval import action_approve, action_reject, appro
 from orchestration.services.audit import admin_log_write
 from orchestration.web.access import actor_of, refuse, staff_required, user_id_of
 from orchestration.web.forms import ApproveForm, RejectForm
+from orchestration.web.layout import console_context
 
 #: The most actions the approvals page lists.
 APPROVALS_LISTED = 200
@@ -27,14 +28,14 @@ APPROVALS_LISTED = 200
 @staff_required
 def approvals(request: HttpRequest) -> HttpResponse:
     waiting = list(Action.objects.awaiting_approval().order_by("-priority", "updated_at", "id")[: APPROVALS_LISTED + 1])
-    context = {
-        **admin.site.each_context(request),
-        "title": "Approvals",
-        "waiting": waiting[:APPROVALS_LISTED],
-        "more": len(waiting) > APPROVALS_LISTED,
-        "approve_allowed": request.user.has_perm(permissions.APPROVE_ACTION),
-        "permissions": permissions,
-    }
+    context = console_context(
+        request,
+        view="approvals",
+        title="Approvals",
+        waiting=waiting[:APPROVALS_LISTED],
+        more=len(waiting) > APPROVALS_LISTED,
+        approve_allowed=request.user.has_perm(permissions.APPROVE_ACTION),
+    )
     return TemplateResponse(request, "orchestration/approvals.html", context)
 
 
@@ -44,19 +45,19 @@ def _approval_page(
     bound = bound or {}
     awaiting = action.status == ActionStatus.AWAITING_APPROVAL
     review = approval_review(action=action) if action.approval_artifact_ref else None
-    context = {
-        **admin.site.each_context(request),
-        "title": f"Approve action #{action.pk}",
-        "action": action,
-        "awaiting": awaiting,
-        "review": review,
-        "payload": json.dumps(action.payload, indent=2, ensure_ascii=False, sort_keys=True),
-        "approve_form": bound.get("approve")
-        or ApproveForm(prefix="approve", initial={"sha256": action.approval_sha256}),
-        "reject_form": bound.get("reject") or RejectForm(prefix="reject"),
-        "approve_allowed": request.user.has_perm(permissions.APPROVE_ACTION),
-        "permissions": permissions,
-    }
+    context = console_context(
+        request,
+        view="approvals",
+        title=f"Approve action #{action.pk}",
+        bound=bound,
+        action=action,
+        awaiting=awaiting,
+        review=review,
+        payload=json.dumps(action.payload, indent=2, ensure_ascii=False, sort_keys=True),
+        approve_form=bound.get("approve") or ApproveForm(prefix="approve", initial={"sha256": action.approval_sha256}),
+        reject_form=bound.get("reject") or RejectForm(prefix="reject"),
+        approve_allowed=request.user.has_perm(permissions.APPROVE_ACTION),
+    )
     return TemplateResponse(request, "orchestration/approval.html", context, status=status)
 
 

@@ -13,17 +13,32 @@ from orchestration import permissions
 from orchestration.exceptions import ControlChangeRejected, InvalidAction, InvalidPriority
 from orchestration.services.audit import admin_log_write
 from orchestration.services.enqueue import action_enqueue_by_operator
-from orchestration.services.operator_verb import ACTION_TYPE
+from orchestration.services.operator_verb import (
+    ACTION_TYPE,
+    CONSOLE_ACTIONS,
+    CONSOLE_ATTENTION,
+    CONSOLE_FLAGS,
+    CONSOLE_TYPES,
+)
 from orchestration.services.verbs import operator_denied, operator_run, verb_for_console
 from orchestration.web.access import actor_of, denied, posted_reason, refuse, staff_required, user_id_of
 from orchestration.web.forms import EnqueueForm, verb_form
-from orchestration.web.status import status_page
+from orchestration.web.layout import return_path
+from orchestration.web.pages import page_with_errors
+
+#: Where each console group's controls return when the form does not say (``return_to``).
+GROUP_URLS = {
+    CONSOLE_FLAGS: "orchestration:status",
+    CONSOLE_ATTENTION: "orchestration:attention",
+    CONSOLE_TYPES: "orchestration:schedules",
+    CONSOLE_ACTIONS: "orchestration:actions",
+}
 
 
 @require_POST
 @staff_required
 def operate(request: HttpRequest, group: str, slug: str) -> HttpResponse:
-    """Every operator control of the status view; the verb table says what each needs and does."""
+    """Every operator control of the console; the verb table says what each needs and does."""
     verb = verb_for_console(group=group, slug=slug)
     if verb is None:
         raise Http404(f"Unknown control {slug!r}.")
@@ -41,7 +56,7 @@ def operate(request: HttpRequest, group: str, slug: str) -> HttpResponse:
                 actor=actor_of(request),
                 reason=form.cleaned_data["reason"],
                 user_id=request.user.pk,
-                via="the status view",
+                via="the console",
                 **form.operator_params(),
             )
         except InvalidPriority as exc:
@@ -50,9 +65,9 @@ def operate(request: HttpRequest, group: str, slug: str) -> HttpResponse:
             form.add_error(form.error_field, str(exc))
         else:
             (messages.success if result.changed else messages.info)(request, f"{verb.label}: {result.message}")
-            return redirect("orchestration:status")
-    # The POST keys carry the form's prefix; render the page with the errors beside the control.
-    return status_page(request, bound={form.prefix or "": form})
+            return redirect(return_path(request, default=reverse(GROUP_URLS[group])))
+    # The POST keys carry the form's prefix; render the page it came from with the errors beside the control.
+    return page_with_errors(request, group=group, form=form, posted_verb=verb.name)
 
 
 @require_POST
@@ -79,13 +94,13 @@ def enqueue(request: HttpRequest) -> HttpResponse:
         except ControlChangeRejected as exc:
             form.add_error("reason", str(exc))
         else:
-            url = reverse("admin:orchestration_action_change", args=[action.pk])
+            url = reverse("orchestration:action", args=[action.pk])
             if created:
                 admin_log_write(
                     user_id=user_id_of(request),
                     objects=[action],
                     flag=ADDITION,
-                    message=f"enqueued from the status view; reason: {data['reason']}",
+                    message=f"enqueued from the console; reason: {data['reason']}",
                 )
                 messages.success(
                     request, format_html('Enqueued <a href="{}">action #{}</a> ({}).', url, action.pk, action.status)
@@ -99,5 +114,5 @@ def enqueue(request: HttpRequest) -> HttpResponse:
                         action.pk,
                     ),
                 )
-            return redirect("orchestration:status")
-    return status_page(request, bound={"enqueue": form})
+            return redirect(return_path(request, default=reverse("orchestration:actions")))
+    return page_with_errors(request, group="enqueue", form=form)

@@ -158,7 +158,7 @@ class EnqueueForm(ReasonForm):
         initial=0,
         min_value=MIN_PRIORITY,
         max_value=MAX_PRIORITY,
-        widget=forms.NumberInput(attrs={"class": "narrow-number"}),
+        widget=forms.NumberInput(attrs={"class": "narrow"}),
         help_text=f"{MIN_PRIORITY} to {MAX_PRIORITY}; higher runs first (empty: 0).",
     )
 
@@ -258,7 +258,7 @@ class QueueActionsForm(ReasonForm):
         required=False,
         min_value=MIN_PRIORITY,
         max_value=MAX_PRIORITY,
-        widget=forms.NumberInput(attrs={"class": "narrow-number"}),
+        widget=forms.NumberInput(attrs={"class": "narrow"}),
         help_text=f"For “Set priority”: {MIN_PRIORITY} to {MAX_PRIORITY}.",
     )
 

@@ -99,10 +99,10 @@ def test_schedule_admin__the_operators_group_may_manage_schedules(operator):
     assert AuditEntry.objects.get(verb="add schedule").actor == "oper"
 
 
-def test_status_view__lists_schedules_with_their_next_run(superuser):
+def test_schedules_view__lists_schedules_with_their_next_run(superuser):
     client = client_for(superuser)
     client.post(ADD, form())
-    page = client.get(reverse("orchestration:status")).content.decode()
+    page = client.get(reverse("orchestration:schedules")).content.decode()
     assert 'id="card-schedules"' in page and "weekly newsletter" in page and "0 9 * * 1" in page
     data = client.get(reverse("orchestration:status_json")).json()
     [schedule] = data["schedules"]

@@ -1,4 +1,4 @@
-"""The status view in real headless Chromium, with a real run_aol_daemon process behind it."""
+"""The console's Overview in real headless Chromium, with a real run_aol_daemon process behind it."""
 
 import re
 
@@ -109,6 +109,7 @@ def test_status_view__enqueued_action_log_row_appears_without_reload(page, live_
     start_console_daemon(start_daemon)
     log_in(page, live_server, "root")
 
+    page.click("#nav-actions")
     page.select_option("#id_enqueue-action_type", "POST_SOCIAL")
     page.fill("#id_enqueue-payload", PAYLOAD)
     page.fill("#id_enqueue-idempotency_key", "browser-enqueue-1")
@@ -118,9 +119,13 @@ def test_status_view__enqueued_action_log_row_appears_without_reload(page, live_
     action = Action.objects.get(idempotency_key="browser-enqueue-1")
     assert re.search(rf"Enqueued action #{action.pk}\b", message)
     assert page.get_attribute(f"ul.messagelist a:text-is('action #{action.pk}')", "href").endswith(
-        f"/admin/orchestration/action/{action.pk}/change/"
+        f"/console/actions/{action.pk}/"
     )
+    assert page.url.endswith("/console/actions/")  # back where the form was
 
+    # The Overview shows the run: from here on the page must update by itself.
+    page.click("#nav-status")
+    page.wait_for_selector("#aol-console")
     # From here on the page must update by itself: mark this document and check it survives.
     page.evaluate("window.__sameDocument = 'yes'")
     row = f"#logs-table tbody tr:has(a:text-is('#{action.pk}')):has-text('PROOF: would post')"
@@ -131,7 +136,7 @@ def test_status_view__enqueued_action_log_row_appears_without_reload(page, live_
     # Content-Security-Policy forbids, as it forbids every eval.)
     page.wait_for_selector("#aol-console[data-refreshes]", state="attached")
     sha = ExecutionLog.objects.get(action_id=action.pk, artifact_sha256__gt="").artifact_sha256
-    assert page.get_attribute(f"{row} td[title]", "title") == sha
+    assert page.get_attribute(f"{row} td:last-child", "title") == sha
     assert page.inner_text("#card-queue [data-field='counts.SUCCESS']") == "1"
     screenshot("status-enqueued-action-succeeded")
 
@@ -174,13 +179,18 @@ def test_status_view__needs_review_action_appears_without_reload_and_is_retried(
     page.evaluate("window.__sameDocument = 'yes'")
     action, _ = action_enqueue(action_type="POST_SOCIAL", payload={"platform": "x", "message": "m"})
     Action.objects.filter(pk=action.pk).update(status=ActionStatus.NEEDS_REVIEW, last_error="outcome unknown")
+    # The Overview's "Recent problems" shows it by its own refresh.
+    page.wait_for_selector(f"#problems-table tbody tr[data-action-id='{action.pk}'] .badge-NEEDS_REVIEW")
+    assert page.evaluate("window.__sameDocument") == "yes"
+    assert page.inner_text("#problems-card [data-field='counts.NEEDS_REVIEW']") == "1"
+    screenshot("status-needs-review")
+    # Retried from Attention, where it is listed with a checkbox.
+    page.click("#problems-card a:text-is('Attention')")
     row = f"#dlq-table tbody tr[data-action-id='{action.pk}']"
     page.wait_for_selector(f"{row} .badge-NEEDS_REVIEW")
-    assert page.evaluate("window.__sameDocument") == "yes"
-    assert page.inner_text("#dlq-form [data-field='counts.NEEDS_REVIEW']") == "1"
-    screenshot("status-needs-review")
     page.check(f"{row} input[type=checkbox]")
     page.fill("#dlq-form input[name=dlq-reason]", "checked: it was never posted")
     page.click("#dlq-form button[name=submit-retry]")
     assert "Retry: 1 action retried." in page.inner_text("ul.messagelist")
+    assert page.url.endswith("/console/attention/")
     assert Action.objects.get(pk=action.pk).status == ActionStatus.PENDING

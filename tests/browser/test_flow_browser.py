@@ -26,9 +26,10 @@ def test_approvals__a_real_post_appears_for_review_and_goes_out_once_approved(
         payload={"platform": "linkedin", "account": "acme", "message": "Our <new> office opens Monday"},
         idempotency_key="office-1",
     )[0]
-    # The row appears by the page's own refresh, without a reload.
-    page.wait_for_selector(f"#approvals-table tr[data-action-id='{action.pk}']")
+    # The Overview counts it by its own refresh, without a reload, and links to Approvals.
+    page.wait_for_selector("#approvals-waiting [data-field='counts.AWAITING_APPROVAL']:text-is('1')")
     screenshot("flow-status-awaiting-approval")
+    page.click("#approvals-waiting")
     page.click(f"#approvals-table tr[data-action-id='{action.pk}'] a.button")
     page.wait_for_selector("#artifact-content")
     assert "Our <new> office opens Monday" in page.inner_text("#artifact-content")
@@ -49,13 +50,16 @@ def test_pause_type__the_banner_and_the_table_say_who_paused_it(page, live_serve
     make_user("root", superuser=True)
     start_daemon("--proof", env=BROWSER_DAEMON_ENV)
     log_in(page, live_server, "root")
+    page.click("#nav-schedules")
     page.select_option("#type-pause-form select", "POST_SOCIAL")
     page.fill("#type-pause-form input[name=types-reason]", "legal review")
     page.click("#type-pause-form button[name=submit-type-pause]")
-    page.wait_for_selector("#banner-types-paused:not([hidden])")
+    page.wait_for_selector("#types-table tr[data-type='POST_SOCIAL'].type-paused")
     assert ActionTypePause.objects.get().paused_by == "root"
     row = page.inner_text("#types-table tr[data-type='POST_SOCIAL']")
     assert "PAUSED" in row and "root" in row and "legal review" in row
+    page.click("#nav-status")
+    page.wait_for_selector("#banner-types-paused:not([hidden])")
     post = action_enqueue(action_type="POST_SOCIAL", payload={"platform": "x", "message": "held"})[0]
     drill = action_enqueue(action_type="SLEEP", payload={"seconds": 0})[0]
     wait_until(lambda: Action.objects.get(pk=drill.pk).status == ActionStatus.SUCCESS, message="other type ran")

@@ -261,11 +261,16 @@ def needs_review_action(n: int = 0) -> Action:
 def test_attention__lists_needs_review_actions_with_the_dlq_ones_and_says_which_is_which(viewer):
     dead, parked = dead_action(1), needs_review_action(2)
     client = client_for(viewer)
-    page = client.get(reverse("orchestration:status")).content.decode()
+    page = client.get(reverse("orchestration:attention")).content.decode()
     table = page.split('id="dlq-table"')[1].split("</table>")[0]
     assert f'data-action-id="{parked.pk}"' in table and f'data-action-id="{dead.pk}"' in table
     assert '<span class="badge badge-NEEDS_REVIEW">NEEDS_REVIEW</span>' in table
     assert "All DLQ and NEEDS_REVIEW actions" in page
+    # The Overview's "Recent problems" lists them too, and links to Attention.
+    overview = client.get(reverse("orchestration:status")).content.decode()
+    problems = overview.split('id="problems-table"')[1].split("</table>")[0]
+    assert f'data-action-id="{parked.pk}"' in problems and f'data-action-id="{dead.pk}"' in problems
+    assert f'href="{reverse("orchestration:attention")}"' in overview
     listed = client.get(reverse("orchestration:status_json")).json()["attention"]
     assert [(row["id"], row["status"]) for row in listed] == [(parked.pk, "NEEDS_REVIEW"), (dead.pk, "DLQ")]
 
@@ -318,7 +323,8 @@ def test_enqueue__creates_the_action_and_links_to_it(operator):
         "launch day",
     )
     page = response.content.decode()
-    assert f'<a href="{reverse("admin:orchestration_action_change", args=[action.pk])}">action #{action.pk}</a>' in page
+    assert f'<a href="{reverse("orchestration:action", args=[action.pk])}">action #{action.pk}</a>' in page
+    assert response.redirect_chain == [(reverse("orchestration:actions"), 302)]
     assert AuditEntry.objects.get(verb="enqueue").actor == "oper"
     assert LogEntry.objects.get(user=operator).object_id == str(action.pk)
 

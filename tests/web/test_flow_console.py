@@ -5,6 +5,7 @@ import json
 import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
+from django.utils.html import escape
 
 from orchestration.adapters.artifacts import artifact_path
 from orchestration.daemon import Daemon, DaemonConfig
@@ -62,8 +63,10 @@ def decide(client, action: Action, decision: str, reason: str = "checked the cop
 # --- Approvals --------------------------------------------------------------------------------------------
 
 
-def test_status_view__lists_the_action_awaiting_approval_with_its_hash(awaiting, viewer):
-    page = client_for(viewer).get(STATUS).content.decode()
+def test_approvals_view__lists_the_action_awaiting_approval_with_its_hash(awaiting, viewer):
+    overview = client_for(viewer).get(STATUS).content.decode()
+    assert f'href="{reverse("orchestration:approvals")}" id="approvals-waiting"' in overview
+    page = client_for(viewer).get(reverse("orchestration:approvals")).content.decode()
     assert 'id="approvals-table"' in page
     assert reverse("orchestration:approval", args=[awaiting.pk]) in page
     assert awaiting.approval_sha256 in page
@@ -207,8 +210,11 @@ def test_cancel__waiting_ones_cancelled_running_one_asked_to_stop(operator):
     assert Action.objects.get(pk=waiting.pk).status == ActionStatus.CANCELLED
     running.refresh_from_db()
     assert (running.status, running.cancel_requested) == (ActionStatus.RUNNING, True)
-    page = client_for(operator).get(STATUS).content.decode()
-    assert 'id="cancel-requested"' in page and f"#{running.pk} (SLEEP)" in page
+    page = client_for(operator).get(reverse("orchestration:schedules")).content.decode()
+    assert 'id="cancel-requested"' in page and f"#{running.pk}</a> (SLEEP)" in page
+    # The action's own page says so, and no longer offers Cancel.
+    page = client_for(operator).get(reverse("orchestration:action", args=[running.pk])).content.decode()
+    assert 'id="action-cancel-requested"' in page and 'id="verb-cancel"' not in page
 
 
 def test_cancel__a_finished_action__clear_error_nothing_changed(operator):
@@ -280,7 +286,7 @@ def test_enqueue__priority_out_of_range__form_error_nothing_written(operator):
     assert not Action.objects.exists()
 
 
-def test_status_view__shows_deferrals_the_limits_in_force_and_the_new_counts(viewer):
+def test_schedules_view__shows_deferrals_the_limits_in_force_and_the_new_counts(viewer):
     RateLimit.objects.create(action_type="POST_SOCIAL", key_fields="platform,account", max_count=1, period_seconds=3600)
     for n in range(2):
         action_enqueue(action_type="POST_SOCIAL", payload={"platform": "x", "account": "acme", "message": f"m{n}"})
@@ -291,6 +297,7 @@ def test_status_view__shows_deferrals_the_limits_in_force_and_the_new_counts(vie
     assert deferred["rate_key"] == "x|acme" and deferred["note"].startswith("deferred: rate limit 1 per 1h")
     assert data["rate_limits"][0]["description"] == "1 per 1h per platform+account"
     assert {"AWAITING_APPROVAL", "CANCELLED", "REJECTED"} <= set(data["counts"])
-    page = client_for(viewer).get(STATUS).content.decode()
-    assert deferred["note"] in page and 'data-type="SLEEP" class="type-paused"' in page
-    assert json.loads(page.split('id="aol-snapshot" type="application/json">')[1].split("</script>")[0])["deferred"]
+    page = client_for(viewer).get(reverse("orchestration:schedules")).content.decode()
+    assert escape(deferred["note"]) in page and 'data-type="SLEEP" class="type-paused"' in page
+    overview = client_for(viewer).get(STATUS).content.decode()
+    assert json.loads(overview.split('id="aol-snapshot" type="application/json">')[1].split("</script>")[0])["deferred"]

@@ -164,12 +164,12 @@ def test_status_view__ten_most_recent_logs_with_artifacts(viewer):
     assert "post_social/11.txt" in page and 'title="' + "ab" * 32 + '"' in page
 
 
-def test_status_view__recent_operator_actions_say_who_what_when_why(viewer):
+def test_audit_view__operator_actions_say_who_what_when_why(viewer):
     control_pause(actor="alice", reason="investigating a spike")
     entry = snapshot(client_for(viewer))["operator_actions"][0]
     assert (entry["actor"], entry["verb"], entry["reason"]) == ("alice", "pause", "investigating a spike")
     assert entry["before"] == {"paused": False} and entry["after"] == {"paused": True} and entry["ts"]
-    page = client_for(viewer).get(STATUS_URL).content.decode()
+    page = client_for(viewer).get(reverse("orchestration:audit")).content.decode()
     assert "investigating a spike" in page and "paused=false → paused=true" in page
 
 
@@ -277,8 +277,8 @@ def test_status_view__links_to_the_diagnostics_page(viewer):
     assert f'href="{reverse("orchestration:diagnostics")}" id="diagnostics-link"' in page
 
 
-def test_status_view__enqueue_form_starts_with_a_post_social_that_needs_no_llm(viewer):
-    page = client_for(viewer).get(STATUS_URL).content.decode()
+def test_actions_view__enqueue_form_starts_with_a_post_social_that_needs_no_llm(viewer):
+    page = client_for(viewer).get(reverse("orchestration:actions")).content.decode()
     assert '<option value="POST_SOCIAL" selected>POST_SOCIAL</option>' in page
 
 

@@ -1,5 +1,6 @@
-/* The AOL status view: refresh from the JSON endpoint in place (no page reload) and draw the
- * two charts as inline SVG. No library, nothing loaded from anywhere else. */
+/* The console's Overview: refresh from the JSON endpoint in place (no page reload) and draw the
+ * two charts as inline SVG with their axes and legends. No library, nothing loaded from anywhere
+ * else, no inline style (a Content-Security-Policy without 'unsafe-inline' holds). */
 (function () {
   "use strict";
 
@@ -23,7 +24,8 @@
   function shortTime(iso) {
     if (!iso) return "—";
     var d = new Date(iso);
-    return isNaN(d.getTime()) ? String(iso) : d.toISOString().replace("T", " ").slice(0, 19);
+    /* The one date format of the console (templatetags/aol_console.py short_time): 2026-12-01 02:16:33 UTC */
+    return isNaN(d.getTime()) ? String(iso) : d.toISOString().replace("T", " ").slice(0, 19) + " UTC";
   }
   function ago(v) {
     if (blank(v)) return "—";
@@ -55,7 +57,7 @@
   function cell(row, text, cls) { var td = el("td", cls ? {"class": cls} : {}, blank(text) ? "—" : text); row.appendChild(td); return td; }
   function holder(row, child) { var td = el("td"); td.appendChild(child); row.appendChild(td); return td; }
   function actionLink(id) {
-    var a = el("a", {href: actionUrl + id + "/change/"}, "#" + id);
+    var a = el("a", {href: actionUrl + id + "/"}, "#" + id);
     return a;
   }
   function emptyRow(tbody, columns, text) {
@@ -99,6 +101,7 @@
   function applyBanners(s) {
     var mode = s.flags.mode;
     var banner = document.getElementById("banner-mode");
+    if (!banner) return;
     banner.className = "banner mode-" + mode.toLowerCase();
     document.getElementById("mode-explained").textContent = mode === "PROOF"
       ? "adapters write a PROOF artifact and its SHA-256; nothing is posted"
@@ -119,6 +122,7 @@
 
   function renderLogs(s) {
     var tbody = document.querySelector("#logs-table tbody");
+    if (!tbody) return;
     tbody.textContent = "";
     if (!s.recent_logs.length) return emptyRow(tbody, 6, "No execution log yet.");
     s.recent_logs.forEach(function (log) {
@@ -126,7 +130,9 @@
       cell(tr, shortTime(log.ts), "nowrap");
       cell(tr, log.level);
       if (log.action_id) holder(tr, actionLink(log.action_id)); else cell(tr, "—");
-      cell(tr, log.message);
+      /* As the template's truncatechars:300; the whole line is on the action's page. */
+      var message = cell(tr, log.message.length > 300 ? log.message.slice(0, 299) + "…" : log.message);
+      message.title = log.message.slice(0, 2000);
       cell(tr, log.artifact_ref || "—", "mono small");
       var sha = log.artifact_sha256;
       var shaCell = cell(tr, sha ? sha.slice(0, 16) + "…" : "—", "mono small");
@@ -137,6 +143,7 @@
 
   function renderAudit(s) {
     var tbody = document.querySelector("#audit-table tbody");
+    if (!tbody) return;
     tbody.textContent = "";
     if (!s.operator_actions.length) return emptyRow(tbody, 6, "No operator action recorded yet.");
     s.operator_actions.forEach(function (e) {
@@ -151,22 +158,20 @@
     });
   }
 
-  function renderAttention(s) {
-    var tbody = document.querySelector("#dlq-table tbody");
-    var checked = {};
-    tbody.querySelectorAll("input[type=checkbox]:checked").forEach(function (box) { checked[box.value] = true; });
+  var PROBLEMS_SHOWN = 8;
+  function renderProblems(s) {
+    /* The Overview's "Recent problems": the newest DLQ and NEEDS_REVIEW actions (retried on Attention). */
+    var tbody = document.querySelector("#problems-table tbody");
+    if (!tbody) return;
     tbody.textContent = "";
-    if (!s.attention.length) return emptyRow(tbody, 7, "No action needs attention.");
-    s.attention.forEach(function (a) {
+    if (!s.attention.length) return emptyRow(tbody, 6, "No action needs attention.");
+    s.attention.slice(0, PROBLEMS_SHOWN).forEach(function (a) {
       var tr = el("tr", {"data-action-id": String(a.id)});
-      var box = el("input", {type: "checkbox", name: "dlq-action_ids", value: String(a.id)});
-      box.checked = !!checked[String(a.id)];
-      holder(tr, box);
       holder(tr, actionLink(a.id));
       holder(tr, el("span", {"class": "badge badge-" + a.status}, a.status));
       cell(tr, a.action_type);
       cell(tr, a.attempts);
-      cell(tr, shortTime(a.updated_at));
+      cell(tr, shortTime(a.updated_at), "nowrap");
       cell(tr, a.last_error, "error");
       tbody.appendChild(tr);
     });
@@ -192,9 +197,23 @@
     svg.appendChild(svgNode("text", {x: W / 2, y: H / 2, "text-anchor": "middle", "class": "nodata"}, text));
   }
 
+  function legend(id, colours, names) {
+    var node = document.getElementById(id);
+    if (!node) return;
+    node.textContent = "";
+    names.forEach(function (name) {
+      var item = el("span", {"class": "legend-item"});
+      item.appendChild(el("span", {"class": "swatch swatch-" + name}));
+      item.appendChild(document.createTextNode(name + " "));
+      node.appendChild(item);
+    });
+  }
+
   function drawTicks(s) {
     var svg = document.getElementById("chart-ticks");
+    if (!svg) return;
     svg.textContent = "";
+    legend("ticks-legend", TICK_COLOURS, Object.keys(TICK_COLOURS));
     var ticks = s.charts.tick_durations;
     document.getElementById("ticks-count").textContent = String(ticks.length);
     if (!ticks.length) return noData(svg, "No tick recorded yet");
@@ -216,17 +235,11 @@
 
   function drawDepth(s) {
     var svg = document.getElementById("chart-depth");
-    var legend = document.getElementById("depth-legend");
+    if (!svg) return;
     svg.textContent = "";
-    legend.textContent = "";
     var points = s.charts.queue_depth;
     var statuses = s.charts.queue_depth_statuses;
-    statuses.forEach(function (status) {
-      var item = el("span", {"class": "legend-item"});
-      item.appendChild(el("span", {"class": "swatch swatch-" + status}));
-      item.appendChild(document.createTextNode(status + " "));
-      legend.appendChild(item);
-    });
+    legend("depth-legend", DEPTH_COLOURS, statuses);
     if (!points.length) return noData(svg, "No tick in the last hour");
     var times = points.map(function (p) { return new Date(p.t).getTime(); });
     var t0 = times[0], t1 = Math.max(times[times.length - 1], t0 + 1);
@@ -316,7 +329,7 @@
     renderDeferred(s);
     renderLogs(s);
     renderAudit(s);
-    renderAttention(s);
+    renderProblems(s);
     drawTicks(s);
     drawDepth(s);
   }
