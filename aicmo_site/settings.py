@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "axes",
+    # django-ninja (the planner API): listed so its docs page uses its bundled Swagger UI files, not a CDN.
+    "ninja",
     "orchestration",
     "llm",
 ]
@@ -66,6 +68,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Under /api/: any error response the API did not shape itself (404, 405, 500) as problem+json.
+    "orchestration.api.middleware.api_problems",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

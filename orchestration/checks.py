@@ -311,3 +311,19 @@ def check_flow_control_settings(
         ),
     ]
     return [checks.Error(problem, hint=hint, id=check_id) for problems, hint, check_id in found for problem in problems]
+
+
+@checks.register()
+def check_api_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """AOL_API_WRITES_PER_MINUTE: a whole number, 0 meaning no limit (E080)."""
+    value = aol.api_writes_per_minute
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return [
+            checks.Error(
+                f"AOL_API_WRITES_PER_MINUTE={value!r} must be a whole number of requests, 0 or more.",
+                hint="Set AOL_API_WRITES_PER_MINUTE to the write requests one API token may make per minute "
+                "(0: no limit), or unset it for the default (600).",
+                id="orchestration.E080",
+            )
+        ]
+    return []

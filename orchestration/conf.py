@@ -114,6 +114,12 @@ class AolSettings:
         "the artifacts directory is unhealthy (S010, /readyz) below this much free space (0: no minimum)",
     )
     metrics_token = Setting("", "str", "bearer token for /metrics (empty: staff sessions only)")
+    api_writes_per_minute = Setting(
+        600,
+        "int",
+        "write requests (proposals, batches, cancels, stops) one API token may make per minute; more get 429 "
+        "(0: no limit)",
+    )
     console_refresh_seconds = Setting(3.0, "float", "status view refresh period")
     log_level = Setting("INFO", "str", "level of the orchestration logger")
 

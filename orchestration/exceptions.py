@@ -176,5 +176,13 @@ class TokenScopeMissing(AOLError):
         super().__init__(message)
 
 
+class TokenRateLimited(AOLError):
+    """This API token made too many write requests this minute (AOL_API_WRITES_PER_MINUTE); try again later."""
+
+    def __init__(self, message: str | None = None, *, retry_after_seconds: int = 60) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(message)
+
+
 class InvalidToken(ControlChangeRejected):
     """The token could not be created or changed as asked; nothing was written."""

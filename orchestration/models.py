@@ -392,11 +392,18 @@ class ApiToken(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_by = models.CharField(max_length=255, blank=True)
+    # The write rate limit's fixed window (services/tokens.py token_write_admit): the minute (Unix
+    # time // 60, database clock) and the writes counted in it. On the token's row, so that every
+    # web worker process counts against the same number.
+    write_window = models.BigIntegerField(default=0, editable=False)
+    write_count = models.IntegerField(default=0, editable=False)
 
     class Meta:
         db_table = "aol_api_tokens"
         verbose_name = "API token"
         ordering = ["name"]
+        # Creating and revoking tokens (see orchestration/permissions.py): not in the operators' group.
+        permissions = [("manage_api_tokens", "Can create and revoke API tokens")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

@@ -6,7 +6,11 @@ SWITCH_MODE = "orchestration.switch_mode"  # go REAL
 MANAGE_DLQ = "orchestration.manage_dlq"  # the verbs on actions: retry, discard, requeue now, cancel, set priority
 ENQUEUE_ACTION = "orchestration.enqueue_action"
 APPROVE_ACTION = "orchestration.approve_action"  # approve or reject PROOF artifacts before their REAL run
+#: Create and revoke the planner's API tokens. Not given to the operators' group: a token hands a
+#: program the power to propose, cancel and stop without a person at the keyboard, so who may mint
+#: one is granted like SWITCH_MODE and APPROVE_ACTION, person by person (superusers have it).
+MANAGE_API_TOKENS = "orchestration.manage_api_tokens"
 
-#: Created by migration 0004 with every permission above except SWITCH_MODE and APPROVE_ACTION
+#: Created by migration 0004 with every permission above except SWITCH_MODE, APPROVE_ACTION and MANAGE_API_TOKENS
 #: (migration 0007 adds editing rate limits).
 OPERATORS_GROUP = "AOL operators"

@@ -2,7 +2,7 @@
 
 Changes go through the services (the same ones the status view uses), so every one is logged and
 audited: ``actions`` (the queue and its bulk verbs), ``settings`` (flags, schedules, rate limits),
-``records`` (the read-only records).
+``records`` (the read-only records), ``tokens`` (the planner's API tokens).
 """
 
 from django.contrib import admin
@@ -16,9 +16,11 @@ from orchestration.admin.records import (
     TickLedgerAdmin,
 )
 from orchestration.admin.settings import ControlFlagsAdmin, RateLimitAdmin, ScheduleAdmin
+from orchestration.admin.tokens import ApiTokenAdmin
 from orchestration.models import (
     Action,
     ActionTypePause,
+    ApiToken,
     AuditEntry,
     ControlFlags,
     ExecutionLog,
@@ -37,3 +39,4 @@ admin.site.register(TickLedger, TickLedgerAdmin)
 admin.site.register(ExecutionLog, ExecutionLogAdmin)
 admin.site.register(AuditEntry, AuditEntryAdmin)
 admin.site.register(ActionTypePause, ActionTypePauseAdmin)
+admin.site.register(ApiToken, ApiTokenAdmin)

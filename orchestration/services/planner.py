@@ -237,6 +237,7 @@ class Artifact:
     content: bytes
     sha256: str  # as recorded when it was written
     intact: bool  # the content still hashes to ``sha256``
+    ref: str = ""  # where it is stored, relative to AOL_ARTIFACTS_DIR (its suffix says its kind)
 
 
 def planner_artifact_read(*, token: ApiToken, action_id: int) -> Artifact | None:
@@ -254,6 +255,7 @@ def planner_artifact_read(*, token: ApiToken, action_id: int) -> Artifact | None
         content=content,
         sha256=latest.artifact_sha256,
         intact=sha256_bytes(content) == latest.artifact_sha256,
+        ref=latest.artifact_ref,
     )
 
 

@@ -16,9 +16,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Value, When
 
+from orchestration.conf import aol
 from orchestration.dbclock import db_now
-from orchestration.exceptions import InvalidToken, TokenRefused, TokenScopeMissing
+from orchestration.exceptions import InvalidToken, TokenRateLimited, TokenRefused, TokenScopeMissing
 from orchestration.models import ApiToken, AuditOutcome, TokenScope
 from orchestration.services.audit import audit_write
 from orchestration.services.control import operator_reason_clean
@@ -150,8 +152,38 @@ def token_authenticate(*, secret: str) -> ApiToken:
 
 def token_require_scope(*, token: ApiToken, scope: str) -> None:
     """Nothing if ``token`` has ``scope``; TokenScopeMissing otherwise."""
+    scope = str(scope)  # a TokenScope member's repr would name the enum, not the scope
     if scope not in token.scopes:
         raise TokenScopeMissing(
             f"The API token {token.name!r} lacks the {scope!r} scope (it has: {', '.join(token.scopes) or 'none'}).",
             scope=scope,
+        )
+
+
+def token_write_admit(*, token: ApiToken) -> None:
+    """Count one write of ``token``; TokenRateLimited (with the seconds to wait) beyond AOL_API_WRITES_PER_MINUTE.
+
+    A fixed window per minute of the database's clock, counted on the token's own row, so every web
+    worker process (and host) counts against one number: the UPDATE takes the row's lock on
+    PostgreSQL and SQLite's IMMEDIATE transaction serialises writers, so two requests can never
+    read the same count. A refused request counts too. At most twice the limit can pass around
+    a minute's boundary, the price of one row and no history.
+    """
+    limit = aol.api_writes_per_minute
+    if not limit:
+        return
+    with transaction.atomic():
+        now = db_now()
+        minute = int(now.timestamp()) // 60
+        ApiToken.objects.filter(pk=token.pk).update(
+            write_count=Case(When(write_window=minute, then=F("write_count") + 1), default=Value(1)),
+            write_window=minute,
+        )
+        count = ApiToken.objects.filter(pk=token.pk).values_list("write_count", flat=True).get()
+    if count > limit:
+        retry_after = max(1, 60 - int(now.timestamp()) % 60)
+        raise TokenRateLimited(
+            f"The API token {token.name!r} made more than {limit} write requests this minute "
+            f"(AOL_API_WRITES_PER_MINUTE); try again in {retry_after} s.",
+            retry_after_seconds=retry_after,
         )
