@@ -46,6 +46,8 @@ WORKERS = 2
 WARM_UP = 20
 TARGETS = {"batch": 10_000.0, "get": 0.020, "list": 0.050}
 GUNICORN_CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
+#: As deploy/aicmo.env.example's DATABASE_URL: each server thread keeps its connection.
+CONN_MAX_AGE = "?conn_max_age=60"
 
 MAKE_TOKEN = """
 from orchestration.services.tokens import token_create
@@ -177,7 +179,7 @@ def enqueue(bench: Bench, size: dict) -> None:
 
     r = bench.results
     url = bench.pg_database("api")
-    env = django_env(url, artifacts=bench.artifacts("api"), AOL_API_WRITES_PER_MINUTE="0")
+    env = django_env(f"{url}{CONN_MAX_AGE}", artifacts=bench.artifacts("api"), AOL_API_WRITES_PER_MINUTE="0")
     secret = make_token(env)
     server = Server(env, log="api-gunicorn")
     db = Database(url)
@@ -209,7 +211,7 @@ def enqueue(bench: Bench, size: dict) -> None:
             for batch in range(index * per_batch_client, (index + 1) * per_batch_client):
                 items = [proposal("batch", batch * BATCH + i) for i in range(BATCH)]
                 status, body, _ = client.call("POST", "/api/v1/actions/batch", {"actions": items})
-                if status != 201 or json.loads(body).get("created") != BATCH:
+                if status != 201 or len(json.loads(body).get("created", [])) != BATCH:
                     raise RuntimeError(f"POST /api/v1/actions/batch answered {status}: {body[:300]!r}")
             client.close()
 
@@ -255,7 +257,7 @@ def reads(bench: Bench, size: dict) -> None:
         f"{time.perf_counter() - started:.1f} s",
     )
     low, high = db.rows("SELECT min(id), max(id) FROM aol_actions")[0]
-    env = django_env(url, artifacts=bench.artifacts("api_reads"))
+    env = django_env(f"{url}{CONN_MAX_AGE}", artifacts=bench.artifacts("api_reads"))
     secret = make_token(env)
     server = Server(env, log="api-reads-gunicorn")
     try:
