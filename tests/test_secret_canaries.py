@@ -18,7 +18,7 @@ import pytest
 from django.db import connection
 from django.test import Client
 
-from orchestration.models import Action, ActionStatus, ExecutionLog, TickLedger
+from orchestration.models import Action, ActionStatus, AuditEntry, ExecutionLog, TickLedger
 from orchestration.services.enqueue import action_enqueue
 from orchestration.web.health import STAFF_COOKIE
 from tests.conftest import ROOT, test_database_url
@@ -126,3 +126,63 @@ def test_secrets__canaries_appear_in_no_output(openai_server, start_web_server, 
         )
     if os.environ.get("AICMO_CANARY_DUMP"):
         (ROOT / "test-output" / "canary-outputs.txt").write_text(everything)
+
+
+def test_secrets__an_api_token_secret_appears_only_where_it_is_created(
+    start_web_server, daemon_env, django_user_model, caplog
+):
+    """The secret is printed by ``aol_token create`` and nowhere else: not in the server's or daemon's
+    logs, the API's answers (good or refused), the admin, the console, the audit trail or the tables."""
+    created = subprocess.run(
+        [sys.executable, "manage.py", "aol_token", "create", "canary-planner", "--scopes", "read,propose,cancel"],
+        cwd=ROOT,
+        env=daemon_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    secret = created.stdout.strip().splitlines()[-1]
+    assert secret.startswith("aol_")
+    seen: list[str] = [created.stderr]
+    staff = django_user_model.objects.create_superuser("canary-root", password="x" * 12)
+    session_client = Client()
+    session_client.force_login(staff)
+    cookies = f"sessionid={session_client.cookies['sessionid'].value}"
+    server = start_web_server(reachable_url())
+    bearer = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+    body = b'{"action_type": "POST_SOCIAL", "payload": {"platform": "x", "message": "canary"}}'
+    status, text, _ = server.request("/api/v1/actions", headers=bearer, data=body)
+    assert status == 201
+    seen.append(text)
+    for path in ("/api/v1/actions", "/api/v1/actions/1", "/api/v1/status", "/api/v1/actions/1/artifact"):
+        seen.append(server.request(path, headers=bearer)[1])
+    seen.append(server.request("/api/v1/control/pause", headers=bearer, data=b"{}")[1])  # 403: no pause scope
+    seen.append(server.request("/api/v1/actions", headers=bearer, data=b"{not json")[1])
+    # Near misses, which a careless error message would echo.
+    for wrong in (secret + "x", secret[:-1], secret.upper()):
+        seen.append(server.request("/api/v1/status", headers={"Authorization": f"Bearer {wrong}"})[1])
+    seen.append(run_manage(["run_aol_daemon", "--proof", "--ticks", "2"], daemon_env))
+    seen.append(run_manage(["aol_token", "list"], daemon_env))
+    seen.append(run_manage(["aol_token", "revoke", "canary-planner", "--reason", "canary"], daemon_env))
+    seen.append(server.request("/api/v1/status", headers=bearer)[1])  # refused: revoked
+    for path in (
+        "/admin/orchestration/apitoken/",
+        "/admin/orchestration/apitoken/1/change/",
+        "/admin/orchestration/auditentry/",
+        "/admin/orchestration/action/1/change/",
+        "/console/",
+        "/console/status.json",
+    ):
+        seen.append(server.request(path, headers={"Cookie": cookies})[1])
+    seen.append(server.output())
+    seen.extend(str(row) for row in AuditEntry.objects.values())
+    seen.extend(ExecutionLog.objects.values_list("message", flat=True))
+    seen.extend(str(row) for row in Action.objects.values())
+    seen.append(caplog.text)
+
+    everything = "\n".join(seen)
+    assert "canary-planner" in everything and "revoked" in everything  # the calls really ran
+    assert secret not in everything, "the token's secret leaked:\n" + "\n".join(
+        line for line in everything.splitlines() if secret in line
+    )
+    assert secret[12:30] not in everything  # nor a part of it beyond the shown prefix

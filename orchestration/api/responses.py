@@ -100,4 +100,5 @@ class Problem(BaseModel):
     instance: str | None = None
     field: str | None = Field(default=None, description="The input the error is about")
     items: list[int] | None = Field(default=None, description="1-based positions in a batch")
-    errors: list[dict[str, str]] | None = Field(default=None, description="Every validation error found")
+    errors: list[dict[str, str]] | None = Field(default=None, description="The validation errors found (at most 50)")
+    error_count: int | None = Field(default=None, description="How many validation errors there were")

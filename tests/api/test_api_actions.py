@@ -8,8 +8,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from orchestration.adapters.artifacts import artifact_path
 from orchestration.daemon import Daemon, DaemonConfig
-from orchestration.models import Action, ActionStatus, AuditEntry, ControlFlags
+from orchestration.models import Action, ActionStatus, AuditEntry, ControlFlags, ExecutionLog
 from orchestration.services.enqueue import action_enqueue
 from tests.api.conftest import POST
 from tests.console_fixtures import client_for, operator, superuser, viewer  # noqa: F401  (fixtures)
@@ -70,10 +71,12 @@ def test_batch__creates_all_in_one_go_and_reports_existing_ones(api_client):
 def test_batch__a_conflicting_key_is_a_409_and_nothing_of_the_batch_is_written(api_client):
     client = api_client("propose")
     client.post("/api/v1/actions", {**POST, "idempotency_key": "held"})
-    items = [{**POST, "idempotency_key": "new-1"}, {**POST, "idempotency_key": "held", "payload": {"platform": "y"}}]
+    other = {"platform": "x", "message": "other words"}
+    items = [{**POST, "idempotency_key": "new-1"}, {**POST, "idempotency_key": "held", "payload": other}]
     response = client.post("/api/v1/actions/batch", {"actions": items})
-    assert response.status_code in (409, 422), response.content
+    assert response.status_code == 409, response.content
     assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["items"] == [2] and response.json()["field"] == "idempotency_key"
     assert Action.objects.count() == 1
 
 
@@ -174,3 +177,18 @@ def test_reads__refuse_anonymous_and_non_staff_sessions(django_user_model):
     client.force_login(user)
     response = client.get("/api/v1/actions")
     assert response.status_code == 401 and response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_artifact__damaged_is_a_500_problem_and_pruned_a_404(api_client):
+    client = api_client("propose,read")
+    proposed = client.post("/api/v1/actions", {**POST, "idempotency_key": "to-damage"}).json()
+    tick()
+    ref = ExecutionLog.objects.exclude(artifact_ref="").get(action_id=proposed["id"]).artifact_ref
+    path = artifact_path(ref)
+    path.write_bytes(b"tampered")
+    damaged = client.get(f"/api/v1/actions/{proposed['id']}/artifact")
+    assert damaged.status_code == 500 and damaged["Content-Type"] == "application/problem+json"
+    assert damaged.json()["type"].endswith("artifact-damaged") and b"tampered" not in damaged.content
+    path.unlink()
+    gone = client.get(f"/api/v1/actions/{proposed['id']}/artifact")
+    assert gone.status_code == 404 and "pruned" in gone.json()["detail"]
