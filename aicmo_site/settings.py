@@ -187,6 +187,9 @@ LOGIN_REDIRECT_URL = "orchestration:status"
 # `manage.py check --deploy` is clean. Each can still be set on its own by its Django name.
 AICMO_HTTPS = _typed("AICMO_HTTPS", env.bool, False)
 SECURE_SSL_REDIRECT = _typed("SECURE_SSL_REDIRECT", env.bool, AICMO_HTTPS)
+# Liveness and readiness answer over plain HTTP too: a load balancer or an orchestrator probes the
+# server directly (not through the TLS proxy), and neither endpoint shows anything private.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SESSION_COOKIE_SECURE = _typed("SESSION_COOKIE_SECURE", env.bool, AICMO_HTTPS)
 CSRF_COOKIE_SECURE = _typed("CSRF_COOKIE_SECURE", env.bool, AICMO_HTTPS)
 SECURE_HSTS_SECONDS = _typed("SECURE_HSTS_SECONDS", env.int, 365 * 24 * 3600 if AICMO_HTTPS else 0)

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil  # noqa: E402
 
+from bench.api import scenario_api  # noqa: E402
 from bench.lib import (  # noqa: E402
     BENCH,
     ROOT,
@@ -70,7 +71,7 @@ SIZES = {
         "console_requests": 15,
     },
 }
-SCENARIOS = ("drain", "peers", "enqueue", "idle", "latency", "controls", "console")
+SCENARIOS = ("drain", "peers", "enqueue", "idle", "latency", "controls", "console", "api")
 PEER_SETTINGS = "bench.peer_settings"
 #: Every database the run makes starts with this; AICMO_BENCH_DB_PREFIX lets two runs share a server.
 DB_PREFIX = os.environ.get("AICMO_BENCH_DB_PREFIX", "aicmo_bench")
@@ -945,6 +946,7 @@ SCENARIO_FUNCTIONS = {
     "latency": scenario_latency,
     "controls": scenario_controls,
     "console": scenario_console,
+    "api": scenario_api,  # bench/api.py
 }
 
 

@@ -1,4 +1,9 @@
-"""Real web servers for tests (subprocesses serving the WSGI application), and a database that can go away.
+"""Real web servers for tests (gunicorn serving the WSGI application), and a database that can go away.
+
+``start_web_server`` runs gunicorn with the production settings file, deploy/gunicorn.conf.py (only
+the address, the worker count and the environment differ), so what the tests see is what a deployment
+serves: no start-up checks (gunicorn, unlike ``manage.py runserver``, starts with the database down),
+static files through whitenoise, keep-alive through the gthread workers.
 
 ``database_switch`` gives a DATABASE_URL for a subprocess whose database the test can take down and
 bring back without touching the machine's PostgreSQL: on PostgreSQL the URL goes through a TCP proxy
@@ -8,6 +13,7 @@ and back.
 
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -23,6 +29,10 @@ from django.db import connection
 
 from tests.conftest import ROOT
 
+GUNICORN_CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
+#: How long a server may take to answer its first /healthz (imports Django and the project).
+START_TIMEOUT_SECONDS = 60
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -31,36 +41,56 @@ def free_port() -> int:
 
 
 class WebServer:
-    """The project's WSGI application served on a free port (tests/serve.py), its output collected to a file."""
+    """gunicorn on a free port with deploy/gunicorn.conf.py, its output collected to a file.
 
-    def __init__(self, env: dict[str, str], log_path: Path):
+    Ready when ``/healthz`` answers 200 (a worker has loaded the application), not merely when the
+    port listens: gunicorn's master binds the port before any worker can answer.
+    """
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, workers: int = 1, threads: int = 8):
         self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115  (closed in stop())
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.serve", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--config",
+                str(GUNICORN_CONFIG),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(workers),
+                "--threads",
+                str(threads),
+            ],
             cwd=ROOT,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"the server exited:\n{self.output()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"the server did not listen within 30s:\n{self.output()}")
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except OSError:  # refused before the bind, reset or timed out while a worker boots
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"the server did not answer /healthz within {START_TIMEOUT_SECONDS}s:\n{self.output()}")
 
     def output(self) -> str:
         return self.log_path.read_text()
 
     def request(self, path: str, *, headers: dict[str, str] | None = None, data: bytes | None = None):
         """(status, body text, headers) for one request; HTTP errors are returned, not raised."""
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, headers=headers or {})
+        request = urllib.request.Request(f"{self.url}{path}", data=data, headers=headers or {})
         opener = urllib.request.build_opener(_NoRedirect)
         try:
             with opener.open(request, timeout=30) as response:
@@ -69,14 +99,16 @@ class WebServer:
             return exc.code, exc.read().decode(), exc.headers
 
     def stop(self) -> None:
+        """SIGTERM, as systemctl stop sends: gunicorn finishes requests in flight and exits."""
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=35)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

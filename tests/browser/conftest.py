@@ -1,4 +1,9 @@
-"""Real headless Chromium (Debian's /usr/bin/chromium) driven by Playwright, against live_server."""
+"""Real headless Chromium (Debian's /usr/bin/chromium) driven by Playwright, against gunicorn.
+
+The console is served by gunicorn with deploy/gunicorn.conf.py (tests/web_server.py) on the test
+database, as in production, not by Django's in-process live server: its settings come from the
+environment given to it here, not from the test's ``settings`` fixture.
+"""
 
 import os
 import shutil
@@ -7,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, test_database_url
 
 CHROMIUM = os.environ.get("AICMO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -65,13 +70,28 @@ def page(browser):
     context.close()
 
 
-@pytest.fixture(autouse=True)
-def console_settings(settings):
-    """The live server judges the lease with the daemon's timings and refreshes quickly."""
-    settings.AOL_LEASE_TTL_SECONDS = float(BROWSER_DAEMON_ENV["AOL_LEASE_TTL_SECONDS"])
-    settings.AOL_HEARTBEAT_SECONDS = float(BROWSER_DAEMON_ENV["AOL_HEARTBEAT_SECONDS"])
-    settings.AOL_CONSOLE_REFRESH_SECONDS = 0.5
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+#: The console server's settings: the lease judged with the daemon's timings, a quick refresh.
+BROWSER_WEB_ENV = {
+    "AOL_LEASE_TTL_SECONDS": BROWSER_DAEMON_ENV["AOL_LEASE_TTL_SECONDS"],
+    "AOL_HEARTBEAT_SECONDS": BROWSER_DAEMON_ENV["AOL_HEARTBEAT_SECONDS"],
+    "AOL_CONSOLE_REFRESH_SECONDS": "0.5",
+}
+
+
+@pytest.fixture
+def start_console_server(start_web_server, transactional_db):
+    """``start_console_server(**env)`` → gunicorn serving the console on the test database."""
+
+    def start(**extra: str):
+        return start_web_server(test_database_url(), **{**BROWSER_WEB_ENV, **extra})
+
+    return start
+
+
+@pytest.fixture
+def console_server(start_console_server):
+    """gunicorn serving the console on the test database (``.url``), stopped at teardown."""
+    return start_console_server()
 
 
 @pytest.fixture

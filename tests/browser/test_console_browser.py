@@ -30,9 +30,9 @@ def make_user(username: str, *, superuser: bool = False, permissions: tuple[str,
     return user
 
 
-def log_in(page, live_server, username: str):
+def log_in(page, console_server, username: str):
     """Open the status view: the console sends us to the login form, then back."""
-    page.goto(f"{live_server.url}/console/")
+    page.goto(f"{console_server.url}/console/")
     assert "/admin/login/" in page.url
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
@@ -58,10 +58,10 @@ def start_console_daemon(start_daemon):
     return daemon
 
 
-def test_status_view__shows_the_running_daemon_green_in_proof_mode(page, live_server, start_daemon, screenshot):
+def test_status_view__shows_the_running_daemon_green_in_proof_mode(page, console_server, start_daemon, screenshot):
     make_user("root", superuser=True)
     daemon = start_console_daemon(start_daemon)
-    log_in(page, live_server, "root")
+    log_in(page, console_server, "root")
     page.wait_for_selector("#lease-light.light-green")
     assert page.inner_text("#card-lease [data-field='lease.holder']") == daemon.owner()
     assert page.inner_text("#lease-state-label") == "running"
@@ -72,10 +72,10 @@ def test_status_view__shows_the_running_daemon_green_in_proof_mode(page, live_se
     screenshot("status-daemon-green")
 
 
-def test_status_view__pause_stops_claiming_and_resume_runs_it(page, live_server, start_daemon, screenshot):
+def test_status_view__pause_stops_claiming_and_resume_runs_it(page, console_server, start_daemon, screenshot):
     make_user("root", superuser=True)
     start_console_daemon(start_daemon)
-    log_in(page, live_server, "root")
+    log_in(page, console_server, "root")
     page.wait_for_selector("#lease-light.light-green")
 
     press(page, "pause", "browser test: pause")
@@ -104,10 +104,10 @@ def test_status_view__pause_stops_claiming_and_resume_runs_it(page, live_server,
     assert verbs == ["pause", "resume"]
 
 
-def test_status_view__enqueued_action_log_row_appears_without_reload(page, live_server, start_daemon, screenshot):
+def test_status_view__enqueued_action_log_row_appears_without_reload(page, console_server, start_daemon, screenshot):
     make_user("root", superuser=True)
     start_console_daemon(start_daemon)
-    log_in(page, live_server, "root")
+    log_in(page, console_server, "root")
 
     page.click("#nav-actions")
     page.select_option("#id_enqueue-action_type", "POST_SOCIAL")
@@ -141,10 +141,10 @@ def test_status_view__enqueued_action_log_row_appears_without_reload(page, live_
     screenshot("status-enqueued-action-succeeded")
 
 
-def test_status_view__kill_stops_the_daemon_and_revive_clears_it(page, live_server, start_daemon, screenshot):
+def test_status_view__kill_stops_the_daemon_and_revive_clears_it(page, console_server, start_daemon, screenshot):
     make_user("root", superuser=True)
     daemon = start_console_daemon(start_daemon)
-    log_in(page, live_server, "root")
+    log_in(page, console_server, "root")
     page.wait_for_selector("#lease-light.light-green")
 
     press(page, "kill", "browser test: kill")  # without the confirmation box: the browser will not send it
@@ -161,9 +161,9 @@ def test_status_view__kill_stops_the_daemon_and_revive_clears_it(page, live_serv
     assert control_flags_get().killed is False
 
 
-def test_status_view__switch_to_real_without_permission_is_refused(page, live_server, screenshot):
+def test_status_view__switch_to_real_without_permission_is_refused(page, console_server, screenshot):
     make_user("oper", permissions=("pause_daemon", "kill_daemon", "manage_dlq", "enqueue_action"))
-    log_in(page, live_server, "oper")
+    log_in(page, console_server, "oper")
     assert "You lack orchestration.switch_mode" in page.inner_text("#control-real")
     press(page, "real", "browser test: go live", confirmation="REAL")
     assert "You do not have the permission to switch to REAL" in page.inner_text("#denied-message")
@@ -173,9 +173,9 @@ def test_status_view__switch_to_real_without_permission_is_refused(page, live_se
     assert (denied.actor, denied.verb, denied.reason) == ("oper", "switch to REAL", "browser test: go live")
 
 
-def test_status_view__needs_review_action_appears_without_reload_and_is_retried(page, live_server, screenshot):
+def test_status_view__needs_review_action_appears_without_reload_and_is_retried(page, console_server, screenshot):
     make_user("root", superuser=True)
-    log_in(page, live_server, "root")
+    log_in(page, console_server, "root")
     page.evaluate("window.__sameDocument = 'yes'")
     action, _ = action_enqueue(action_type="POST_SOCIAL", payload={"platform": "x", "message": "m"})
     Action.objects.filter(pk=action.pk).update(status=ActionStatus.NEEDS_REVIEW, last_error="outcome unknown")

@@ -14,13 +14,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_approvals__a_real_post_appears_for_review_and_goes_out_once_approved(
-    page, live_server, start_daemon, screenshot, settings, artifacts_dir
+    page, start_console_server, start_daemon, screenshot, settings, artifacts_dir
 ):
     settings.AOL_EXTRA_ADAPTERS = FLOW_ADAPTERS
     make_user("editor", permissions=("approve_action", "view_action"))
     control_set_proof_mode(enabled=False, actor="setup", reason="REAL with approvals")
     start_daemon(env={**BROWSER_DAEMON_ENV, "AOL_EXTRA_ADAPTERS": ",".join(FLOW_ADAPTERS)})
-    log_in(page, live_server, "editor")
+    console_server = start_console_server(AOL_EXTRA_ADAPTERS=",".join(FLOW_ADAPTERS))
+    log_in(page, console_server, "editor")
     action = action_enqueue(
         action_type="POST_SOCIAL",
         payload={"platform": "linkedin", "account": "acme", "message": "Our <new> office opens Monday"},
@@ -46,10 +47,10 @@ def test_approvals__a_real_post_appears_for_review_and_goes_out_once_approved(
     assert sent_lines(artifacts_dir) == [["office-1", action.approval_sha256, "Our <new> office opens Monday"]]
 
 
-def test_pause_type__the_banner_and_the_table_say_who_paused_it(page, live_server, start_daemon, screenshot):
+def test_pause_type__the_banner_and_the_table_say_who_paused_it(page, console_server, start_daemon, screenshot):
     make_user("root", superuser=True)
     start_daemon("--proof", env=BROWSER_DAEMON_ENV)
-    log_in(page, live_server, "root")
+    log_in(page, console_server, "root")
     page.click("#nav-schedules")
     page.select_option("#type-pause-form select", "POST_SOCIAL")
     page.fill("#type-pause-form input[name=types-reason]", "legal review")

@@ -47,8 +47,8 @@ def admin_pages(ids: dict[str, int]) -> dict[str, str]:
     }
 
 
-def sign_in(page, live_server, username: str = "root") -> None:
-    page.goto(f"{live_server.url}{reverse('admin:login')}?next={reverse('orchestration:status')}")
+def sign_in(page, console_server, username: str = "root") -> None:
+    page.goto(f"{console_server.url}{reverse('admin:login')}?next={reverse('orchestration:status')}")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
@@ -88,7 +88,7 @@ def overflow(page) -> dict:
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_every_page__fits_the_screen_without_console_errors(browser, live_server, shoot, width):
+def test_every_page__fits_the_screen_without_console_errors(browser, console_server, shoot, width):
     make_user("root", superuser=True)
     ids = realistic_console_data()
     context = browser.new_context(viewport={"width": width, "height": 900})
@@ -96,9 +96,9 @@ def test_every_page__fits_the_screen_without_console_errors(browser, live_server
     page.set_default_timeout(20_000)
     errors = collect_errors(page)
     try:
-        sign_in(page, live_server)
+        sign_in(page, console_server)
         for name, url in {**console_pages(ids), **admin_pages(ids)}.items():
-            page.goto(f"{live_server.url}{url}")
+            page.goto(f"{console_server.url}{url}")
             page.wait_for_load_state("load")
             if name == "overview":
                 page.wait_for_selector("#chart-ticks rect.bar", state="attached")
@@ -110,18 +110,18 @@ def test_every_page__fits_the_screen_without_console_errors(browser, live_server
         context.close()
 
 
-def test_admin_actions__dlq_triage_columns_are_visible_at_1280(browser, live_server, shoot):
+def test_admin_actions__dlq_triage_columns_are_visible_at_1280(browser, console_server, shoot):
     make_user("root", superuser=True)
     realistic_console_data()
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     try:
-        sign_in(page, live_server)
+        sign_in(page, console_server)
         for url in (
             reverse("admin:orchestration_action_changelist") + "?status__exact=DLQ",
             reverse("admin:orchestration_tickledger_changelist"),
         ):
-            page.goto(f"{live_server.url}{url}")
+            page.goto(f"{console_server.url}{url}")
             # No column is hidden behind the results' own horizontal scroll, nor past the window's edge.
             results = page.evaluate(
                 """() => { const r = document.querySelector('#changelist .results');
@@ -132,7 +132,7 @@ def test_admin_actions__dlq_triage_columns_are_visible_at_1280(browser, live_ser
                                      .map(th => th.className + ':' + Math.round(th.offsetWidth))}; }"""
             )
             assert results["scroll"] <= results["client"] and results["right"] <= 1280, (url, results)
-        page.goto(f"{live_server.url}{reverse('admin:orchestration_action_changelist')}?status__exact=DLQ")
+        page.goto(f"{console_server.url}{reverse('admin:orchestration_action_changelist')}?status__exact=DLQ")
         for column in ("column-updated_at", "column-last_error_short"):
             box = page.locator(f"#result_list thead th.{column}").bounding_box()
             assert box and box["x"] + box["width"] <= 1280, column
@@ -141,7 +141,7 @@ def test_admin_actions__dlq_triage_columns_are_visible_at_1280(browser, live_ser
         context.close()
 
 
-def test_actions__cancel_from_the_action_page(page, live_server, screenshot):
+def test_actions__cancel_from_the_action_page(page, console_server, screenshot):
     make_user("root", superuser=True)
     errors = collect_errors(page)
     action, _ = action_enqueue(
@@ -150,7 +150,7 @@ def test_actions__cancel_from_the_action_page(page, live_server, screenshot):
         idempotency_key="price-typo",
         not_before=None,
     )
-    sign_in(page, live_server)
+    sign_in(page, console_server)
     page.click("#nav-actions")
     page.fill("#id_key", "price-typo")
     page.click("#filter-form button[type=submit]")
@@ -168,9 +168,9 @@ def test_actions__cancel_from_the_action_page(page, live_server, screenshot):
     assert errors == []
 
 
-def test_actions__an_enqueue_error_is_announced_at_the_top_and_shown_beside_the_field(page, live_server, screenshot):
+def test_actions__an_enqueue_error_is_announced_at_the_top_and_shown_beside_the_field(page, console_server, screenshot):
     make_user("root", superuser=True)
-    sign_in(page, live_server)
+    sign_in(page, console_server)
     page.click("#nav-actions")
     page.fill("#id_enqueue-payload", "{not json")
     page.fill("#id_enqueue-reason", "browser test")
@@ -190,10 +190,10 @@ def test_actions__an_enqueue_error_is_announced_at_the_top_and_shown_beside_the_
     assert not Action.objects.exists()
 
 
-def test_audit_and_calendar__filter_and_move_between_weeks(page, live_server, screenshot):
+def test_audit_and_calendar__filter_and_move_between_weeks(page, console_server, screenshot):
     make_user("root", superuser=True)
     realistic_console_data()
-    sign_in(page, live_server)
+    sign_in(page, console_server)
     page.click("#nav-audit")
     page.select_option("#id_outcome", "DENIED")
     page.click("#filter-form button[type=submit]")
