@@ -134,12 +134,16 @@ def press(page, control: str, reason: str, **fields) -> None:
 
 
 def enqueue(page, key: str, payload: str, action_type: str = "POST_SOCIAL") -> None:
+    """Queue an action from the Actions view's form, then return to the Overview."""
+    page.click("#nav-actions")
     page.select_option("#id_enqueue-action_type", action_type)
     page.fill("#id_enqueue-payload", payload)
     page.fill("#id_enqueue-idempotency_key", key)
     page.fill("#id_enqueue-reason", f"browser test: {key}")
     page.click("#enqueue-form button[type=submit]")
     page.wait_for_selector("ul.messagelist")
+    page.click("#nav-status")
+    page.wait_for_selector("#card-queue")
 
 
 def count_is(page, status: str, value: int, make_run: "MakeRun") -> None:
@@ -153,7 +157,6 @@ def count_is(page, status: str, value: int, make_run: "MakeRun") -> None:
     except Exception:
         raise AssertionError(
             f"{status} never reached {value}; queue card: {page.inner_text('#card-queue')!r}\n"
-            f"needs attention: {page.inner_text('#dlq-table')!r}\n"
             f"last tick: {page.inner_text('#card-tick')!r}\nmake run's output:\n{make_run.output()[-4000:]}"
         ) from None
 
@@ -207,6 +210,7 @@ def test_make_run__real_takes_effect_and_reaches_the_approval_flow(make_run, wat
         action_type="SEND_EMAIL",
     )
     count_is(page, "AWAITING_APPROVAL", 1, make_run)
+    page.click("#nav-approvals")
     page.wait_for_selector("#approvals-table tbody tr[data-action-id] a.button")
     screenshot("make-run-real-awaiting-approval")
     page.click("#approvals-table tbody tr[data-action-id] a.button")
