@@ -159,3 +159,11 @@ class ApprovalRefused(ControlChangeRejected):
 
 class NoEligibleActions(ControlChangeRejected):
     """None of the chosen actions is in a status this operator verb acts on; nothing changed."""
+
+
+class ArtifactNotFound(AOLError, LookupError):
+    """The artifact is not in its store (deleted, pruned, or the reference is malformed)."""
+
+
+class ArtifactStoreMisconfigured(ImproperlyConfigured):
+    """AOL_ARTIFACT_STORE must be "files" or "database"."""
