@@ -57,7 +57,7 @@ class Command(BaseCommand):
         style = self.style.WARNING if report.dry_run else self.style.SUCCESS
         self.stdout.write(style(report.summary()))
         if report.artifact_bytes:
-            self.stdout.write(f"Artifact files: {report.artifact_bytes / (1024 * 1024):.1f} MB.")
+            self.stdout.write(f"Artifacts freed: {report.artifact_bytes / (1024 * 1024):.1f} MB.")
         if not report.dry_run:
             self.stdout.write(
                 f"{report.batches} batches in {report.seconds:.1f}s; the longest held its transaction "
