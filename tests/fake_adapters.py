@@ -52,7 +52,8 @@ class HangAdapter(ActionAdapter):
     def execute_proof(self, action, *, attempt: Attempt) -> ActionResult:
         time.sleep(action.payload["seconds"])
         ref, content = _artifact(action, self)
-        return ActionResult.with_artifact(f"hung for {action.payload['seconds']}s", artifact_put(name=ref, content=content))
+        stored = artifact_put(name=ref, content=content)
+        return ActionResult.with_artifact(f"hung for {action.payload['seconds']}s", stored)
 
     def execute_real(self, action, *, attempt: Attempt) -> ActionResult:
         time.sleep(action.payload["seconds"])
