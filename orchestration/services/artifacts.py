@@ -40,7 +40,7 @@ from orchestration.adapters.store import (
 from orchestration.conf import aol
 from orchestration.exceptions import AOLError, ArtifactConflict, ArtifactNotFound, ArtifactStoreUnavailable
 from orchestration.models import Action, Artifact, ExecutionLog
-from orchestration.services.retention import _walk_files
+from orchestration.services.retention import walk_files
 
 logger = logging.getLogger("orchestration")
 
@@ -276,7 +276,7 @@ def _delete_moved_files(*, report: MoveReport, began_at: datetime) -> int:
     )
     limit = began_at.timestamp()
     candidates: dict[str, list] = {}
-    for path in _walk_files(root):
+    for path in walk_files(root):
         if path.name.startswith(TEMP_PREFIX) or path.relative_to(root).as_posix() in still_named:
             continue
         try:

@@ -313,7 +313,7 @@ def _prune_artifacts(
         return
     kept = _kept_artifacts()
     limit, temp_limit = cutoff.timestamp(), temp_cutoff.timestamp()
-    for path in _walk_files(root):
+    for path in walk_files(root):
         if clock.expired():
             report.complete = False
             return
@@ -340,7 +340,7 @@ def _prune_artifacts(
         report.artifact_bytes += stat.st_size
 
 
-def _walk_files(root: Path) -> Iterator[Path]:
+def walk_files(root: Path) -> Iterator[Path]:
     """Every regular file under ``root`` (symbolic links are not followed)."""
     stack = [root]
     while stack:
@@ -388,7 +388,7 @@ def _measure() -> dict[str, Any]:
     files, size, truncated = 0, 0, False
     root = aol.artifacts_dir
     if root.is_dir():
-        for path in _walk_files(root):
+        for path in walk_files(root):
             if files >= ARTIFACT_SCAN_CAP:
                 truncated = True
                 break
