@@ -71,7 +71,7 @@ SIZES = {
         "console_requests": 15,
     },
 }
-SCENARIOS = ("drain", "peers", "enqueue", "idle", "latency", "controls", "console", "api")
+SCENARIOS = ("drain", "drain-store", "peers", "enqueue", "idle", "latency", "controls", "console", "api")
 PEER_SETTINGS = "bench.peer_settings"
 #: Every database the run makes starts with this; AICMO_BENCH_DB_PREFIX lets two runs share a server.
 DB_PREFIX = os.environ.get("AICMO_BENCH_DB_PREFIX", "aicmo_bench")
@@ -249,11 +249,11 @@ def action_done_times(db: Database, *, skip: int = 0) -> list[float]:
 # --- 1. Drain -------------------------------------------------------------------------------------
 
 
-def drain_aol(bench: Bench, url: str, label: str, *, memory: bool = False) -> dict:
+def drain_aol(bench: Bench, url: str, label: str, *, memory: bool = False, store: str = "files") -> dict:
     """N due actions, one daemon process: wall from process start to last action done, steady rate."""
     n = bench.size["n"]
     db = Database(url)
-    env = django_env(url, artifacts=bench.artifacts(label))
+    env = django_env(url, artifacts=bench.artifacts(label), AOL_ARTIFACT_STORE=store)
     bench.enqueue_file(env, n, prefix=label, log=f"{label}-enqueue")
     started = time.time()
     daemon = start(["manage.py", *bench.drain_args()], env, log=label)
@@ -353,6 +353,27 @@ def scenario_drain(bench: Bench) -> None:
         )
     else:
         r.note("Memory: the 100k-action RSS figure is only measured in the full run.")
+
+
+def scenario_drain_store(bench: Bench) -> None:
+    """The drain once per artifact store (AOL_ARTIFACT_STORE=files, then database), on both databases."""
+    r, n = bench.results, bench.size["n"]
+    print(f"\n== 1. Drain per artifact store: {n:,} due POST_SOCIAL actions, PROOF, files vs database ==", flush=True)
+    for store in ("files", "database"):
+        pg = drain_aol(bench, bench.pg_database(f"drain_{store}"), f"drain-{store}-pg", store=store)
+        bench.drop(f"{DB_PREFIX}_drain_{store}")
+        lite = drain_aol(bench, bench.sqlite_database(f"drain_{store}"), f"drain-{store}-sqlite", store=store)
+        for name, result in (("PostgreSQL", pg), ("SQLite", lite)):
+            r.add("1 Drain", f"AOL_ARTIFACT_STORE={store} on {name}: wall", f"{result['wall']:.1f} s")
+            steady = fmt_rate(result["steady"])
+            r.add("1 Drain", f"AOL_ARTIFACT_STORE={store} on {name}: steady rate", steady)
+            if result["succeeded"] != n:
+                r.note(f"AOL_ARTIFACT_STORE={store} on {name}: only {result['succeeded']} of {n} actions succeeded")
+    r.note(
+        "Drain per store: the same drain as scenario 1 (one daemon, PROOF), run once with artifacts written as files "
+        "(temporary file, fsync, hard link, directory fsync) and once as aol_artifacts rows inserted in the "
+        "transaction of the SUCCESS (AOL_ARTIFACT_STORE=database)."
+    )
 
 
 # --- 2. Peers and the floor -----------------------------------------------------------------------
@@ -940,6 +961,7 @@ def print_table(bench: Bench) -> None:
 
 SCENARIO_FUNCTIONS = {
     "drain": scenario_drain,
+    "drain-store": scenario_drain_store,
     "peers": scenario_peers,
     "enqueue": scenario_enqueue,
     "idle": scenario_idle,

@@ -114,10 +114,23 @@ def check_database_url(app_configs: Sequence[AppConfig] | None = None, **kwargs:
 
 @checks.register()
 def check_artifacts_dir(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """PROOF artifacts need a writable directory (created on first use if its parent allows)."""
+    """PROOF artifacts need a store: AOL_ARTIFACT_STORE names one (E023), and the files store a writable
+    directory (created on first use if its parent allows); the database store needs nothing more."""
     from orchestration.adapters.artifacts import artifacts_dir_problem, artifacts_min_free_bytes_problem
+    from orchestration.adapters.store import DATABASE, artifact_store_problem
 
     messages: list[checks.CheckMessage] = []
+    store_problem = artifact_store_problem()
+    if store_problem:
+        messages.append(
+            checks.Error(
+                store_problem,
+                hint="Set AOL_ARTIFACT_STORE=files (AOL_ARTIFACTS_DIR, the default) or database (aol_artifacts).",
+                id="orchestration.E023",
+            )
+        )
+    elif aol.artifact_store == DATABASE:
+        return messages
     misconfigured = artifacts_min_free_bytes_problem()
     if misconfigured:
         messages.append(

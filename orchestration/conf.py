@@ -108,6 +108,11 @@ class AolSettings:
     artifacts_dir = ProjectPathSetting(
         Path("var", "artifacts"), "path", "PROOF artifacts; keep it on persistent storage"
     )
+    artifact_store = Setting(
+        "files",
+        "str",
+        "where PROOF artifacts are written: files (AOL_ARTIFACTS_DIR) or database (aol_artifacts, with the SUCCESS)",
+    )
     artifacts_min_free_bytes = Setting(
         100 * 1024 * 1024,
         "int",

@@ -186,3 +186,11 @@ class TokenRateLimited(AOLError):
 
 class InvalidToken(ControlChangeRejected):
     """The token could not be created or changed as asked; nothing was written."""
+
+
+class ArtifactNotFound(AOLError, LookupError):
+    """The artifact is not in its store (deleted, pruned, or the reference is malformed)."""
+
+
+class ArtifactStoreMisconfigured(ImproperlyConfigured):
+    """AOL_ARTIFACT_STORE must be "files" or "database"."""

@@ -12,6 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now  # noqa: TID251  (the column default below)
+from django.utils import timezone
 
 from orchestration.dbclock import DbNow, db_now
 from orchestration.periods import period_next
@@ -227,7 +228,9 @@ class Action(models.Model):
         default=False, help_text="In REAL mode, a person approves its PROOF artifact first (also set per type)."
     )
     approval_artifact_ref = models.CharField(
-        max_length=500, blank=True, help_text="The PROOF artifact shown for approval (under AOL_ARTIFACTS_DIR)"
+        max_length=500,
+        blank=True,
+        help_text="The PROOF artifact shown for approval (path under AOL_ARTIFACTS_DIR, or db:sha256:<hex>)",
     )
     approval_sha256 = models.CharField(
         max_length=64, blank=True, help_text="SHA-256 of that artifact; the REAL run is bound to it once approved"
@@ -321,7 +324,9 @@ class ExecutionLog(models.Model):
     level = models.CharField(max_length=8, choices=LogLevel.choices, default=LogLevel.INFO)
     message = models.TextField()
     actor = models.CharField(max_length=255, blank=True, help_text="operator or daemon (hostname:pid:<8 hex>)")
-    artifact_ref = models.CharField(max_length=500, blank=True, help_text="Path under AOL_ARTIFACTS_DIR")
+    artifact_ref = models.CharField(
+        max_length=500, blank=True, help_text="Path under AOL_ARTIFACTS_DIR, or db:sha256:<hex> in aol_artifacts"
+    )
     artifact_sha256 = models.CharField(max_length=64, blank=True)
 
     class Meta:
@@ -336,6 +341,38 @@ class ExecutionLog(models.Model):
 
     def __str__(self) -> str:
         return f"[{self.level}] {self.message[:60]}"
+
+
+class Artifact(models.Model):
+    """A PROOF artifact of the database store (AOL_ARTIFACT_STORE=database), keyed by its SHA-256.
+
+    Written in the transaction that records the action's SUCCESS (or its wait for approval), so the
+    record and its artifact exist together or not at all, and every host reads it. Referenced as
+    ``db:sha256:<hex>``; actions whose artifacts have the same bytes share one row.
+    """
+
+    sha256 = models.CharField(max_length=64, primary_key=True)
+    content = models.BinaryField()
+    size = models.PositiveBigIntegerField()
+    content_type = models.CharField(max_length=100)
+    name = models.CharField(
+        max_length=500, blank=True, help_text="The name it was first written under (its path in the files store)"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    #: Set again whenever an action records these bytes once more: retention (aol_prune) counts from here,
+    #: and the row lock that write takes makes a concurrent prune skip the row (see services/retention.py).
+    last_written_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "aol_artifacts"
+        verbose_name = "artifact"
+        indexes = [models.Index(fields=["last_written_at"], name="aol_artifacts_written_idx")]
+        constraints = [
+            models.CheckConstraint(condition=Q(size__gte=0), name="aol_artifacts_size_nonnegative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"sha256:{self.sha256} ({self.size} bytes)"
 
 
 class AuditOutcome(models.TextChoices):

@@ -302,9 +302,11 @@ def _render_as_staff(url: str) -> int:
 
 @sentinel("orchestration.S010", "Artifacts directory")
 def check_artifacts_dir(run: SentinelRun) -> tuple[str, str, str]:
-    from orchestration.adapters.artifacts import artifacts_dir_probe_detail
+    from orchestration.adapters.store import artifact_store_probe_detail
 
-    probe = artifacts_dir_probe_detail()
+    probe = artifact_store_probe_detail()
+    if probe.store == "database" and probe.ok:
+        return PASS, f"{probe.summary}; no directory to probe (S005 checks the database)", ""
     if probe.kind == "low_space":
         return (
             FAIL,
@@ -313,7 +315,11 @@ def check_artifacts_dir(run: SentinelRun) -> tuple[str, str, str]:
             "or lower AOL_ARTIFACTS_MIN_FREE_BYTES.",
         )
     if probe.kind == "misconfigured":
-        return FAIL, probe.problem, "Fix AOL_ARTIFACTS_MIN_FREE_BYTES (bytes, 0 or more) or unset it."
+        return (
+            FAIL,
+            probe.problem,
+            "Fix AOL_ARTIFACT_STORE (files or database) or AOL_ARTIFACTS_MIN_FREE_BYTES (bytes, 0 or more).",
+        )
     if probe.problem:
         return (
             FAIL,
@@ -378,7 +384,11 @@ def check_storage_size(run: SentinelRun) -> tuple[str, str, str]:
     artifacts = sizes["artifacts"]
     tables = ", ".join(f"{t['table']} {'~' if t['estimated'] else ''}{t['rows']:,} rows" for t in sizes["tables"])
     more = "+" if artifacts["truncated"] else ""
-    detail = f"{tables}; artifacts {artifacts['files']:,}{more} files, {artifacts['mb']:,.1f} MB"
+    in_database = artifacts["database"]
+    rows = f"{'~' if in_database['estimated'] else ''}{in_database['rows']:,}"
+    detail = (
+        f"{tables}; artifacts {artifacts['files']:,}{more} files and {rows} in the database, {artifacts['mb']:,.1f} MB"
+    )
     if not sizes["warn"]:
         return PASS, detail, ""
     over = [f"{t['table']} above {sizes['warn_rows']:,} rows (AOL_WARN_ROWS)" for t in sizes["tables"] if t["warn"]]

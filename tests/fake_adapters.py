@@ -8,9 +8,10 @@ import os
 import time
 from typing import Any
 
-from orchestration.adapters.artifacts import artifact_ensure, proof_artifact_ref, sha256_bytes
+from orchestration.adapters.artifacts import proof_artifact_ref, sha256_bytes
 from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt
 from orchestration.adapters.post_social import PostSocialAdapter
+from orchestration.adapters.store import artifact_put
 from orchestration.conf import aol
 from orchestration.exceptions import InvalidPayload, PermanentAdapterError
 
@@ -51,8 +52,8 @@ class HangAdapter(ActionAdapter):
     def execute_proof(self, action, *, attempt: Attempt) -> ActionResult:
         time.sleep(action.payload["seconds"])
         ref, content = _artifact(action, self)
-        sha256, _ = artifact_ensure(ref=ref, content=content)
-        return ActionResult(message=f"hung for {action.payload['seconds']}s", artifact_ref=ref, artifact_sha256=sha256)
+        stored = artifact_put(name=ref, content=content)
+        return ActionResult.with_artifact(f"hung for {action.payload['seconds']}s", stored)
 
     def execute_real(self, action, *, attempt: Attempt) -> ActionResult:
         time.sleep(action.payload["seconds"])
@@ -86,18 +87,15 @@ class CrashAdapter(ActionAdapter):
     def _run(self, action, attempt: Attempt, *, write: bool) -> ActionResult:
         ref, content = _artifact(action, self)
         if write and action.payload.get("after_artifact"):
-            artifact_ensure(ref=ref, content=content)
+            artifact_put(name=ref, content=content)  # the database store writes nothing before the SUCCESS
         until = action.payload.get("until_attempt")
         if until is None or attempt.number <= until:
             os._exit(CRASH_EXIT_CODE)
         if not write:
             return ActionResult(message=f"REAL: survived attempt {attempt.number}")
-        sha256, found = artifact_ensure(ref=ref, content=content)
-        return ActionResult(
-            message=f"PROOF: survived attempt {attempt.number}" + ("; artifact found and verified" if found else ""),
-            artifact_ref=ref,
-            artifact_sha256=sha256,
-        )
+        stored = artifact_put(name=ref, content=content)
+        found = "; artifact found and verified" if stored.already_there else ""
+        return ActionResult.with_artifact(f"PROOF: survived attempt {attempt.number}{found}", stored)
 
     def execute_proof(self, action, *, attempt: Attempt) -> ActionResult:
         return self._run(action, attempt, write=True)

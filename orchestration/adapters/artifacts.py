@@ -204,6 +204,8 @@ class ArtifactsProbe:
     #: Bytes an unprivileged process may still write on the directory's filesystem (None: unknown).
     free_bytes: int | None = None
     min_free_bytes: int = 0
+    #: The store probed: "files" (this directory) or "database" (aol_artifacts: nothing to probe but the database).
+    store: str = "files"
 
     @property
     def ok(self) -> bool:
@@ -227,6 +229,8 @@ class ArtifactsProbe:
     @property
     def summary(self) -> str:
         """One line for the status view: the problem, or that it is writable and how much is free."""
+        if self.store == "database" and not self.problem:
+            return "in the database (AOL_ARTIFACT_STORE=database): written with each SUCCESS, healthy when it is"
         return self.problem or f"writable; {self.space}"
 
 

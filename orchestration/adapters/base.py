@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from orchestration.adapters.store import PendingArtifact, StoredArtifact
 from orchestration.exceptions import (
     AttemptDeadlineExceeded,
     AttemptInterrupted,
@@ -23,6 +24,18 @@ class ActionResult:
     message: str
     artifact_ref: str = ""
     artifact_sha256: str = ""
+    #: The database store's artifact, written in the transaction that records this result.
+    pending_artifact: PendingArtifact | None = None
+
+    @classmethod
+    def with_artifact(cls, message: str, artifact: StoredArtifact) -> "ActionResult":
+        """A result whose artifact ``artifact_put`` stored (or left pending for the record)."""
+        return cls(
+            message=message,
+            artifact_ref=artifact.ref,
+            artifact_sha256=artifact.sha256,
+            pending_artifact=artifact.pending,
+        )
 
 
 @dataclass(frozen=True)
@@ -138,7 +151,7 @@ class ActionAdapter:
         return self.execute_real(action, attempt=attempt)
 
     def execute_proof(self, action: "Action", *, attempt: Attempt) -> ActionResult:
-        """Write what would be done as an artifact (see artifacts.artifact_write: once per key)."""
+        """Write what would be done as an artifact (see store.artifact_put: once per action)."""
         raise NotImplementedError
 
     def execute_real(self, action: "Action", *, attempt: Attempt) -> ActionResult:

@@ -8,9 +8,10 @@ a transient failure: the queue retries it with backoff.
 
 from typing import TYPE_CHECKING, Any
 
-from orchestration.adapters.artifacts import artifact_path, artifact_write, proof_artifact_ref, sha256_bytes
+from orchestration.adapters.artifacts import proof_artifact_ref
 from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, require_fields
 from orchestration.adapters.post_social import PLATFORM_MAX_CHARS
+from orchestration.adapters.store import artifact_earlier_content, artifact_put
 from orchestration.exceptions import InvalidPayload, LLMUnconfigured, PermanentAdapterError, TransientAdapterError
 
 if TYPE_CHECKING:
@@ -55,14 +56,13 @@ class DraftSocialAdapter(ActionAdapter):
         payload = action.payload
         platform = payload["platform"].strip().lower()
         ref = proof_artifact_ref(action=action, folder="draft_social")
-        existing = artifact_path(ref)
-        if existing.is_file():
-            # An earlier attempt stored the draft (artifact_write renames complete files into place)
+        earlier = artifact_earlier_content(name=ref)
+        if earlier is not None:
+            # An earlier attempt stored the draft as a file (complete files only are linked into place)
             # and stopped before recording success: keep that draft rather than pay for another.
-            return ActionResult(
-                message=f"PROOF: draft for {platform} already stored by an earlier attempt",
-                artifact_ref=ref,
-                artifact_sha256=sha256_bytes(existing.read_bytes()),
+            return ActionResult.with_artifact(
+                f"PROOF: draft for {platform} already stored by an earlier attempt",
+                artifact_put(name=ref, content=earlier),
             )
         try:
             client = llm_client_get()
@@ -96,10 +96,8 @@ class DraftSocialAdapter(ActionAdapter):
             "--- draft ---\n"
             f"{draft}\n"
         ).encode()
-        sha256 = artifact_write(ref=ref, content=content)
-        return ActionResult(
-            message=f"PROOF: drafted {len(draft)} characters for {platform} with {client.model}"
+        return ActionResult.with_artifact(
+            f"PROOF: drafted {len(draft)} characters for {platform} with {client.model}"
             + (" (trimmed to the platform limit)" if trimmed else ""),
-            artifact_ref=ref,
-            artifact_sha256=sha256,
+            artifact_put(name=ref, content=content),
         )

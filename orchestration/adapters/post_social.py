@@ -2,8 +2,9 @@
 
 from typing import TYPE_CHECKING, Any
 
-from orchestration.adapters.artifacts import artifact_write, proof_artifact_ref
+from orchestration.adapters.artifacts import proof_artifact_ref
 from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, ProofRender, require_fields
+from orchestration.adapters.store import artifact_put
 from orchestration.exceptions import InvalidPayload
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ class PostSocialAdapter(ActionAdapter):
 
     def proof_render(self, action: "Action") -> ProofRender:
         # The content depends only on the action, so a re-run after a crash writes the same bytes
-        # to the same name (artifact_write leaves the first copy in place), and the approval gate
+        # to the same name (artifact_put leaves the first copy in place), and the approval gate
         # can re-render it to check that what goes out is what a person approved.
         payload = action.payload
         content = (
@@ -65,9 +66,7 @@ class PostSocialAdapter(ActionAdapter):
     def execute_proof(self, action: "Action", *, attempt: Attempt) -> ActionResult:
         payload = action.payload
         render = self.proof_render(action)
-        sha256 = artifact_write(ref=render.ref, content=render.content)
-        return ActionResult(
-            message=f"PROOF: would post {len(payload['message'])} characters to {payload['platform']}",
-            artifact_ref=render.ref,
-            artifact_sha256=sha256,
+        return ActionResult.with_artifact(
+            f"PROOF: would post {len(payload['message'])} characters to {payload['platform']}",
+            artifact_put(name=render.ref, content=render.content),
         )

@@ -23,8 +23,9 @@ from django.core.mail import EmailMessage, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.validators import validate_email
 
-from orchestration.adapters.artifacts import artifact_write, proof_artifact_ref, sha256_bytes
+from orchestration.adapters.artifacts import proof_artifact_ref, sha256_bytes
 from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, ProofRender, require_fields
+from orchestration.adapters.store import artifact_put
 from orchestration.exceptions import InvalidPayload, PermanentAdapterError, RealRunUnconfigured, TransientAdapterError
 
 if TYPE_CHECKING:
@@ -161,13 +162,11 @@ class SendEmailAdapter(ActionAdapter):
     # ``attempt`` is the daemon's Attempt (deadline, stop request) where the adapter base passes one.
     def execute_proof(self, action: "Action", *, attempt: Attempt | None = None) -> ActionResult:
         render = self.proof_render(action)
-        sha256 = artifact_write(ref=render.ref, content=render.content)
+        stored = artifact_put(name=render.ref, content=render.content)
         message = self.build_message(action)
-        return ActionResult(
-            message=f"PROOF: would send {len(message.to)} recipient(s) {message.extra_headers['Message-ID']}; "
-            "nothing was sent",
-            artifact_ref=render.ref,
-            artifact_sha256=sha256,
+        return ActionResult.with_artifact(
+            f"PROOF: would send {len(message.to)} recipient(s) {message.extra_headers['Message-ID']}; nothing was sent",
+            stored,
         )
 
     def execute_real(self, action: "Action", *, attempt: Attempt | None = None) -> ActionResult:

@@ -8,8 +8,9 @@ exactly once" can be checked from the artifacts directory.
 
 from typing import TYPE_CHECKING, Any
 
-from orchestration.adapters.artifacts import artifact_ensure, proof_artifact_ref
+from orchestration.adapters.artifacts import proof_artifact_ref
 from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, ProofRender
+from orchestration.adapters.store import artifact_put
 from orchestration.exceptions import InvalidPayload, PermanentAdapterError, TransientAdapterError
 
 if TYPE_CHECKING:
@@ -68,12 +69,9 @@ class SleepAdapter(ActionAdapter):
     def execute_proof(self, action: "Action", *, attempt: Attempt) -> ActionResult:
         self._sleep(action, attempt)
         render = self.proof_render(action)
-        ref = render.ref
-        sha256, already_there = artifact_ensure(ref=ref, content=render.content)
-        found = "; artifact from an earlier attempt verified, not rewritten" if already_there else ""
-        return ActionResult(
-            message=f"PROOF: slept {action.payload['seconds']}s{found}", artifact_ref=ref, artifact_sha256=sha256
-        )
+        stored = artifact_put(name=render.ref, content=render.content)
+        found = "; artifact from an earlier attempt verified, not rewritten" if stored.already_there else ""
+        return ActionResult.with_artifact(f"PROOF: slept {action.payload['seconds']}s{found}", stored)
 
     def execute_real(self, action: "Action", *, attempt: Attempt) -> ActionResult:
         self._sleep(action, attempt)

@@ -21,7 +21,7 @@ from django.utils.text import Truncator
 
 from orchestration import permissions
 from orchestration.adapters import action_types
-from orchestration.adapters.artifacts import artifact_path, artifact_verify
+from orchestration.adapters.store import artifact_exists, artifact_verify, ref_in_database
 from orchestration.admin.records import InspectionAdmin, badge
 from orchestration.exceptions import ControlChangeRejected, InvalidAction
 from orchestration.models import MAX_PRIORITY, MIN_PRIORITY, Action, ExecutionLog
@@ -260,10 +260,8 @@ class ActionAdmin(InspectionAdmin):
         if not log.artifact_ref or not log.artifact_sha256:
             self.message_user(request, f"Log #{log.pk} has no artifact to verify.", messages.WARNING)
             return HttpResponseRedirect(back)
-        try:
-            exists = artifact_path(log.artifact_ref).is_file()
-        except ValueError:
-            exists = False
+        exists = artifact_exists(ref=log.artifact_ref)
+        where = "the database (aol_artifacts)" if ref_in_database(log.artifact_ref) else "AOL_ARTIFACTS_DIR"
         if artifact_verify(ref=log.artifact_ref, sha256=log.artifact_sha256):
             self.message_user(
                 request,
@@ -272,13 +270,11 @@ class ActionAdmin(InspectionAdmin):
                 messages.SUCCESS,
             )
         elif not exists:
-            self.message_user(
-                request, f"Artifact {log.artifact_ref} is MISSING from AOL_ARTIFACTS_DIR.", messages.ERROR
-            )
+            self.message_user(request, f"Artifact {log.artifact_ref} is MISSING from {where}.", messages.ERROR)
         else:
             self.message_user(
                 request,
-                f"Artifact {log.artifact_ref} does NOT match: the file changed since log #{log.pk} recorded "
+                f"Artifact {log.artifact_ref} does NOT match: its bytes changed since log #{log.pk} recorded "
                 f"{log.artifact_sha256[:16]}….",
                 messages.ERROR,
             )

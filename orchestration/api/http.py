@@ -8,7 +8,6 @@ switches to REAL: those stay with signed-in staff in the console.
 """
 
 import logging
-import mimetypes
 import re
 from typing import Any
 from urllib.parse import urlencode
@@ -35,6 +34,7 @@ from orchestration.api.responses import (
 from orchestration.api.schemas import REAL_NOTE, ActionProposal
 from orchestration.conf import aol
 from orchestration.exceptions import (
+    ArtifactNotFound,
     ControlChangeRejected,
     IdempotencyConflict,
     InvalidAction,
@@ -435,11 +435,11 @@ _TEXTUAL = re.compile(r"^(text/|application/(json|xml))")
 def get_artifact(request: HttpRequest, action_id: int) -> HttpResponse:
     try:
         artifact = planner_artifact_read(token=request.auth, action_id=action_id)  # type: ignore[attr-defined]
-    except FileNotFoundError:
-        raise Http404(f"Action #{action_id}'s artifact is gone (pruned by aol_prune, or deleted).") from None
-    except OSError as exc:
-        logger.warning("artifact unreadable action=%s error=%s", action_id, type(exc).__name__)
-        return problem_response(request, status=503, detail="The artifact store cannot be read now; try again later.")
+    except ArtifactNotFound as exc:
+        logger.warning("artifact unreadable action=%s: %s", action_id, exc)
+        raise Http404(
+            f"Action #{action_id}'s artifact cannot be read (pruned by aol_prune, deleted, or its store is down)."
+        ) from None
     if artifact is None:
         raise Http404(f"Action #{action_id} has no PROOF artifact (it does not exist, or has not run).")
     if not artifact.intact:
@@ -452,7 +452,7 @@ def get_artifact(request: HttpRequest, action_id: int) -> HttpResponse:
             detail=f"Action #{action_id}'s artifact no longer matches its recorded SHA-256; the operators "
             "were told in the log.",
         )
-    content_type = mimetypes.guess_type(artifact.ref)[0] or "application/octet-stream"
+    content_type = artifact.content_type
     if _TEXTUAL.match(content_type):
         content_type += "; charset=utf-8"
     response = HttpResponse(artifact.content, content_type=content_type)

@@ -218,6 +218,7 @@ class Dispatcher:
             actor=self.config.owner,
             artifact_ref=result.artifact_ref,
             artifact_sha256=result.artifact_sha256,
+            pending_artifact=result.pending_artifact,
         )
         logger.info(
             "action id=%s type=%s status=%s sha256=%s",
@@ -235,7 +236,8 @@ class Dispatcher:
             message = f"{message} (approved by {action.approved_by or '?'}: sha256 {action.approval_sha256})"
             ref, sha256 = ref or action.approval_artifact_ref, sha256 or action.approval_sha256
         self.recorder.success(
-            Success(action, message, ref, sha256, finished_at=timezone.now()), batched=action.claimed_in_batch
+            Success(action, message, ref, sha256, finished_at=timezone.now(), pending_artifact=result.pending_artifact),
+            batched=action.claimed_in_batch,
         )
         logger.info(
             "action id=%s type=%s status=%s artifact=%s",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from django.db import DatabaseError
 
-from orchestration.adapters.artifacts import artifacts_dir_probe
+from orchestration.adapters.store import artifact_store_probe
 from orchestration.daemon.config import DaemonConfig
 from orchestration.daemon.state import (
     OUTAGE_BACKOFF_MAX_SECONDS,
@@ -55,7 +55,7 @@ class Outages:
         outage = self.state.store_outage
         if outage is None:
             return ""
-        problem = artifacts_dir_probe()
+        problem = artifact_store_probe()
         if problem:
             self.state.store_failures += 1
             outage.failures += 1

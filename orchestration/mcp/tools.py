@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from orchestration.api.schemas import REAL_NOTE, ActionProposal
 from orchestration.exceptions import (
+    ArtifactNotFound,
     ControlChangeRejected,
     IdempotencyConflict,
     InvalidAction,
@@ -146,7 +147,7 @@ def _read_artifact(token: ApiToken, ref: ActionRef) -> dict[str, Any]:
     action = _action_or_refuse(token=token, action_id=ref.action_id)
     try:
         artifact = planner.planner_artifact_read(token=token, action_id=ref.action_id)
-    except OSError:
+    except ArtifactNotFound:
         logger.exception("MCP read_artifact: artifact of action id=%s unreadable", ref.action_id)
         raise ToolRefused(
             "Artifact unavailable",

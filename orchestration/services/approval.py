@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from django.db import transaction
 
 from orchestration.adapters import ActionAdapter, adapter_get
-from orchestration.adapters.artifacts import artifact_path, sha256_bytes
+from orchestration.adapters.artifacts import sha256_bytes
+from orchestration.adapters.store import artifact_read
 from orchestration.conf import approval_required_types
 from orchestration.dbclock import DbNow
-from orchestration.exceptions import ApprovalRefused, PermanentAdapterError, UnknownActionType
+from orchestration.exceptions import ApprovalRefused, ArtifactNotFound, PermanentAdapterError, UnknownActionType
 from orchestration.models import Action, ActionStatus, AuditOutcome, ClaimedMode
 from orchestration.services.audit import audit_write
 from orchestration.services.control import operator_reason_clean
@@ -53,12 +54,10 @@ def approval_review(*, action: Action) -> ArtifactReview:
     ref, sha256 = action.approval_artifact_ref, action.approval_sha256
     data, problem, file_sha256 = b"", "", ""
     try:
-        if not ref:
-            raise ValueError("no artifact was recorded")
-        data = artifact_path(ref).read_bytes()
+        data = artifact_read(ref=ref)
         file_sha256 = sha256_bytes(data)
-    except (OSError, ValueError) as exc:
-        problem = f"The artifact {ref or '(none)'} cannot be read ({getattr(exc, 'strerror', None) or exc})."
+    except ArtifactNotFound as exc:
+        problem = f"The artifact {ref or '(none)'} cannot be read ({exc})."
     rendered = ""
     try:
         rendered = _render_sha256(adapter_get(action.action_type), action)

@@ -18,9 +18,10 @@ from typing import Any
 from django.db import transaction
 
 from orchestration.adapters import adapters_all
-from orchestration.adapters.artifacts import artifact_path, sha256_bytes
+from orchestration.adapters.artifacts import sha256_bytes
+from orchestration.adapters.store import artifact_read, content_type_for, ref_in_database
 from orchestration.exceptions import IdempotencyConflict, InvalidAction
-from orchestration.models import Action, ActionStatus, ApiToken, ExecutionLog, LogLevel, TokenScope
+from orchestration.models import Action, ActionStatus, ApiToken, Artifact, ExecutionLog, LogLevel, TokenScope
 from orchestration.services.enqueue import (
     EnqueueManyReport,
     action_enqueue_by_operator,
@@ -232,30 +233,38 @@ def planner_actions_list(
 
 
 @dataclass(frozen=True)
-class Artifact:
+class ArtifactContent:
     action_id: int
     content: bytes
     sha256: str  # as recorded when it was written
     intact: bool  # the content still hashes to ``sha256``
-    ref: str = ""  # where it is stored, relative to AOL_ARTIFACTS_DIR (its suffix says its kind)
+    ref: str = ""  # where it is stored: a path under AOL_ARTIFACTS_DIR, or db:sha256:<hex>
+    content_type: str = "text/plain"
 
 
-def planner_artifact_read(*, token: ApiToken, action_id: int) -> Artifact | None:
-    """The latest PROOF artifact of ``action_id`` (scope ``read``); None when it has none.
+def planner_artifact_read(*, token: ApiToken, action_id: int) -> ArtifactContent | None:
+    """The latest PROOF artifact of ``action_id`` (scope ``read``), from whichever store holds it; None
+    when it has none.
 
-    OSError when the recorded artifact cannot be read (pruned, or its store unavailable).
+    ArtifactNotFound when the recorded artifact cannot be read (pruned, or its store unavailable).
     """
     token_require_scope(token=token, scope=TokenScope.READ)
     latest = _latest_artifact(action_id)
     if latest is None:
         return None
-    content = artifact_path(latest.artifact_ref).read_bytes()
-    return Artifact(
+    content = artifact_read(ref=latest.artifact_ref)
+    if ref_in_database(latest.artifact_ref):
+        stored = Artifact.objects.filter(sha256=latest.artifact_sha256).values_list("content_type", flat=True)
+        content_type = stored.first() or "text/plain"
+    else:
+        content_type = content_type_for(latest.artifact_ref)
+    return ArtifactContent(
         action_id=action_id,
         content=content,
         sha256=latest.artifact_sha256,
         intact=sha256_bytes(content) == latest.artifact_sha256,
         ref=latest.artifact_ref,
+        content_type=content_type,
     )
 
 

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import Case, F, Value, When
 
 from orchestration.adapters import adapter_get
+from orchestration.adapters.store import PendingArtifact, artifact_rows_write
 from orchestration.conf import action_type_settings
 from orchestration.dbclock import DbNow
 from orchestration.exceptions import LeaseNotHeld, UnknownActionType
@@ -40,14 +41,25 @@ class Success:
     artifact_ref: str = ""
     artifact_sha256: str = ""
     finished_at: datetime | None = None  # when the attempt ended (its log row's time); None: now
+    #: The database store's artifact, inserted in the transaction that records the success.
+    pending_artifact: PendingArtifact | None = None
 
 
 def action_mark_success(
-    *, action: Action, token: int, actor: str, message: str, artifact_ref: str = "", artifact_sha256: str = ""
+    *,
+    action: Action,
+    token: int,
+    actor: str,
+    message: str,
+    artifact_ref: str = "",
+    artifact_sha256: str = "",
+    pending_artifact: PendingArtifact | None = None,
 ) -> None:
     """Record success and its execution log in one transaction; LeaseNotHeld if fenced out."""
     action_mark_success_many(
-        successes=[Success(action, message, artifact_ref, artifact_sha256)], token=token, actor=actor
+        successes=[Success(action, message, artifact_ref, artifact_sha256, pending_artifact=pending_artifact)],
+        token=token,
+        actor=actor,
     )
 
 
@@ -56,7 +68,8 @@ def action_mark_success_many(*, successes: list[Success], token: int, actor: str
 
     All or nothing: if any of them is no longer RUNNING under ``token``, or the token is no
     longer current, nothing is recorded and LeaseNotHeld is raised; the actions stay RUNNING for
-    the next lease holder's recovery to return to the queue.
+    the next lease holder's recovery to return to the queue. The database store's artifacts are
+    inserted in the same transaction, so a SUCCESS and its artifact commit (or vanish) together.
     """
     if not successes:
         return
@@ -68,6 +81,7 @@ def action_mark_success_many(*, successes: list[Success], token: int, actor: str
         if recorded != len(set(ids)):
             which = f"action #{ids[0]}" if len(ids) == 1 else f"{len(ids)} actions (#{ids[0]}..#{ids[-1]})"
             raise LeaseNotHeld(f"{which}: lease token {token} is no longer current; result not recorded")
+        artifact_rows_write(pending=(success.pending_artifact for success in successes))
         log_write_many(
             log_entry(
                 action_id=success.action.pk,
@@ -182,9 +196,16 @@ def action_outcome_unknown_policy(*, action_type: str, claimed_mode: str) -> str
 
 
 def action_mark_awaiting_approval(
-    *, action: Action, token: int, actor: str, artifact_ref: str, artifact_sha256: str
+    *,
+    action: Action,
+    token: int,
+    actor: str,
+    artifact_ref: str,
+    artifact_sha256: str,
+    pending_artifact: PendingArtifact | None = None,
 ) -> None:
-    """Park a gated action after its PROOF run: its artifact and SHA-256 wait for a person (fenced)."""
+    """Park a gated action after its PROOF run: its artifact and SHA-256 wait for a person (fenced; the
+    database store's artifact is inserted in the same transaction)."""
     with transaction.atomic():
         if not lease_fenced_actions(pks=[action.pk], token=token).update(
             status=ActionStatus.AWAITING_APPROVAL,
@@ -194,6 +215,7 @@ def action_mark_awaiting_approval(
             updated_at=DbNow(),
         ):
             raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not parked")
+        artifact_rows_write(pending=[pending_artifact])
         log_write(
             action_id=action.pk,
             message=f"PROOF artifact made for approval; the REAL run waits for a person to approve sha256 "

@@ -11,6 +11,12 @@ Temporary files (``.tmp-*``) that a crash left between writing an artifact and r
 place are deleted once they are older than ``TEMP_FILE_MAX_AGE_SECONDS``, whatever the artifacts'
 retention: no write takes that long, so nothing still in use is touched.
 
+Artifacts of the database store (``aol_artifacts``) are deleted once their ``last_written_at`` is
+older than the artifacts' retention, in batches like the rows above, unless an open action still
+refers to one (its logs, or the artifact awaiting its approval). The DELETE re-checks the age: a
+daemon recording the same bytes again at that moment has set ``last_written_at`` under a row
+lock, so the row stays (on PostgreSQL the DELETE waits for that lock, then sees the new time).
+
 Only SUCCESS and FAILED actions are ever deleted. Actions still waiting, running, retrying or in
 the DLQ (and any status added later) are never touched, and neither are the execution logs and
 artifacts of those actions: they explain an action an operator still has to deal with.
@@ -27,12 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Max, Q, QuerySet, Sum
 from django.utils import timezone
 
 from orchestration.adapters.artifacts import TEMP_PREFIX
+from orchestration.adapters.store import DB_PREFIX, ref_in_database
 from orchestration.conf import aol
-from orchestration.models import Action, ActionStatus, ExecutionLog, TickLedger
+from orchestration.models import Action, ActionStatus, Artifact, ExecutionLog, TickLedger
 from orchestration.services.sql import database_bytes, table_rows_capped, table_sizes
 
 logger = logging.getLogger("orchestration")
@@ -61,6 +68,8 @@ class PruneReport:
     ticks: int = 0
     artifact_files: int = 0
     artifact_bytes: int = 0
+    #: Rows of aol_artifacts (the database store).
+    artifact_rows: int = 0
     temp_files: int = 0
     batches: int = 0
     longest_batch_seconds: float = 0.0
@@ -69,15 +78,17 @@ class PruneReport:
 
     def summary(self) -> str:
         verb = "would be deleted" if self.dry_run else "deleted"
+        parts = [
+            f"{self.actions} actions",
+            f"{self.logs} logs",
+            f"{self.ticks} ticks",
+            f"{self.artifact_files} artifact files",
+        ]
+        if self.artifact_rows:
+            parts.append(f"{self.artifact_rows} database artifacts")
         if self.temp_files:
-            return (
-                f"{self.actions} actions, {self.logs} logs, {self.ticks} ticks, {self.artifact_files} artifact "
-                f"files and {self.temp_files} leftover temporary files {verb}."
-            )
-        return (
-            f"{self.actions} actions, {self.logs} logs, {self.ticks} ticks and "
-            f"{self.artifact_files} artifact files {verb}."
-        )
+            parts.append(f"{self.temp_files} leftover temporary files")
+        return f"{', '.join(parts[:-1])} and {parts[-1]} {verb}."
 
 
 @dataclass
@@ -168,17 +179,24 @@ def retention_prune(
         _prune_artifacts(
             cutoff=cutoffs["artifacts"], temp_cutoff=temp_cutoff, dry_run=dry_run, clock=clock, report=report
         )
+        if not clock.expired():
+            _prune_artifact_rows(
+                cutoff=cutoffs["artifacts"], batch_size=batch_size, dry_run=dry_run, clock=clock, report=report
+            )
+        else:
+            report.complete = False
     elif report.complete:
         report.complete = False
     report.seconds = time.monotonic() - clock.started
     logger.info(
-        "prune dry_run=%s actions=%s logs=%s ticks=%s artifact_files=%s temp_files=%s batches=%s "
+        "prune dry_run=%s actions=%s logs=%s ticks=%s artifact_files=%s artifact_rows=%s temp_files=%s batches=%s "
         "longest_batch=%.3fs complete=%s",
         dry_run,
         report.actions,
         report.logs,
         report.ticks,
         report.artifact_files,
+        report.artifact_rows,
         report.temp_files,
         report.batches,
         report.longest_batch_seconds,
@@ -234,6 +252,59 @@ def _kept_artifacts() -> set[str]:
     return set(refs)
 
 
+def _kept_artifact_hashes() -> set[str]:
+    """SHA-256s of the database store's artifacts that open actions refer to (their logs, their approval)."""
+    refs = set(
+        ExecutionLog.objects.filter(action_id__in=_open_action_ids(), artifact_ref__startswith=DB_PREFIX).values_list(
+            "artifact_ref", flat=True
+        )
+    )
+    refs.update(
+        Action.objects.exclude(status__in=PRUNABLE_STATUSES)
+        .filter(approval_artifact_ref__startswith=DB_PREFIX)
+        .values_list("approval_artifact_ref", flat=True)
+    )
+    return {ref[len(DB_PREFIX) :] for ref in refs if ref_in_database(ref)}
+
+
+def _prune_artifact_rows(
+    *, cutoff: datetime, batch_size: int, dry_run: bool, clock: _Clock, report: PruneReport
+) -> None:
+    """Delete aol_artifacts rows last written before ``cutoff`` that no open action refers to, in batches."""
+    old = Artifact.objects.filter(last_written_at__lt=cutoff)
+    kept = _kept_artifact_hashes()
+    after = ""
+    pause = SQLITE_PAUSE_SECONDS if connection.vendor == "sqlite" else 0.0
+    while True:
+        if clock.expired():
+            report.complete = False
+            return
+        started = time.monotonic()
+        with transaction.atomic():
+            batch = list(old.filter(sha256__gt=after).order_by("sha256").values_list("sha256", "size")[:batch_size])
+            doomed = [(digest, size) for digest, size in batch if digest not in kept]
+            if dry_run:
+                deleted = len(doomed)
+                freed = sum(size for _, size in doomed)
+            elif doomed:
+                # The age is checked again by the DELETE: a row written again since it was selected stays.
+                digests = [digest for digest, _ in doomed]
+                freed = sum(old.filter(sha256__in=digests).values_list("size", flat=True))
+                deleted, _ = old.filter(sha256__in=digests).delete()
+            else:
+                deleted, freed = 0, 0
+        report.artifact_rows += deleted
+        report.artifact_bytes += freed
+        elapsed = time.monotonic() - started
+        report.batches += 1
+        report.longest_batch_seconds = max(report.longest_batch_seconds, elapsed)
+        if len(batch) < batch_size:
+            return
+        after = batch[-1][0]
+        if pause:
+            time.sleep(pause)
+
+
 def _prune_artifacts(
     *, cutoff: datetime, temp_cutoff: datetime, dry_run: bool, clock: _Clock, report: PruneReport
 ) -> None:
@@ -242,7 +313,7 @@ def _prune_artifacts(
         return
     kept = _kept_artifacts()
     limit, temp_limit = cutoff.timestamp(), temp_cutoff.timestamp()
-    for path in _walk_files(root):
+    for path in walk_files(root):
         if clock.expired():
             report.complete = False
             return
@@ -269,7 +340,7 @@ def _prune_artifacts(
         report.artifact_bytes += stat.st_size
 
 
-def _walk_files(root: Path) -> Iterator[Path]:
+def walk_files(root: Path) -> Iterator[Path]:
     """Every regular file under ``root`` (symbolic links are not followed)."""
     stack = [root]
     while stack:
@@ -317,7 +388,7 @@ def _measure() -> dict[str, Any]:
     files, size, truncated = 0, 0, False
     root = aol.artifacts_dir
     if root.is_dir():
-        for path in _walk_files(root):
+        for path in walk_files(root):
             if files >= ARTIFACT_SCAN_CAP:
                 truncated = True
                 break
@@ -329,7 +400,8 @@ def _measure() -> dict[str, Any]:
     warn_rows, warn_mb = aol.warn_rows, aol.warn_artifacts_mb
     for table in tables:
         table["warn"] = table["rows"] > warn_rows
-    artifacts_mb = size / (1024 * 1024)
+    in_database = _artifact_rows_size()
+    artifacts_mb = (size + in_database["bytes"]) / (1024 * 1024)
     return {
         "vendor": connection.vendor,
         "tables": tables,
@@ -338,6 +410,8 @@ def _measure() -> dict[str, Any]:
             "path": str(root),
             "files": files,
             "bytes": size,
+            # The database store (aol_artifacts); "mb" and "warn" count both stores.
+            "database": in_database,
             "mb": round(artifacts_mb, 1),
             "truncated": truncated,
             "warn": artifacts_mb > warn_mb,
@@ -349,6 +423,19 @@ def _measure() -> dict[str, Any]:
 
 
 SIZED_MODELS = (Action, ExecutionLog, TickLedger)
+
+
+def _artifact_rows_size() -> dict[str, Any]:
+    """The database store's rows and bytes: PostgreSQL's planner estimate and size on disk (no scan of the
+    artifacts' bytes), SQLite's count and the sum of the sizes."""
+    table = Artifact._meta.db_table
+    if connection.vendor == "postgresql":
+        rows, size = table_sizes(tables=[table]).get(table, (-1, 0))
+        if rows >= 0:
+            return {"rows": rows, "bytes": size, "estimated": True}
+    rows = table_rows_capped(table=table, cap=ROW_COUNT_CAP)
+    total = Artifact.objects.aggregate(total=Sum("size"))["total"] or 0
+    return {"rows": rows, "bytes": total, "estimated": False}
 
 
 def _table_sizes() -> list[dict[str, Any]]:

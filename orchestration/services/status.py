@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from llm.outcomes import llm_status
 from orchestration.adapters import adapters_all
-from orchestration.adapters.artifacts import artifacts_dir_probe_detail
+from orchestration.adapters.store import artifact_store_probe_detail
 from orchestration.conf import action_type_settings, aol, approval_required_types
 from orchestration.dbclock import DbNow
 from orchestration.dburl import database_url_masked
@@ -443,8 +443,9 @@ def flow_snapshot() -> dict[str, Any]:
 
 
 def _artifacts_dir() -> dict[str, Any]:
-    probe = artifacts_dir_probe_detail()
+    probe = artifact_store_probe_detail()
     return {
+        "store": probe.store,
         "path": probe.path,
         "ok": probe.ok,
         "problem": probe.problem,

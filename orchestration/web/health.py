@@ -57,14 +57,15 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """200 when the database is reachable and migrated and the artifacts directory takes writes with
-    its minimum free space; 503 with one short, secret-free reason otherwise."""
-    from orchestration.adapters.artifacts import artifacts_dir_probe_detail
+    """200 when the database is reachable and migrated and the artifact store takes writes (the files
+    store: the directory, with its minimum free space; the database store: the database itself); 503
+    with one short, secret-free reason otherwise."""
+    from orchestration.adapters.store import artifact_store_probe_detail
 
     probe = database_probe()
     if not probe.ready:
         return JsonResponse({"status": "unavailable", "reason": probe.public_reason}, status=503)
-    artifacts = artifacts_dir_probe_detail()
+    artifacts = artifact_store_probe_detail()
     if not artifacts.ok:
         return JsonResponse({"status": "unavailable", "reason": artifacts.public_reason}, status=503)
     return JsonResponse({"status": "ready"})
@@ -190,6 +191,7 @@ def _diagnostics_context(probe: DatabaseProbe) -> dict[str, Any]:
         "django_version": django.get_version(),
         "proof_mode_setting": bool(aol.proof_mode),
         "artifacts_dir": str(aol.artifacts_dir),
+        "artifact_store": str(aol.artifact_store),
         "status_url": status_url,
         "migrate_confirmation": MIGRATE_CONFIRMATION,
     }

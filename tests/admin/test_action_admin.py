@@ -9,8 +9,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from orchestration.adapters.artifacts import artifact_write
+from orchestration.adapters.store import artifact_put, artifact_rows_write
 from orchestration.admin.records import COUNT_CAP
-from orchestration.models import Action, ActionStatus, AuditEntry, ExecutionLog
+from orchestration.models import Action, ActionStatus, Artifact, AuditEntry, ExecutionLog
 from orchestration.services.enqueue import action_enqueue
 from orchestration.services.logs import log_write
 from orchestration.services.operator import MAX_BULK_ACTIONS
@@ -187,6 +188,19 @@ def test_verify_artifact__missing_file_is_reported(viewer):
     sha = hashlib.sha256(b"x").hexdigest()
     log = log_write(action_id=action.pk, message="m", artifact_ref="post_social/gone.txt", artifact_sha256=sha)
     assert "MISSING" in verify(client_for(viewer), action, log)[0]
+
+
+def test_verify_artifact__database_store_row_verified_tampered_and_missing(viewer, settings):
+    settings.AOL_ARTIFACT_STORE = "database"
+    action, _ = action_enqueue(action_type="POST_SOCIAL", payload={"platform": "x", "message": "m"})
+    stored = artifact_put(name="post_social/db.txt", content=b"proof bytes in the database")
+    artifact_rows_write(pending=[stored.pending])
+    log = log_write(action_id=action.pk, message="m", artifact_ref=stored.ref, artifact_sha256=stored.sha256)
+    assert "verified: its SHA-256 still matches" in verify(client_for(viewer), action, log)[0]
+    Artifact.objects.update(content=b"edited in the table")
+    assert "does NOT match" in verify(client_for(viewer), action, log)[0]
+    Artifact.objects.all().delete()
+    assert "MISSING from the database (aol_artifacts)" in verify(client_for(viewer), action, log)[0]
 
 
 def test_verify_artifact__log_of_another_action_is_404(viewer):

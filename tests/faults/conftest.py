@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.models import Action, ActionStatus, ExecutionLog
+from orchestration.adapters.artifacts import sha256_bytes
+from orchestration.adapters.store import DATABASE, FILES, artifact_read, db_ref
+from orchestration.models import Action, ActionStatus, Artifact, ExecutionLog
 from tests.conftest import ROOT, DaemonProcess
 from tests.fake_adapters import FAKE_ADAPTERS
 
@@ -26,9 +28,22 @@ def fake_adapters(settings):
     settings.AOL_EXTRA_ADAPTERS = FAKE_ADAPTERS
 
 
+#: The fault tests that involve artifacts run once per store: ``@both_stores`` on the test.
+ARTIFACT_STORES = (FILES, DATABASE)
+both_stores = pytest.mark.parametrize("artifact_store", ARTIFACT_STORES, indirect=True)
+
+
 @pytest.fixture
-def daemon_env(daemon_env):
-    return {**daemon_env, "AOL_EXTRA_ADAPTERS": ",".join(FAKE_ADAPTERS)}
+def artifact_store(request, settings) -> str:
+    """The store this test's daemons (and this process) write artifacts to: files unless ``@both_stores``."""
+    store = getattr(request, "param", FILES)
+    settings.AOL_ARTIFACT_STORE = store
+    return store
+
+
+@pytest.fixture
+def daemon_env(daemon_env, artifact_store):
+    return {**daemon_env, "AOL_EXTRA_ADAPTERS": ",".join(FAKE_ADAPTERS), "AOL_ARTIFACT_STORE": artifact_store}
 
 
 class GatedProcess(DaemonProcess):
@@ -89,6 +104,26 @@ def success_logs(action: Action) -> list[ExecutionLog]:
 def artifact_files(artifacts_dir: Path, folder: str) -> list[Path]:
     base = artifacts_dir / folder
     return sorted(path for path in base.iterdir() if not path.name.startswith(".")) if base.exists() else []
+
+
+def stored_artifacts(artifacts_dir: Path, folder: str) -> list[str]:
+    """The references of the artifacts stored under ``folder`` (``sleep``, ``crash`` …) in the current store.
+
+    Files: the files in that folder. Database: the rows first written under that folder's names;
+    and then no file may exist there at all.
+    """
+    from django.conf import settings
+
+    if settings.AOL_ARTIFACT_STORE == DATABASE:
+        assert artifact_files(artifacts_dir, folder) == [], "the database store wrote a file"
+        hashes = Artifact.objects.filter(name__startswith=f"{folder}/").values_list("sha256", flat=True)
+        return sorted(db_ref(digest) for digest in hashes)
+    return sorted(path.relative_to(artifacts_dir).as_posix() for path in artifact_files(artifacts_dir, folder))
+
+
+def stored_sha256(ref: str) -> str:
+    """The SHA-256 of the stored artifact ``ref``, read from the store the reference names."""
+    return sha256_bytes(artifact_read(ref=ref))
 
 
 def sha256_file(path: Path) -> str:

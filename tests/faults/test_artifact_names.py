@@ -8,10 +8,18 @@ import pytest
 from django.core.management import call_command
 
 from orchestration.adapters.artifacts import artifact_path, proof_artifact_ref
+from orchestration.adapters.store import artifact_read
 from orchestration.models import Action, ActionStatus
 from tests.conftest import wait_until
 from tests.factories import post_social
-from tests.faults.conftest import artifact_files, assert_nothing_running, sha256_file, success_logs
+from tests.faults.conftest import (
+    artifact_files,
+    assert_nothing_running,
+    both_stores,
+    stored_artifacts,
+    stored_sha256,
+    success_logs,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
@@ -19,8 +27,9 @@ pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 COLLIDING_KEYS = ("a b", f"a_b-{hashlib.sha256(b'a b').hexdigest()[:10]}")
 
 
+@both_stores
 def test_daemon__keys_spelling_each_others_name_from_one_aol_enqueue_file__two_files_each_matching_its_success(
-    start_daemon, artifacts_dir, tmp_path
+    start_daemon, artifacts_dir, tmp_path, artifact_store
 ):
     """Invariant: every SUCCESS row's SHA-256 is the SHA-256 of its own artifact file, even for two
     actions of one bulk enqueue (one creation time) whose keys clean to the same file-name part."""
@@ -42,15 +51,15 @@ def test_daemon__keys_spelling_each_others_name_from_one_aol_enqueue_file__two_f
     start_daemon("--proof")
     wait_until(lambda: Action.objects.filter(status=ActionStatus.SUCCESS).count() == 2, message="both actions SUCCESS")
 
-    files = artifact_files(artifacts_dir, "post_social")
-    assert len(files) == 2
+    stored = stored_artifacts(artifacts_dir, "post_social")
+    assert len(stored) == 2
     for action, message in zip(actions, ("FIRST message", "SECOND message"), strict=True):
         [log] = success_logs(action)
-        path = artifact_path(log.artifact_ref)
-        assert path in files
-        assert sha256_file(path) == log.artifact_sha256
-        assert f"idempotency_key: {action.idempotency_key}\n" in path.read_text()
-        assert path.read_text().endswith(f"{message}\n")
+        assert log.artifact_ref in stored
+        assert stored_sha256(log.artifact_ref) == log.artifact_sha256
+        text = artifact_read(ref=log.artifact_ref).decode()
+        assert f"idempotency_key: {action.idempotency_key}\n" in text
+        assert text.endswith(f"{message}\n")
     assert_nothing_running()
 
 
@@ -75,4 +84,24 @@ def test_daemon__artifact_name_holding_other_content__action_dead_lettered_namin
     assert "never replaced" in action.last_error
     assert squatter.read_bytes() == b"someone else's bytes\n"
     assert success_logs(action) == []
+    assert artifact_files(artifacts_dir, "post_social") == [squatter]
+
+
+@pytest.mark.parametrize("artifact_store", ["database"], indirect=True)
+def test_daemon__database_store__a_file_squatting_the_name_is_not_looked_at_the_action_succeeds(
+    start_daemon, artifacts_dir, artifact_store
+):
+    """Invariant (AOL_ARTIFACT_STORE=database): artifacts are keyed by their SHA-256, not by a name in the
+    directory, so a file already holding the action's name is neither read nor replaced; the action succeeds."""
+    action = post_social("taken-name")
+    squatter = artifact_path(proof_artifact_ref(action=action, folder="post_social"))
+    squatter.parent.mkdir(parents=True)
+    squatter.write_bytes(b"someone else's bytes\n")
+
+    start_daemon("--proof")
+    wait_until(lambda: Action.objects.get(pk=action.pk).status == ActionStatus.SUCCESS, message="action SUCCESS")
+
+    [log] = success_logs(action)
+    assert stored_sha256(log.artifact_ref) == log.artifact_sha256
+    assert squatter.read_bytes() == b"someone else's bytes\n"
     assert artifact_files(artifacts_dir, "post_social") == [squatter]

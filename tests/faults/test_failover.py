@@ -11,7 +11,14 @@ from django.db import connection
 from orchestration.models import Action, ActionStatus, ExecutionLog, Lease, TickLedger
 from orchestration.services.enqueue import action_enqueue
 from tests.conftest import FAST_DAEMON_ENV, wait_until
-from tests.faults.conftest import artifact_files, assert_nothing_running, sha256_file, success_logs, wait_for_exit
+from tests.faults.conftest import (
+    assert_nothing_running,
+    both_stores,
+    stored_artifacts,
+    stored_sha256,
+    success_logs,
+    wait_for_exit,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
@@ -47,8 +54,9 @@ def wait_status(action: Action, status: str, timeout: float = 20) -> Action:
     return Action.objects.get(pk=action.pk)
 
 
+@both_stores
 def test_failover__sigkill_mid_sleep__standby_takes_over_within_ttl_plus_interval_and_runs_it_exactly_once(
-    start_daemon, artifacts_dir
+    start_daemon, artifacts_dir, artifact_store
 ):
     """Invariant: after SIGKILL of the holder mid-action, a standby acquires the lease no earlier than the
     holder's lease could expire and no later than TTL + one interval; the action ends SUCCESS with one
@@ -77,17 +85,18 @@ def test_failover__sigkill_mid_sleep__standby_takes_over_within_ttl_plus_interva
     assert action.attempts == 2  # the lost attempt counts
     [success] = success_logs(action)
     assert success.actor == owner_of(standby)
-    assert artifact_files(artifacts_dir, "sleep") == [artifacts_dir / success.artifact_ref]
-    assert sha256_file(artifacts_dir / success.artifact_ref) == success.artifact_sha256
+    assert stored_artifacts(artifacts_dir, "sleep") == [success.artifact_ref]
+    assert stored_sha256(success.artifact_ref) == success.artifact_sha256
     assert (
         ExecutionLog.objects.filter(action_id=action.pk, message__startswith="worker lost during attempt").count() == 1
     )
     assert_nothing_running()
 
 
+@both_stores
 @pytest.mark.parametrize("frozen_is_standby", [False, True], ids=["plain-exits-4", "standby-waits-again"])
 def test_failover__sigstop_past_ttl__frozen_holder_is_fenced_writes_nothing_and_steps_down(
-    start_daemon, artifacts_dir, frozen_is_standby
+    start_daemon, artifacts_dir, frozen_is_standby, artifact_store
 ):
     """Invariant: a holder frozen past its TTL and woken after a standby took over writes nothing (no log,
     no tick, no completion: its token is refused) and steps down: exit 4, or back to standby with
@@ -121,7 +130,7 @@ def test_failover__sigstop_past_ttl__frozen_holder_is_fenced_writes_nothing_and_
     assert success.actor == owner_of(successor)
     action.refresh_from_db()
     assert action.status == ActionStatus.SUCCESS and action.claimed_by == owner_of(successor)
-    assert len(artifact_files(artifacts_dir, "sleep")) == 1
+    assert stored_artifacts(artifacts_dir, "sleep") == [success.artifact_ref]
     assert_nothing_running()
 
     if frozen_is_standby:

@@ -123,3 +123,28 @@ def test_check_sentinels__healthy_artifacts_directory__s010_passes_with_its_free
     assert check["status"] == "pass"
     assert check["detail"].startswith(f"{artifacts_dir} is writable; ")
     assert "free (minimum 100.0 MiB, AOL_ARTIFACTS_MIN_FREE_BYTES)" in check["detail"]
+
+
+def test_database_store__artifacts_dir_on_a_full_filesystem__healthy_and_a_daemon_drains_without_a_block(
+    full_artifacts_dir, settings, client, daemon_env, start_daemon
+):
+    """Invariant (AOL_ARTIFACT_STORE=database): the artifacts directory plays no part, so a full one is no
+    problem: S010 passes without probing it, /readyz is 200, and a daemon drains its queue with no BLOCKED
+    tick, every artifact in aol_artifacts and none on the full disk."""
+    from orchestration.models import Action, ActionStatus, Artifact, TickLedger, TickStatus
+    from orchestration.services.enqueue import action_enqueue
+    from tests.conftest import wait_until
+
+    settings.AOL_ARTIFACT_STORE = "database"
+    settings.AOL_ARTIFACTS_MIN_FREE_BYTES = 0
+    code, check = s010()
+    assert (code, check["status"]) == (0, "pass") and "no directory to probe" in check["detail"]
+    assert client.get("/readyz").status_code == 200
+    ids = [
+        action_enqueue(action_type="SLEEP", payload={"seconds": 0}, idempotency_key=f"full-{i}")[0].pk for i in range(5)
+    ]
+    start_daemon("--proof", env={"AOL_ARTIFACT_STORE": "database", "AOL_ARTIFACTS_MIN_FREE_BYTES": "0"})
+    wait_until(lambda: Action.objects.filter(pk__in=ids, status=ActionStatus.SUCCESS).count() == 5, timeout=30)
+    assert Artifact.objects.count() == 5
+    assert not TickLedger.objects.filter(status=TickStatus.BLOCKED).exists()
+    assert not (full_artifacts_dir / "sleep").exists()

@@ -4,12 +4,20 @@ import time
 
 import pytest
 
-from orchestration.models import Action, ActionStatus, ClaimedMode, ExecutionLog
+from orchestration.models import Action, ActionStatus, Artifact, ClaimedMode, ExecutionLog
 from orchestration.services.control import control_set_proof_mode
 from orchestration.services.enqueue import action_enqueue
 from tests.conftest import wait_until
 from tests.fake_adapters import CRASH_EXIT_CODE
-from tests.faults.conftest import artifact_files, assert_nothing_running, sha256_file, success_logs
+from tests.faults.conftest import (
+    artifact_files,
+    assert_nothing_running,
+    both_stores,
+    sha256_file,
+    stored_artifacts,
+    stored_sha256,
+    success_logs,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True)]
 
@@ -42,6 +50,30 @@ def test_recovery__crash_after_artifact_written__rerun_verifies_sha256_and_write
     assert Action.objects.get(pk=action.pk).attempts == 2
 
 
+@pytest.mark.parametrize("artifact_store", ["database"], indirect=True)
+def test_recovery__database_store__crash_after_the_adapter_made_its_artifact__nothing_stored_until_the_success(
+    start_daemon, artifacts_dir, artifact_store
+):
+    """Invariant (AOL_ARTIFACT_STORE=database): a daemon that dies after its adapter produced the artifact but
+    before the SUCCESS committed leaves no artifact at all (no row, no file): the artifact is written in the
+    SUCCESS's transaction. The re-run stores exactly one, and the one success log carries its hash."""
+    action, _ = action_enqueue(
+        action_type="CRASH", payload={"until_attempt": 1, "after_artifact": True}, idempotency_key="crash-after-write"
+    )
+    first = start_daemon("--proof")
+    assert first.wait() == CRASH_EXIT_CODE, first.output()
+    assert Action.objects.get(pk=action.pk).status == ActionStatus.RUNNING
+    assert not Artifact.objects.exists() and stored_artifacts(artifacts_dir, "crash") == []
+
+    start_daemon("--proof", "--standby")
+    wait_until(lambda: Action.objects.get(pk=action.pk).status == ActionStatus.SUCCESS, message="re-run succeeded")
+
+    [success] = success_logs(action)
+    assert stored_artifacts(artifacts_dir, "crash") == [success.artifact_ref]
+    assert stored_sha256(success.artifact_ref) == success.artifact_sha256
+    assert Action.objects.get(pk=action.pk).attempts == 2
+
+
 def restart_until_dead_lettered(start_daemon, poison: Action, *args: str, tries: int, on_first_death=None) -> int:
     """Start a PROOF standby daemon again after each crash until ``poison`` is in the DLQ; returns the
     number of crashes (each exited with CRASH_EXIT_CODE). ``on_first_death`` runs right after the first."""
@@ -62,8 +94,9 @@ def restart_until_dead_lettered(start_daemon, poison: Action, *args: str, tries:
     pytest.fail("the poison action never reached the DLQ")
 
 
+@both_stores
 def test_recovery__adapter_kills_its_process__dlq_after_attempt_limit_worker_lost_others_complete(
-    start_daemon, artifacts_dir
+    start_daemon, artifacts_dir, artifact_store
 ):
     """Invariant: an action whose adapter kills the process on every attempt, with the daemon restarted after
     each death, reaches DLQ after AOL_MAX_ATTEMPTS (3) attempts with "worker lost during attempt"; the
@@ -86,12 +119,13 @@ def test_recovery__adapter_kills_its_process__dlq_after_attempt_limit_worker_los
         action.refresh_from_db()
         assert (action.status, action.attempts) == (ActionStatus.SUCCESS, 1), action.idempotency_key
         assert len(success_logs(action)) == 1
-    assert len(artifact_files(artifacts_dir, "sleep")) == 4
+    assert sorted(success_logs(a)[0].artifact_ref for a in others) == stored_artifacts(artifacts_dir, "sleep")
     assert_nothing_running()
 
 
+@both_stores
 def test_recovery__adapter_kills_its_process_mid_batch__batch_mates_lose_no_attempt_and_run_once(
-    start_daemon, artifacts_dir
+    start_daemon, artifacts_dir, artifact_store
 ):
     """Invariant: when the process dies in the middle of a batch claim, every batch-mate (those that ran but
     whose success was not recorded yet, and those not started) goes back to the queue with its attempt
@@ -143,7 +177,7 @@ def test_recovery__adapter_kills_its_process_mid_batch__batch_mates_lose_no_atte
     for pk in mates:
         [lost] = ExecutionLog.objects.filter(action_id=pk, message__startswith="worker lost during attempt")
         assert "attempt not counted" in lost.message
-    assert len(artifact_files(artifacts_dir, "sleep")) == len(others)
+    assert sorted(success_logs(a)[0].artifact_ref for a in others) == stored_artifacts(artifacts_dir, "sleep")
     assert_nothing_running()
 
 

@@ -1,4 +1,4 @@
-"""``manage.py aol_prune``: delete old SUCCESS/FAILED actions, logs, ticks, PROOF artifacts and leftover
+"""``manage.py aol_prune``: delete old SUCCESS/FAILED actions, logs, ticks, PROOF artifacts (both stores) and leftover
 temporary files, in short batches."""
 
 from typing import Any
@@ -16,7 +16,8 @@ EXIT_USAGE = 2
 
 class Command(BaseCommand):
     help = (
-        "Delete SUCCESS and FAILED actions, execution logs, tick rows and PROOF artifact files older than their "
+        "Delete SUCCESS and FAILED actions, execution logs, tick rows and PROOF artifacts (files, and aol_artifacts "
+        "rows of the database store) older than their "
         "retention (AOL_RETENTION_*_DAYS, or the options below), in short batches. Actions still open "
         "(waiting, running, retrying, in the DLQ), and their logs and artifacts, are never touched. "
         "Temporary files (.tmp-*) a crash left in the artifacts directory go once they are an hour old. "
@@ -28,7 +29,9 @@ class Command(BaseCommand):
         parser.add_argument("--actions-days", type=positive_float, help="Keep terminal actions this many days.")
         parser.add_argument("--logs-days", type=positive_float, help="Keep execution logs this many days.")
         parser.add_argument("--ticks-days", type=positive_float, help="Keep tick rows this many days.")
-        parser.add_argument("--artifacts-days", type=positive_float, help="Keep artifact files this many days.")
+        parser.add_argument(
+            "--artifacts-days", type=positive_float, help="Keep artifacts (files and database rows) this many days."
+        )
         parser.add_argument(
             "--batch-size", type=positive_int, help="Rows deleted per transaction (default AOL_PRUNE_BATCH_SIZE)."
         )
@@ -57,7 +60,7 @@ class Command(BaseCommand):
         style = self.style.WARNING if report.dry_run else self.style.SUCCESS
         self.stdout.write(style(report.summary()))
         if report.artifact_bytes:
-            self.stdout.write(f"Artifact files: {report.artifact_bytes / (1024 * 1024):.1f} MB.")
+            self.stdout.write(f"Artifacts freed: {report.artifact_bytes / (1024 * 1024):.1f} MB.")
         if not report.dry_run:
             self.stdout.write(
                 f"{report.batches} batches in {report.seconds:.1f}s; the longest held its transaction "
