@@ -109,7 +109,9 @@ def test_list__never_counts_nor_offsets(api_client):
     assert "COUNT(" not in sql and "OFFSET" not in sql
 
 
-def test_detail_and_artifact__the_proof_draft_with_its_sha256(api_client):
+@pytest.mark.parametrize("store", ["files", "database"])
+def test_detail_and_artifact__the_proof_draft_with_its_sha256(api_client, settings, store):
+    settings.AOL_ARTIFACT_STORE = store
     client = api_client("propose,read")
     proposed = client.post("/api/v1/actions", {**POST, "idempotency_key": "draft-me"}).json()
     tick()
