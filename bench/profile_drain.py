@@ -151,22 +151,24 @@ def main() -> None:
     for kind, value in statements.most_common():
         print(f"  {value / args.n:.3f} {kind}", file=sys.stderr)
     if profiler:
-        for order in ("tottime", "cumulative"):
+        for order in ("tottime", "cumulative", "ncalls"):
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(args.top)
             print(out.getvalue(), file=sys.stderr)
-    json.dump(
-        {
-            "body_us": body * 1e6,
-            "adapter_us": adapter * 1e6,
-            "drain_us": drain * 1e6,
-            "body_cpu_us": body_cpu * 1e6,
-            "adapter_cpu_us": adapter_cpu * 1e6,
-            "drain_cpu_us": drain_cpu * 1e6,
-            "n": args.n,
-        },
-        sys.stdout,
-    )
+    result = {
+        "n": args.n,
+        "body_us": body * 1e6,
+        "adapter_us": adapter * 1e6,
+        "drain_us": drain * 1e6,
+        "body_cpu_us": body_cpu * 1e6,
+        "adapter_cpu_us": adapter_cpu * 1e6,
+        "drain_cpu_us": drain_cpu * 1e6,
+        "phases_us": {label: seconds / args.n * 1e6 for label, seconds in phases.most_common()},
+        "statements": {kind: value / args.n for kind, value in statements.most_common()},
+    }
+    if profiler:
+        result["calls_per_action"] = pstats.Stats(profiler).total_calls / args.n  # type: ignore[attr-defined]
+    json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 
 
