@@ -103,9 +103,12 @@ def main() -> None:
 
         setattr(owner, name, wrapper)
 
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
     import orchestration.daemon.dispatch as dispatch
     from orchestration.daemon.runner import AdapterRunner
 
+    timed(BaseDatabaseWrapper, "_commit", "COMMIT")
     timed(dispatch, "action_claim_due", "claim (action_claim_due)")
     timed(dispatch, "action_mark_success_many", "record successes (action_mark_success_many)")
     timed(AdapterRunner, "call", "hand-over and adapter (AdapterRunner.call)")
@@ -114,8 +117,15 @@ def main() -> None:
 
     def count(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
         words = sql.split(maxsplit=3)
-        statements[" ".join(words[:1] + [w for w in words[1:3] if '"' in w][:1])] += 1
-        return execute(sql, params, many, context)
+        kind = " ".join(words[:1] + [w for w in words[1:3] if '"' in w][:1])
+        if words[0] in ("SAVEPOINT", "RELEASE", "ROLLBACK"):
+            kind = words[0]  # without the savepoint's generated name
+        statements[kind] += 1
+        began = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            phases[f"statement {kind}"] += time.perf_counter() - began
 
     daemon = Daemon(
         DaemonConfig.from_settings(force_proof=True, max_actions_per_tick=args.n, max_tick_seconds=3600.0),

@@ -9,6 +9,7 @@ import logging
 import time
 from functools import partial
 
+from django.db import transaction
 from django.utils import timezone
 
 from orchestration.adapters import ActionResult, Attempt
@@ -73,9 +74,17 @@ class BatchRecorder:
             action_mark_success_many(successes=successes, token=self._state.held_token(), actor=self._actor)
 
     def claim_due(self, *, limit: int, proof: bool) -> list[Action]:
-        """Record what waits, then claim up to ``limit`` due actions."""
-        self.flush()
-        return action_claim_due(owner=self._actor, token=self._state.held_token(), limit=limit, proof=proof)
+        """Record what waits, then claim up to ``limit`` due actions, in one transaction.
+
+        One commit instead of two per batch: the commit's WAL flush, not the statements, is what a
+        batch's bookkeeping waits for. If the claim fails the successes roll back with it and stay
+        RUNNING, as if the daemon had crashed before recording them: the next lease holder's
+        recovery returns them to the queue uncounted (they were batch-claimed) and their re-run
+        finds the artifact already there. A crash still redoes at most one batch.
+        """
+        with transaction.atomic():
+            self.flush()
+            return action_claim_due(owner=self._actor, token=self._state.held_token(), limit=limit, proof=proof)
 
     def drop(self) -> None:
         """Forget what waits: the next lease holder's recovery returns those actions to the queue."""
