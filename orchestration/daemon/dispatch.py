@@ -82,9 +82,12 @@ class BatchRecorder:
         recovery returns them to the queue uncounted (they were batch-claimed) and their re-run
         finds the artifact already there. A crash still redoes at most one batch.
         """
+        token = self._state.held_token()
+        if not self._waiting:  # nothing to record: the claim's own transaction (an idle tick stays as it was)
+            return action_claim_due(owner=self._actor, token=token, limit=limit, proof=proof)
         with transaction.atomic():
             self.flush()
-            return action_claim_due(owner=self._actor, token=self._state.held_token(), limit=limit, proof=proof)
+            return action_claim_due(owner=self._actor, token=token, limit=limit, proof=proof)
 
     def drop(self) -> None:
         """Forget what waits: the next lease holder's recovery returns those actions to the queue."""
