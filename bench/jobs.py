@@ -194,7 +194,7 @@ def floor_enqueue_bulk(args) -> dict:
 @register
 def floor_drain(args) -> dict:
     """Claim k jobs with UPDATE … FOR UPDATE SKIP LOCKED … RETURNING, run them, complete, commit."""
-    from bench.peerjobs.tasks import proof_body
+    from bench.body import proof_body
 
     conn = _floor_connect()
     claim = (
@@ -225,6 +225,29 @@ def floor_drain(args) -> dict:
 
     seconds = timed(loop)
     return {"seconds": seconds, "n": jobs}
+
+
+# --- The ceiling, and which driver a process got ----------------------------------------------------
+
+
+@register
+def body_only(args) -> dict:
+    """The job body alone, N times, no database: the most any contender could drain."""
+    from bench.body import proof_body
+
+    def loop():
+        for i in range(args.n):
+            proof_body(key=f"{args.prefix}-{i:07d}", folder="body_only")
+
+    return {"seconds": timed(loop), "n": args.n}
+
+
+@register
+def driver(args) -> dict:
+    """The module Django's PostgreSQL backend talks through in this environment."""
+    from django.db import connection
+
+    return {"driver": connection.Database.__name__, "version": connection.Database.__version__.split()[0]}
 
 
 # --- Idle cost ------------------------------------------------------------------------------------
@@ -363,6 +386,7 @@ def console(args) -> dict:
     changelist = reverse("admin:orchestration_action_changelist")
     targets.update(
         {
+            "/metrics scrape": reverse("metrics"),
             "admin changelist": changelist,
             "admin changelist, status=DLQ": f"{changelist}?status__exact=DLQ",
             "admin changelist, key search": f"{changelist}?q={action.idempotency_key}",

@@ -16,6 +16,11 @@ VAR = BENCH / "var"
 PYTHON = sys.executable
 
 
+def median(values: list[float]) -> float:
+    """The median, NaN for no values (NaN samples, a failed run, are left out)."""
+    return percentile([v for v in values if not math.isnan(v)], 50)
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0-100) with linear interpolation; NaN for no values."""
     if not values:
@@ -88,8 +93,26 @@ class Database:
             self._conn = None
 
 
-def django_env(database_url: str, *, artifacts: Path, settings: str = "aicmo_site.settings", **extra: str) -> dict:
-    """The environment of a Django subprocess on ``database_url`` (no AOL_* from the caller's shell)."""
+#: The PostgreSQL drivers a Django process can be given: Django prefers psycopg 3 when it is installed.
+DRIVERS = ("psycopg", "psycopg2")
+
+
+def django_env(
+    database_url: str,
+    *,
+    artifacts: Path,
+    settings: str = "aicmo_site.settings",
+    driver: str = "psycopg",
+    **extra: str,
+) -> dict:
+    """The environment of a Django subprocess on ``database_url`` (no AOL_* from the caller's shell).
+
+    ``driver="psycopg2"`` hides psycopg 3 from the process (bench/drivers/psycopg2_only), so that
+    Django uses psycopg2, as in the app's own environment.
+    """
+    if driver not in DRIVERS:
+        raise ValueError(f"unknown driver {driver!r}; choose from {', '.join(DRIVERS)}")
+    path = str(ROOT) if driver == "psycopg" else f"{BENCH / 'drivers' / 'psycopg2_only'}{os.pathsep}{ROOT}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AOL_") and k != "DATABASE_URL"}
     env.update(
         {
@@ -97,7 +120,7 @@ def django_env(database_url: str, *, artifacts: Path, settings: str = "aicmo_sit
             "DJANGO_SETTINGS_MODULE": settings,
             "AOL_ARTIFACTS_DIR": str(artifacts),
             "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": path,
             "SECRET_KEY": "bench-only-not-a-secret",
             "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
         }

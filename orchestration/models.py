@@ -12,6 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now  # noqa: TID251  (the column default below)
+from django.db.models.lookups import In
 from django.utils import timezone
 
 from orchestration.dbclock import DbNow, db_now
@@ -186,6 +187,22 @@ class ActionQuerySet(models.QuerySet["Action"]):
 class ClaimedMode(models.TextChoices):
     PROOF = "PROOF"  # the attempt wrote an artifact instead of acting
     REAL = "REAL"  # the attempt acted on the world
+
+
+class InArray(In):
+    """``pk__in_array=[…]``: ``IN (%s, %s, …)``, but ``= ANY(%s::bigint[])`` on PostgreSQL.
+
+    The daemon fences every batch of up to AOL_CLAIM_BATCH_SIZE ids this way: one array parameter
+    and one statement text whatever the batch's size, where IN has a parameter per id, each bound
+    client-side and the text re-parsed for every new length.
+    """
+
+    lookup_name = "in_array"
+
+    def as_postgresql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        ids = [value for value in self.rhs if value is not None]
+        return f"{lhs} = ANY(%s::{self.lhs.output_field.cast_db_type(connection)}[])", [*lhs_params, ids]
 
 
 class Action(models.Model):
@@ -618,3 +635,6 @@ class RateLimit(models.Model):
     def __str__(self) -> str:
         key = f" per {self.key_fields}" if self.key_fields else ""
         return f"{self.action_type}: {self.max_count} per {self.period_seconds}s{key}"
+
+
+Action._meta.pk.register_lookup(InArray)  # the fenced id lists (services/lease.py, services/claim.py)

@@ -9,6 +9,7 @@ import logging
 import time
 from functools import partial
 
+from django.db import transaction
 from django.utils import timezone
 
 from orchestration.adapters import ActionResult, Attempt
@@ -73,9 +74,20 @@ class BatchRecorder:
             action_mark_success_many(successes=successes, token=self._state.held_token(), actor=self._actor)
 
     def claim_due(self, *, limit: int, proof: bool) -> list[Action]:
-        """Record what waits, then claim up to ``limit`` due actions."""
-        self.flush()
-        return action_claim_due(owner=self._actor, token=self._state.held_token(), limit=limit, proof=proof)
+        """Record what waits, then claim up to ``limit`` due actions, in one transaction.
+
+        One commit instead of two per batch: the commit's WAL flush, not the statements, is what a
+        batch's bookkeeping waits for. If the claim fails the successes roll back with it and stay
+        RUNNING, as if the daemon had crashed before recording them: the next lease holder's
+        recovery returns them to the queue uncounted (they were batch-claimed) and their re-run
+        finds the artifact already there. A crash still redoes at most one batch.
+        """
+        token = self._state.held_token()
+        if not self._waiting:  # nothing to record: the claim's own transaction (an idle tick stays as it was)
+            return action_claim_due(owner=self._actor, token=token, limit=limit, proof=proof)
+        with transaction.atomic():
+            self.flush()
+            return action_claim_due(owner=self._actor, token=token, limit=limit, proof=proof)
 
     def drop(self) -> None:
         """Forget what waits: the next lease holder's recovery returns those actions to the queue."""
@@ -113,9 +125,7 @@ class Dispatcher:
         timeout = action_type_settings(action.action_type).timeout_seconds
         type_deadline = time.monotonic() + timeout if timeout is not None else None
         attempt_deadline = deadline if type_deadline is None else min(deadline, type_deadline)
-        overrun = self._overrun_message(
-            action, timeout=timeout if type_deadline is not None and type_deadline < deadline else None
-        )
+        type_limited = type_deadline is not None and type_deadline < deadline
         attempt = Attempt(
             idempotency_key=action.idempotency_key,
             number=action.attempts,
@@ -144,7 +154,9 @@ class Dispatcher:
             self.runner.abandon()
             if self.runner.abandoned_alive() >= self.config.max_abandoned_threads:
                 state.wedged = True
-            return self._record_unknown_outcome(action, AttemptDeadlineExceeded(overrun))
+            return self._record_unknown_outcome(
+                action, self._overran(action, timeout=timeout, type_limited=type_limited)
+            )
         if job.error is None:
             return self._record_awaiting_approval(action, job.result)
         exc = job.error
@@ -157,7 +169,9 @@ class Dispatcher:
             logger.info("action id=%s type=%s interrupted: %s", action.pk, action.action_type, exc)
             return INTERRUPTED
         if isinstance(exc, AttemptDeadlineExceeded):
-            return self._record_unknown_outcome(action, AttemptDeadlineExceeded(overrun))
+            return self._record_unknown_outcome(
+                action, self._overran(action, timeout=timeout, type_limited=type_limited)
+            )
         if self._cancel_if_requested(action, outcome=f"failed: {type(exc).__name__}: {exc}"):
             return CANCELLED
         permanent = isinstance(exc, InvalidAction) or getattr(exc, "permanent", False)
@@ -177,6 +191,10 @@ class Dispatcher:
         )
         logger.info("action id=%s type=%s status=%s error=%s", action.pk, action.action_type, status, exc)
         return FAILED
+
+    def _overran(self, action: Action, *, timeout: float | None, type_limited: bool) -> AttemptDeadlineExceeded:
+        """The error of an attempt that overran: the type's timeout, or the tick's budget if that came first."""
+        return AttemptDeadlineExceeded(self._overrun_message(action, timeout=timeout if type_limited else None))
 
     def _overrun_message(self, action: Action | None = None, *, timeout: float | None = None) -> str:
         if timeout is not None and action is not None:

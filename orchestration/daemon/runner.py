@@ -9,12 +9,39 @@ from typing import Any
 from django.db import connections
 
 
+class _Done:
+    """Set once by the worker, waited for by the loop: one bare lock, held until the job is done.
+
+    ``threading.Event`` would do, but it builds a Condition and a waiter lock per job; this runs
+    once per action.
+    """
+
+    __slots__ = ("_lock", "_set")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+        self._lock.release()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        if self._lock.acquire(timeout=timeout):
+            self._lock.release()  # anyone else waiting goes on too
+        return self._set
+
+
 class _Job:
     __slots__ = ("fn", "done", "result", "error")
 
     def __init__(self, fn: Callable[[], Any]):
         self.fn = fn
-        self.done = threading.Event()
+        self.done = _Done()
         self.result: Any = None
         self.error: BaseException | None = None
 

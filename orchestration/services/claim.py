@@ -156,7 +156,9 @@ def _claim_rows(
     if rate_key is not None:
         fields.update(rate_key=rate_key, rate_counted_at=DbNow())
     claimed = (
-        Action.objects.filter(pk__in=[a.pk for a in actions]).filter(lease_is_current(token=token)).update(**fields)
+        Action.objects.filter(pk__in_array=[a.pk for a in actions])
+        .filter(lease_is_current(token=token))
+        .update(**fields)
     )
     if claimed != len(actions):
         raise LeaseNotHeld(f"lease token {token} is no longer current; claimed nothing")

@@ -60,7 +60,7 @@ def lease_fenced_actions(*, pks: list[int], token: int) -> QuerySet[Action]:
     Every write that records an attempt's result goes through this filter, so a daemon replaced
     while its attempt ran changes nothing.
     """
-    return Action.objects.filter(pk__in=pks, status=ActionStatus.RUNNING, lease_token=token).filter(
+    return Action.objects.filter(pk__in_array=pks, status=ActionStatus.RUNNING, lease_token=token).filter(
         lease_is_current(token=token)
     )
 

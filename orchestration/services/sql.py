@@ -209,14 +209,27 @@ def tick_insert_if_token_current(
 
 #: The columns ``log_insert_many`` fills, in order (``id`` comes from the database).
 LOG_COLUMNS = ("action_id", "ts", "level", "message", "actor", "artifact_ref", "artifact_sha256")
+#: PostgreSQL: every row in one statement, one array per column (the casts name each column's type).
+_LOG_INSERT_UNNEST_SQL = (
+    f"INSERT INTO {ExecutionLog._meta.db_table} ({', '.join(LOG_COLUMNS)})"
+    " SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::varchar[], %s::text[], %s::varchar[],"
+    " %s::varchar[], %s::varchar[])"
+)
 
 
 def log_insert_many(*, rows: list[tuple[Any, ...]]) -> None:
     """INSERT execution-log rows (values in LOG_COLUMNS order, ready for the database), a few hundred per statement.
 
     A plain multi-row INSERT instead of ``bulk_create``: the daemon writes one row per action, and
-    compiling every field of every row through the ORM cost more than the statement itself.
+    compiling every field of every row through the ORM cost more than the statement itself. On
+    PostgreSQL all rows go in one statement of fixed text, ``INSERT … SELECT FROM unnest(<one array
+    per column>)``: seven parameters whatever the number of rows, where a VALUES list has seven per
+    row, which psycopg (binding client-side, Django's default) re-parses for every new length.
     """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_LOG_INSERT_UNNEST_SQL, [list(column) for column in zip(*rows, strict=True)])
+        return
     quote = connection.ops.quote_name
     max_params = connection.features.max_query_params or 65535  # None on PostgreSQL: no set limit
     per_statement = max(1, min(500, max_params // len(LOG_COLUMNS)))

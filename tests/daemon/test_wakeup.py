@@ -30,7 +30,8 @@ def test_wakeup__idle_daemon_runs_an_enqueued_action_long_before_its_next_tick(s
     action = post("woken")
 
     wait_until(lambda: Action.objects.get(pk=action.pk).status == ActionStatus.SUCCESS, timeout=20, message="woken")
-    assert "[AOL Tick 1]" in daemon.output()
+    # The tick's line comes after its ledger row, which comes after the success: wait for it, do not race it.
+    daemon.wait_for_output("[AOL Tick 1]")
 
 
 @pytest.mark.postgres_only

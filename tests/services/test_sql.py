@@ -124,3 +124,35 @@ def test_planner_statistics__read_after_analyze():
     assert table_sizes(tables=[table])[table][0] == 20
     assert status_statistics(table="no_such_table") is None
     assert table_statistics(table="no_such_table") is None
+
+
+def test_log_insert_many__keeps_each_rows_values_and_a_missing_action_id():
+    action = Action.objects.create(idempotency_key="logged-2", action_type="POST_SOCIAL", payload=POST)
+    ts = connection.ops.adapt_datetimefield_value(db_now())
+    log_insert_many(
+        rows=[
+            (action.pk, ts, LogLevel.INFO, "done", "daemon", "post_social/a.txt", "a" * 64),
+            (None, ts, LogLevel.WARNING, "no action", "operator", "", ""),
+        ]
+    )
+    assert list(
+        ExecutionLog.objects.order_by("id").values_list("action_id", "level", "message", "actor", "artifact_ref")
+    ) == [
+        (action.pk, LogLevel.INFO, "done", "daemon", "post_social/a.txt"),
+        (None, LogLevel.WARNING, "no action", "operator", ""),
+    ]
+    assert ExecutionLog.objects.get(message="done").artifact_sha256 == "a" * 64
+
+
+def test_pk_in_array__selects_exactly_the_ids_given_and_nothing_for_none():
+    """The lookup the daemon fences its batches with: one array on PostgreSQL, IN on SQLite."""
+    pks = [
+        Action.objects.create(idempotency_key=f"arr-{n}", action_type="POST_SOCIAL", payload=POST).pk for n in range(5)
+    ]
+    assert sorted(Action.objects.filter(pk__in_array=[pks[0], pks[3], pks[3]]).values_list("pk", flat=True)) == [
+        pks[0],
+        pks[3],
+    ]
+    assert not Action.objects.filter(pk__in_array=[]).exists()
+    assert Action.objects.filter(pk__in_array=[pks[1], pks[2]]).update(priority=5) == 2
+    assert sorted(Action.objects.filter(priority=5).values_list("pk", flat=True)) == [pks[1], pks[2]]
