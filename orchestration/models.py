@@ -7,6 +7,7 @@ so a shell session that bypasses the services still cannot write an impossible r
 
 from datetime import datetime
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -156,6 +157,8 @@ REPRIORITISABLE_STATUSES = (*DUE_STATUSES, ActionStatus.AWAITING_APPROVAL)
 #: Statuses counted by rate limits: actions that acted (or are acting) in the window.
 RATE_COUNTED_STATUSES = (ActionStatus.SUCCESS, ActionStatus.RUNNING)
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
+#: Longest remote id and URL an Action keeps (longer ids are cut, longer URLs dropped).
+REMOTE_ID_MAX_LENGTH, REMOTE_URL_MAX_LENGTH = 255, 2000
 
 
 class ActionQuerySet(models.QuerySet["Action"]):
@@ -246,6 +249,21 @@ class Action(models.Model):
     rate_counted_at = models.DateTimeField(
         null=True, blank=True, help_text="When a claim of it was counted against its rate limits"
     )
+    # --- What a REAL success made in the world (recorded with the SUCCESS, in the same UPDATE) ---
+    remote_id = models.CharField(
+        max_length=REMOTE_ID_MAX_LENGTH,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The remote side's id of what the REAL run made (a post id, an email's Message-ID, an event id)",
+    )
+    remote_url = models.CharField(
+        max_length=REMOTE_URL_MAX_LENGTH,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Where what the REAL run made can be seen (a link only when it is http or https)",
+    )
 
     objects = ActionQuerySet.as_manager()
 
@@ -305,6 +323,19 @@ class Action(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action_type} #{self.pk} ({self.status})"
+
+    @property
+    def remote_href(self) -> str:
+        """``remote_url`` when it is safe to render as a link (http or https with a host), else ''."""
+        return remote_href(self.remote_url)
+
+
+def remote_href(url: str) -> str:
+    """``url`` if it is an absolute http(s) URL with a host, else '' (never a javascript: or data: link)."""
+    if not url or any(ch.isspace() or ord(ch) < 32 for ch in url):
+        return ""
+    parts = urlsplit(url)
+    return url if parts.scheme.lower() in ("http", "https") and parts.netloc else ""
 
 
 class LogLevel(models.TextChoices):

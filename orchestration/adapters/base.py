@@ -18,11 +18,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ActionResult:
-    """What an adapter did, for the execution log."""
+    """What an adapter did, for the execution log.
+
+    A REAL run that made something in the world says what: ``remote_id`` (the remote side's id of
+    it: a post id, an email's Message-ID, an event id) and ``remote_url`` (where a person can see it);
+    both are recorded on the action with its SUCCESS.
+    """
 
     message: str
     artifact_ref: str = ""
     artifact_sha256: str = ""
+    remote_id: str = ""
+    remote_url: str = ""
 
 
 @dataclass(frozen=True)

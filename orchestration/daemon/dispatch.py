@@ -234,15 +234,23 @@ class Dispatcher:
             # Name what a person approved beside what was done.
             message = f"{message} (approved by {action.approved_by or '?'}: sha256 {action.approval_sha256})"
             ref, sha256 = ref or action.approval_artifact_ref, sha256 or action.approval_sha256
-        self.recorder.success(
-            Success(action, message, ref, sha256, finished_at=timezone.now()), batched=action.claimed_in_batch
+        success = Success(
+            action,
+            message,
+            ref,
+            sha256,
+            finished_at=timezone.now(),
+            remote_id=result.remote_id,
+            remote_url=result.remote_url,
         )
+        self.recorder.success(success, batched=action.claimed_in_batch)
         logger.info(
-            "action id=%s type=%s status=%s artifact=%s",
+            "action id=%s type=%s status=%s artifact=%s remote_id=%s",
             action.pk,
             action.action_type,
             ActionStatus.SUCCESS,
             result.artifact_ref or "-",
+            result.remote_id or "-",
         )
 
     def _record_unknown_outcome(self, action: Action, exc: Exception) -> str:
