@@ -23,6 +23,7 @@ from orchestration.exceptions import (
     AttemptInterrupted,
     InvalidAction,
     PermanentAdapterError,
+    RetryLater,
 )
 from orchestration.models import Action, ActionStatus, ClaimedMode
 from orchestration.services.approval import action_approval_gated, approval_check_proof_run, approval_verify_before_real
@@ -174,6 +175,7 @@ class Dispatcher:
             actor=self.config.owner,
             error=f"{type(exc).__name__}: {exc}",
             permanent=permanent,
+            retry_after_seconds=exc.retry_after_seconds if isinstance(exc, RetryLater) else None,
         )
         logger.info("action id=%s type=%s status=%s error=%s", action.pk, action.action_type, status, exc)
         return FAILED

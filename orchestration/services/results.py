@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import Case, F, Value, When
 
 from orchestration.adapters import adapter_get
-from orchestration.conf import action_type_settings
+from orchestration.conf import MAX_BACKOFF_SECONDS, action_type_settings
 from orchestration.dbclock import DbNow
 from orchestration.exceptions import LeaseNotHeld, UnknownActionType
 from orchestration.models import (
@@ -123,12 +123,15 @@ def action_mark_success_many(*, successes: list[Success], token: int, actor: str
         success.action.remote_url = success.remote_url if len(success.remote_url) <= REMOTE_URL_MAX_LENGTH else ""
 
 
-def action_mark_failure(*, action: Action, token: int, actor: str, error: str, permanent: bool) -> str:
+def action_mark_failure(
+    *, action: Action, token: int, actor: str, error: str, permanent: bool, retry_after_seconds: float | None = None
+) -> str:
     """Retry with backoff, or dead-letter when the error is permanent or attempts are used up.
 
     Returns the new status. The attempt limit and the backoff come from the action type's settings
     (AOL_ACTION_TYPES); by default AOL_MAX_ATTEMPTS, and a backoff that grows by
-    AOL_RETRY_BACKOFF_SECONDS per attempt made.
+    AOL_RETRY_BACKOFF_SECONDS per attempt made. ``retry_after_seconds`` (the remote side's
+    Retry-After) replaces the backoff, up to a day.
     """
     error = error[:MAX_ERROR_LENGTH]
     settings = action_type_settings(action.action_type)
@@ -138,12 +141,16 @@ def action_mark_failure(*, action: Action, token: int, actor: str, error: str, p
         why = "permanent error" if permanent else f"attempt {action.attempts} of {settings.max_attempts} failed"
         message, level = f"moved to DLQ ({why}): {error}", LogLevel.ERROR
     else:
-        backoff = timedelta(seconds=round(settings.backoff_for(attempts=action.attempts), 3))
+        if retry_after_seconds is not None:
+            seconds, why = min(max(retry_after_seconds, 0.0), MAX_BACKOFF_SECONDS), " (as its Retry-After asked)"
+        else:
+            seconds, why = settings.backoff_for(attempts=action.attempts), ""
+        backoff = timedelta(seconds=round(seconds, 3))
         fields["status"] = ActionStatus.RETRY
         fields["not_before"] = DbNow() + Value(backoff)
         message = (
             f"attempt {action.attempts} of {settings.max_attempts} failed, "
-            f"retrying in {backoff.total_seconds():g}s: {error}"
+            f"retrying in {backoff.total_seconds():g}s{why}: {error}"
         )
         level = LogLevel.WARNING
     with transaction.atomic():
