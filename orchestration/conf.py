@@ -151,6 +151,12 @@ class AolSettings:
         (), "json", "default rate limits (JSON list), for types without rows in the admin's rate-limit table"
     )
 
+    # Connected accounts (docs/platforms.md).
+    credentials_keys = Setting[Collection[str]](
+        (),
+        "names",
+        "Fernet keys that encrypt connected accounts' credentials, comma-separated: the first encrypts, each decrypts",
+    )
     # Adapters' endpoints (docs/platforms.md).
     webhooks = Setting[dict[str, JSONObject]](
         {},

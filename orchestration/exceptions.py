@@ -195,3 +195,11 @@ class TokenRateLimited(AOLError):
 
 class InvalidToken(ControlChangeRejected):
     """The token could not be created or changed as asked; nothing was written."""
+
+
+class InvalidAccount(ControlChangeRejected):
+    """The connected account could not be added, changed or removed as asked; nothing was written."""
+
+
+class CredentialsUnavailable(AOLError, ImproperlyConfigured):
+    """Connected accounts' credentials cannot be encrypted or decrypted: set AOL_CREDENTIALS_KEYS."""

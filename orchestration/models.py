@@ -612,3 +612,50 @@ class RateLimit(models.Model):
     def __str__(self) -> str:
         key = f" per {self.key_fields}" if self.key_fields else ""
         return f"{self.action_type}: {self.max_count} per {self.period_seconds}s{key}"
+
+
+# --- Connected accounts -----------------------------------------------------------------------------
+# The platform accounts REAL adapters act as. Credentials are encrypted at rest (services/accounts.py).
+
+
+class AccountPlatform(models.TextChoices):
+    MASTODON = "mastodon"  # an instance's API with an access token
+    BLUESKY = "bluesky"  # an AT Protocol PDS with a handle and an app password
+    X = "x"  # the X (Twitter) API
+    LINKEDIN = "linkedin"  # the LinkedIn API
+
+
+class Account(models.Model):
+    """A connected account: a name payloads use, its platform and base URL, and encrypted credentials.
+
+    ``credentials_encrypted`` is a Fernet token (AOL_CREDENTIALS_KEYS) of the credentials' JSON; only
+    services/accounts.py reads or writes it, and nothing shows it. ``credential_fields`` keeps the
+    credentials' field names (never their values), so a person can see what is stored.
+    """
+
+    name = models.CharField(max_length=64, unique=True, help_text="What payloads name it by, e.g. brand-main")
+    platform = models.CharField(max_length=16, choices=AccountPlatform.choices)
+    base_url = models.CharField(
+        max_length=500, blank=True, help_text="The instance or API base URL, where the platform has one"
+    )
+    credentials_encrypted = models.TextField(editable=False)
+    credential_fields = models.JSONField(default=list, editable=False, help_text="Names of the stored fields")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=255, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        db_table = "aol_accounts"
+        verbose_name = "connected account"
+        ordering = ["name"]
+        # Adding, changing and removing accounts: granted person by person, like API tokens.
+        permissions = [("manage_accounts", "Can add, change and remove connected accounts")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(platform__in=AccountPlatform.values), name="aol_accounts_platform_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.platform})"

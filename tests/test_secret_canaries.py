@@ -234,3 +234,62 @@ def test_secrets__a_webhook_signing_secret_appears_in_no_output(webhook_server, 
     assert SECRET not in everything, "the webhook secret leaked:\n" + "\n".join(
         line for line in everything.splitlines() if SECRET in line
     )
+
+
+def test_secrets__a_connected_accounts_credentials_appear_in_no_output(daemon_env, django_user_model, caplog):
+    """Added through the command (standard input), the credentials are in no output of the commands, the
+    daemon, the admin, the console or its JSON, the audit trail or the database row (encrypted at rest)."""
+    from cryptography.fernet import Fernet
+
+    from orchestration.models import Account
+
+    token = "acct-token-CANARY-6d2e"
+    key = Fernet.generate_key().decode()
+    env = {**daemon_env, "AOL_CREDENTIALS_KEYS": key}
+
+    def manage(args: list[str], stdin: str = "") -> str:
+        out = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=env, input=stdin, capture_output=True, text=True
+        )
+        return f"$ manage.py {' '.join(args)} -> {out.returncode}\n{out.stdout}\n{out.stderr}"
+
+    seen = [
+        manage(
+            ["aol_accounts", "add", "brand-main", "--platform", "mastodon", "--base-url", "https://social.example"],
+            stdin=f'{{"access_token": "{token}"}}',
+        ),
+        manage(["aol_accounts", "add", "brand-main", "--platform", "mastodon"], stdin=f'{{"access_token": "{token}"}}'),
+        manage(
+            ["aol_accounts", "add", "brand-main", "--platform", "x"], stdin=f'{{"access_token": "{token}", "bad": ""}}'
+        ),
+        manage(["aol_accounts", "add", "brand-main", "--platform", "x"], stdin=f'{{"access_token": "{token}"}}'),
+        manage(["aol_accounts", "list"]),
+        manage(["aol_accounts", "rotate-keys"]),
+        manage(["check"]),
+        manage(["run_aol_daemon", "--proof", "--ticks", "1"]),
+    ]
+    assert Account.objects.filter(name="brand-main").exists(), seen[0]
+    staff = django_user_model.objects.create_superuser("canary-accounts", password="x" * 12)
+    client = Client()
+    client.force_login(staff)
+    account = Account.objects.get()
+    with override_settings(AOL_CREDENTIALS_KEYS=[key]):
+        for path in (
+            "/admin/orchestration/account/",
+            f"/admin/orchestration/account/{account.pk}/change/",
+            "/admin/orchestration/auditentry/",
+            "/console/",
+            "/console/status.json",
+            "/console/audit/",
+        ):
+            seen.append(client.get(path).content.decode())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM aol_accounts")
+        seen.append(repr(cursor.fetchall()))
+    seen.extend(str(row) for row in AuditEntry.objects.values())
+    seen.append(caplog.text)
+    everything = "\n".join(seen)
+    assert "encrypted: access_token" in everything and "already exists" in everything  # the calls really ran
+    assert token not in everything and key not in everything, "a credential or key leaked:\n" + "\n".join(
+        line for line in everything.splitlines() if token in line or key in line
+    )
