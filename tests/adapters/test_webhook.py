@@ -101,6 +101,10 @@ def test_webhook__real_sends_exactly_the_rendered_request_signed_and_records_the
         name, value = line.split(": ", 1)
         assert received.headers[name.lower()] == value
     assert received.headers["aol-signature"].startswith("t=")  # the receiver verified it, or it would be 401
+    assert set(received.headers) == {  # what the artifact shows, plus what http.client adds (docs/platforms.md)
+        "content-type", "content-length", "user-agent", "idempotency-key", "aol-signature", "host", "accept-encoding"
+    }  # fmt: skip
+    assert received.headers["accept-encoding"] == "identity"
     assert len(webhook_server.events) == 1 and webhook_server.events[0]["event"] == "lead.created"
     assert (action.remote_id, action.remote_url) == ("evt-1", f"http://127.0.0.1:{webhook_server.port}/events/1")
     log = ExecutionLog.objects.get(action_id=action.pk)
