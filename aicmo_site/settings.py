@@ -275,6 +275,12 @@ _aol = {
     for setting in _aol_conf.DECLARED_SETTINGS
 }
 globals().update(_aol)
+# WEBHOOK signing secrets: AOL_WEBHOOKS names, per endpoint, the environment variable that holds its secret
+# (secret_env). They are read here, the one reader of the environment, and kept apart from AOL_WEBHOOKS
+# (and under a name Django's error reports mask), so that showing that setting never shows a secret.
+WEBHOOK_SECRETS = {
+    name: env.str(name) for name in _aol_conf.webhook_secret_envs(_aol["AOL_WEBHOOKS"]) if name in env.ENVIRON
+}
 
 LOGGING = {
     "version": 1,

@@ -9,7 +9,14 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from orchestration.adapters import adapters_all
-from orchestration.conf import action_type_settings_problems, aol, approval_types_problems
+from orchestration.conf import (
+    action_type_settings_problems,
+    aol,
+    approval_types_problems,
+    webhook_endpoints,
+    webhook_endpoints_problems,
+    webhook_secret,
+)
 
 #: Settings that must be greater than zero, and whether they are whole numbers.
 POSITIVE_SETTINGS = {
@@ -340,3 +347,41 @@ def check_api_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs:
             )
         ]
     return []
+
+
+@checks.register()
+def check_webhook_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """AOL_WEBHOOKS must be well formed (E090); a secret variable it names should be set (W091)."""
+    problems = webhook_endpoints_problems()
+    if problems:
+        return [
+            checks.Error(
+                problem,
+                hint='Fix AOL_WEBHOOKS: a JSON object, endpoint name → {"url": "https://…", "secret_env": '
+                '"VARIABLE", "timeout_seconds": 10, "connect_timeout_seconds": 5}; see docs/platforms.md.',
+                id="orchestration.E090",
+            )
+            for problem in problems
+        ]
+    return [
+        checks.Warning(
+            f"AOL_WEBHOOKS[{endpoint.name!r}] names {endpoint.secret_env} as its signing secret, but that variable "
+            "is not set: WEBHOOK actions to it cannot run in REAL mode.",
+            hint=f"Set {endpoint.secret_env} in the daemon's environment (a long random string the receiver "
+            "also knows), or keep PROOF mode on.",
+            id="orchestration.W091",
+        )
+        for endpoint in webhook_endpoints().values()
+        if not webhook_secret(endpoint)
+    ]
+
+
+@checks.register()
+def check_credentials_keys(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """AOL_CREDENTIALS_KEYS: each a Fernet key (E095); the message names a key by its position, never its value."""
+    from orchestration.services.accounts import KEYS_HINT, credentials_keys_problems
+
+    return [
+        checks.Error(problem, hint=KEYS_HINT[0].upper() + KEYS_HINT[1:] + ".", id="orchestration.E095")
+        for problem in credentials_keys_problems()
+    ]

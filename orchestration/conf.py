@@ -11,10 +11,12 @@ daemon refuses to start on a mistake. See docs/flow-control.md.
 """
 
 import random
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar, overload
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -152,6 +154,19 @@ class AolSettings:
     )
     rate_limits = Setting[Sequence[JSONObject]](
         (), "json", "default rate limits (JSON list), for types without rows in the admin's rate-limit table"
+    )
+
+    # Connected accounts (docs/platforms.md).
+    credentials_keys = Setting[Collection[str]](
+        (),
+        "names",
+        "Fernet keys that encrypt connected accounts' credentials, comma-separated: the first encrypts, each decrypts",
+    )
+    # Adapters' endpoints (docs/platforms.md).
+    webhooks = Setting[dict[str, JSONObject]](
+        {},
+        "json",
+        'WEBHOOK endpoints (JSON object: name → {"url", "secret_env", "timeout_seconds"?, "connect_timeout_seconds"?})',
     )
 
 
@@ -326,3 +341,102 @@ def approval_required_types() -> frozenset[str]:
     if isinstance(configured, list | tuple | set | frozenset):
         return frozenset(name for name in configured if isinstance(name, str))
     return frozenset(DEFAULT_APPROVAL_REQUIRED_TYPES)  # invalid: E071 reports it; stay on the safe side
+
+
+# --- WEBHOOK endpoints (AOL_WEBHOOKS) -----------------------------------------------------------------------
+
+#: An endpoint's name as payloads use it, and an environment variable's name.
+WEBHOOK_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+ENV_NAME_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,127}")
+WEBHOOK_FIELDS = ("url", "secret_env", "timeout_seconds", "connect_timeout_seconds")
+#: How long a WEBHOOK waits for an answer, and for the connection, unless its endpoint says otherwise.
+WEBHOOK_TIMEOUT_SECONDS, WEBHOOK_CONNECT_TIMEOUT_SECONDS = 10.0, 5.0
+MAX_WEBHOOK_TIMEOUT_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """One configured WEBHOOK endpoint; its secret is read by ``webhook_secret``, never kept here."""
+
+    name: str
+    url: str
+    secret_env: str
+    timeout_seconds: float = WEBHOOK_TIMEOUT_SECONDS
+    connect_timeout_seconds: float = WEBHOOK_CONNECT_TIMEOUT_SECONDS
+
+
+def _timeout_ok(value: Any) -> bool:
+    return _number(value) and 0 < value <= MAX_WEBHOOK_TIMEOUT_SECONDS
+
+
+def webhook_endpoints_problems() -> list[str]:
+    """What is wrong with AOL_WEBHOOKS (for the system check orchestration.E090); [] when nothing."""
+    configured: object = aol.webhooks  # text when the environment's JSON is malformed
+    if configured in (None, ""):
+        return []
+    if isinstance(configured, str):
+        return [f"AOL_WEBHOOKS={configured[:80]!r} is not a JSON object."]
+    if not isinstance(configured, dict):
+        return [f"AOL_WEBHOOKS must be an object mapping endpoint names to settings, not {type(configured).__name__}."]
+    problems = []
+    for name, entry in configured.items():
+        where = f"AOL_WEBHOOKS[{name!r}]"
+        if not isinstance(name, str) or not WEBHOOK_NAME_RE.fullmatch(name):
+            problems.append(f"{where}: a name is 1-64 lower-case letters, digits, '-' or '_', starting with one.")
+            continue
+        if not isinstance(entry, dict):
+            problems.append(f"{where} must be an object with url and secret_env, not {type(entry).__name__}.")
+            continue
+        unknown = sorted(set(entry) - set(WEBHOOK_FIELDS))
+        if unknown:
+            problems.append(f"{where}: unknown field(s) {', '.join(unknown)} (allowed: {', '.join(WEBHOOK_FIELDS)}).")
+        url = entry.get("url")
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+            problems.append(f"{where}: 'url' must be an absolute http or https URL without a #fragment, not {url!r}.")
+        elif parts.username or parts.password:
+            problems.append(f"{where}: 'url' must not hold a user or password; the secret goes in secret_env.")
+        secret_env = entry.get("secret_env")
+        if not isinstance(secret_env, str) or not ENV_NAME_RE.fullmatch(secret_env):
+            problems.append(
+                f"{where}: 'secret_env' must name the environment variable holding the signing secret "
+                f"(upper-case letters, digits and '_'), not {secret_env!r}."
+            )
+        for field_name in ("timeout_seconds", "connect_timeout_seconds"):
+            if field_name in entry and not _timeout_ok(entry[field_name]):
+                problems.append(
+                    f"{where}: {field_name!r} must be a number of seconds > 0 and at most "
+                    f"{MAX_WEBHOOK_TIMEOUT_SECONDS:g}, not {entry[field_name]!r}."
+                )
+    return problems
+
+
+def webhook_secret_envs(configured: object) -> list[str]:
+    """The environment variables AOL_WEBHOOKS names as secrets (for settings.py, which reads them)."""
+    if not isinstance(configured, dict):
+        return []
+    names = [entry.get("secret_env") for entry in configured.values() if isinstance(entry, dict)]
+    return [name for name in names if isinstance(name, str) and ENV_NAME_RE.fullmatch(name)]
+
+
+def webhook_endpoints() -> dict[str, WebhookEndpoint]:
+    """The usable endpoints of AOL_WEBHOOKS, by name (a malformed entry is left out: E090 names it)."""
+    configured: object = aol.webhooks
+    if not isinstance(configured, dict) or webhook_endpoints_problems():
+        return {}
+    return {
+        name: WebhookEndpoint(
+            name=name,
+            url=entry["url"],
+            secret_env=entry["secret_env"],
+            timeout_seconds=float(entry.get("timeout_seconds", WEBHOOK_TIMEOUT_SECONDS)),
+            connect_timeout_seconds=float(entry.get("connect_timeout_seconds", WEBHOOK_CONNECT_TIMEOUT_SECONDS)),
+        )
+        for name, entry in configured.items()
+    }
+
+
+def webhook_secret(endpoint: WebhookEndpoint) -> str:
+    """The endpoint's signing secret, as settings.py read it from the environment ('' when unset)."""
+    secrets: Mapping[str, str] = getattr(settings, "WEBHOOK_SECRETS", {}) or {}
+    return secrets.get(endpoint.secret_env, "")

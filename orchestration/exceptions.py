@@ -95,6 +95,15 @@ class TransientAdapterError(AdapterError):
     """The action failed this time and may succeed if retried."""
 
 
+class RetryLater(TransientAdapterError):
+    """The remote side asked to be retried later (HTTP 429 or 503 with Retry-After)."""
+
+    def __init__(self, message: str | None = None, *, retry_after_seconds: float) -> None:
+        super().__init__(message)
+        #: When to try again, as the remote side said; the action's backoff is not used.
+        self.retry_after_seconds = retry_after_seconds
+
+
 class ArtifactStoreUnavailable(TransientAdapterError):
     """The artifacts directory cannot be written (full, read-only or missing): the environment failed, not the action.
 
@@ -194,3 +203,11 @@ class ArtifactNotFound(AOLError, LookupError):
 
 class ArtifactStoreMisconfigured(ImproperlyConfigured):
     """AOL_ARTIFACT_STORE must be "files" or "database"."""
+
+
+class InvalidAccount(ControlChangeRejected):
+    """The connected account could not be added, changed or removed as asked; nothing was written."""
+
+
+class CredentialsUnavailable(AOLError, ImproperlyConfigured):
+    """Connected accounts' credentials cannot be encrypted or decrypted: set AOL_CREDENTIALS_KEYS."""

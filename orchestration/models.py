@@ -7,6 +7,7 @@ so a shell session that bypasses the services still cannot write an impossible r
 
 from datetime import datetime
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -158,6 +159,8 @@ REPRIORITISABLE_STATUSES = (*DUE_STATUSES, ActionStatus.AWAITING_APPROVAL)
 #: Statuses counted by rate limits: actions that acted (or are acting) in the window.
 RATE_COUNTED_STATUSES = (ActionStatus.SUCCESS, ActionStatus.RUNNING)
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
+#: Longest remote id and URL an Action keeps (longer ids are cut, longer URLs dropped).
+REMOTE_ID_MAX_LENGTH, REMOTE_URL_MAX_LENGTH = 255, 2000
 
 
 class ActionQuerySet(models.QuerySet["Action"]):
@@ -266,6 +269,21 @@ class Action(models.Model):
     rate_counted_at = models.DateTimeField(
         null=True, blank=True, help_text="When a claim of it was counted against its rate limits"
     )
+    # --- What a REAL success made in the world (recorded with the SUCCESS, in the same UPDATE) ---
+    remote_id = models.CharField(
+        max_length=REMOTE_ID_MAX_LENGTH,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="The remote side's id of what the REAL run made (a post id, an email's Message-ID, an event id)",
+    )
+    remote_url = models.CharField(
+        max_length=REMOTE_URL_MAX_LENGTH,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Where what the REAL run made can be seen (a link only when it is http or https)",
+    )
 
     objects = ActionQuerySet.as_manager()
 
@@ -325,6 +343,19 @@ class Action(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action_type} #{self.pk} ({self.status})"
+
+    @property
+    def remote_href(self) -> str:
+        """``remote_url`` when it is safe to render as a link (http or https with a host), else ''."""
+        return remote_href(self.remote_url)
+
+
+def remote_href(url: str) -> str:
+    """``url`` if it is an absolute http(s) URL with a host, else '' (never a javascript: or data: link)."""
+    if not url or any(ch.isspace() or ord(ch) < 32 for ch in url):
+        return ""
+    parts = urlsplit(url)
+    return url if parts.scheme.lower() in ("http", "https") and parts.netloc else ""
 
 
 class LogLevel(models.TextChoices):
@@ -635,6 +666,53 @@ class RateLimit(models.Model):
     def __str__(self) -> str:
         key = f" per {self.key_fields}" if self.key_fields else ""
         return f"{self.action_type}: {self.max_count} per {self.period_seconds}s{key}"
+
+
+# --- Connected accounts -----------------------------------------------------------------------------
+# The platform accounts REAL adapters act as. Credentials are encrypted at rest (services/accounts.py).
+
+
+class AccountPlatform(models.TextChoices):
+    MASTODON = "mastodon"  # an instance's API with an access token
+    BLUESKY = "bluesky"  # an AT Protocol PDS with a handle and an app password
+    X = "x"  # the X (Twitter) API
+    LINKEDIN = "linkedin"  # the LinkedIn API
+
+
+class Account(models.Model):
+    """A connected account: a name payloads use, its platform and base URL, and encrypted credentials.
+
+    ``credentials_encrypted`` is a Fernet token (AOL_CREDENTIALS_KEYS) of the credentials' JSON; only
+    services/accounts.py reads or writes it, and nothing shows it. ``credential_fields`` keeps the
+    credentials' field names (never their values), so a person can see what is stored.
+    """
+
+    name = models.CharField(max_length=64, unique=True, help_text="What payloads name it by, e.g. brand-main")
+    platform = models.CharField(max_length=16, choices=AccountPlatform.choices)
+    base_url = models.CharField(
+        max_length=500, blank=True, help_text="The instance or API base URL, where the platform has one"
+    )
+    credentials_encrypted = models.TextField(editable=False)
+    credential_fields = models.JSONField(default=list, editable=False, help_text="Names of the stored fields")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=255, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        db_table = "aol_accounts"
+        verbose_name = "connected account"
+        ordering = ["name"]
+        # Adding, changing and removing accounts: granted person by person, like API tokens.
+        permissions = [("manage_accounts", "Can add, change and remove connected accounts")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(platform__in=AccountPlatform.values), name="aol_accounts_platform_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.platform})"
 
 
 Action._meta.pk.register_lookup(InArray)  # the fenced id lists (services/lease.py, services/claim.py)

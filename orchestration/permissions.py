@@ -10,6 +10,8 @@ APPROVE_ACTION = "orchestration.approve_action"  # approve or reject PROOF artif
 #: program the power to propose, cancel and stop without a person at the keyboard, so who may mint
 #: one is granted like SWITCH_MODE and APPROVE_ACTION, person by person (superusers have it).
 MANAGE_API_TOKENS = "orchestration.manage_api_tokens"
+#: Add, change and remove connected accounts (their credentials act on the world): granted like MANAGE_API_TOKENS.
+MANAGE_ACCOUNTS = "orchestration.manage_accounts"
 
 #: Created by migration 0004 with every permission above except SWITCH_MODE, APPROVE_ACTION and MANAGE_API_TOKENS
 #: (migration 0007 adds editing rate limits).

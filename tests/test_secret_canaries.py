@@ -7,6 +7,7 @@ any password, so on PostgreSQL the reachable URL carries the canary too; SQLite 
 so there it is carried by the unreachable and unusable URLs only.)
 """
 
+import json
 import os
 import re
 import subprocess
@@ -16,12 +17,16 @@ from urllib.parse import urlencode
 
 import pytest
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 
+from orchestration.adapters.artifacts import artifact_path
 from orchestration.models import Action, ActionStatus, AuditEntry, ExecutionLog, TickLedger
+from orchestration.services.approval import action_approve, approval_review
+from orchestration.services.control import control_set_proof_mode
 from orchestration.services.enqueue import action_enqueue
 from orchestration.web.health import STAFF_COOKIE
 from tests.conftest import ROOT, test_database_url
+from tests.webhook_server import SECRET, SECRET_ENV
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -186,3 +191,105 @@ def test_secrets__an_api_token_secret_appears_only_where_it_is_created(
         line for line in everything.splitlines() if secret in line
     )
     assert secret[12:30] not in everything  # nor a part of it beyond the shown prefix
+
+
+def test_secrets__a_webhook_signing_secret_appears_in_no_output(webhook_server, daemon_env, django_user_model):
+    """The secret signs requests (the receiver verifies them) but is in no artifact, log, page, JSON or row:
+    through daemon processes, a refusal by the receiver, the console, the admin and ``manage.py check``."""
+    control_set_proof_mode(enabled=False, actor="ops", reason="canary")
+    endpoints = {"crm": webhook_server.endpoint()}
+    env = {
+        **daemon_env,
+        "AOL_WEBHOOKS": json.dumps(endpoints),
+        SECRET_ENV: SECRET,
+        "AOL_APPROVAL_REQUIRED_TYPES": "WEBHOOK",
+    }
+    with override_settings(AOL_WEBHOOKS=endpoints):
+        for key in ("canary-ok", "canary-refused"):
+            action_enqueue(action_type="WEBHOOK", payload={"endpoint": "crm", "event": "canary"}, idempotency_key=key)
+    seen = [run_manage(["run_aol_daemon", "--ticks", "1"], env)]  # the PROOF runs for approval
+    with override_settings(AOL_WEBHOOKS=endpoints):
+        for action in Action.objects.all():
+            review = approval_review(action=action)
+            action_approve(action_id=action.pk, sha256=review.sha256, actor="ops", reason="canary")
+    webhook_server.script.extend(["ok", 401])
+    seen.append(run_manage(["run_aol_daemon", "--ticks", "1"], env))
+    seen.append(run_manage(["check"], env))
+    assert len(webhook_server.events) == 1  # signed with the secret and verified by the receiver
+    staff = django_user_model.objects.create_superuser("canary-hooks", password="x" * 12)
+    client = Client()
+    client.force_login(staff)
+    with override_settings(AOL_WEBHOOKS=endpoints, WEBHOOK_SECRETS={SECRET_ENV: SECRET}):
+        for action in Action.objects.all():
+            seen.append(client.get(f"/console/actions/{action.pk}/").content.decode())
+            seen.append(client.get(f"/admin/orchestration/action/{action.pk}/change/").content.decode())
+            seen.append(client.get(f"/console/approvals/{action.pk}/").content.decode())
+            seen.append(artifact_path(action.approval_artifact_ref).read_text())
+        seen.append(client.get("/console/").content.decode())
+        seen.append(client.get("/console/status.json").content.decode())
+    seen.extend(ExecutionLog.objects.values_list("message", flat=True))
+    seen.extend(str(row) for row in Action.objects.values())
+    everything = "\n".join(seen)
+    assert "answered 401" in everything and "evt-1" in everything  # the calls really ran
+    assert SECRET not in everything, "the webhook secret leaked:\n" + "\n".join(
+        line for line in everything.splitlines() if SECRET in line
+    )
+
+
+def test_secrets__a_connected_accounts_credentials_appear_in_no_output(daemon_env, django_user_model, caplog):
+    """Added through the command (standard input), the credentials are in no output of the commands, the
+    daemon, the admin, the console or its JSON, the audit trail or the database row (encrypted at rest)."""
+    from cryptography.fernet import Fernet
+
+    from orchestration.models import Account
+
+    token = "acct-token-CANARY-6d2e"
+    key = Fernet.generate_key().decode()
+    env = {**daemon_env, "AOL_CREDENTIALS_KEYS": key}
+
+    def manage(args: list[str], stdin: str = "") -> str:
+        out = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=env, input=stdin, capture_output=True, text=True
+        )
+        return f"$ manage.py {' '.join(args)} -> {out.returncode}\n{out.stdout}\n{out.stderr}"
+
+    seen = [
+        manage(
+            ["aol_accounts", "add", "brand-main", "--platform", "mastodon", "--base-url", "https://social.example"],
+            stdin=f'{{"access_token": "{token}"}}',
+        ),
+        manage(["aol_accounts", "add", "brand-main", "--platform", "mastodon"], stdin=f'{{"access_token": "{token}"}}'),
+        manage(
+            ["aol_accounts", "add", "brand-main", "--platform", "x"], stdin=f'{{"access_token": "{token}", "bad": ""}}'
+        ),
+        manage(["aol_accounts", "add", "brand-main", "--platform", "x"], stdin=f'{{"access_token": "{token}"}}'),
+        manage(["aol_accounts", "list"]),
+        manage(["aol_accounts", "rotate-keys"]),
+        manage(["check"]),
+        manage(["run_aol_daemon", "--proof", "--ticks", "1"]),
+    ]
+    assert Account.objects.filter(name="brand-main").exists(), seen[0]
+    staff = django_user_model.objects.create_superuser("canary-accounts", password="x" * 12)
+    client = Client()
+    client.force_login(staff)
+    account = Account.objects.get()
+    with override_settings(AOL_CREDENTIALS_KEYS=[key]):
+        for path in (
+            "/admin/orchestration/account/",
+            f"/admin/orchestration/account/{account.pk}/change/",
+            "/admin/orchestration/auditentry/",
+            "/console/",
+            "/console/status.json",
+            "/console/audit/",
+        ):
+            seen.append(client.get(path).content.decode())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM aol_accounts")
+        seen.append(repr(cursor.fetchall()))
+    seen.extend(str(row) for row in AuditEntry.objects.values())
+    seen.append(caplog.text)
+    everything = "\n".join(seen)
+    assert "encrypted: access_token" in everything and "already exists" in everything  # the calls really ran
+    assert token not in everything and key not in everything, "a credential or key leaked:\n" + "\n".join(
+        line for line in everything.splitlines() if token in line or key in line
+    )

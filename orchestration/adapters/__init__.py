@@ -15,12 +15,13 @@ from orchestration.adapters.draft_social import DraftSocialAdapter
 from orchestration.adapters.post_social import PostSocialAdapter
 from orchestration.adapters.send_email import SendEmailAdapter
 from orchestration.adapters.sleep import SleepAdapter
+from orchestration.adapters.webhook import WebhookAdapter
 from orchestration.conf import aol
 from orchestration.exceptions import UnknownActionType
 
 _BUILT_IN: dict[str, ActionAdapter] = {
     adapter.action_type: adapter
-    for adapter in (PostSocialAdapter(), DraftSocialAdapter(), SendEmailAdapter(), SleepAdapter())
+    for adapter in (PostSocialAdapter(), DraftSocialAdapter(), SendEmailAdapter(), SleepAdapter(), WebhookAdapter())
 }
 
 

@@ -19,13 +19,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ActionResult:
-    """What an adapter did, for the execution log."""
+    """What an adapter did, for the execution log.
+
+    A REAL run that made something in the world says what: ``remote_id`` (the remote side's id of
+    it: a post id, an email's Message-ID, an event id) and ``remote_url`` (where a person can see it);
+    both are recorded on the action with its SUCCESS.
+    """
 
     message: str
     artifact_ref: str = ""
     artifact_sha256: str = ""
     #: The database store's artifact, written in the transaction that records this result.
     pending_artifact: PendingArtifact | None = None
+    remote_id: str = ""
+    remote_url: str = ""
 
     @classmethod
     def with_artifact(cls, message: str, artifact: StoredArtifact) -> "ActionResult":

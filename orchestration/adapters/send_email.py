@@ -205,6 +205,7 @@ class SendEmailAdapter(ActionAdapter):
             message=f"REAL: sent to {len(message.to)} recipient(s) via {where}, "
             f"Message-ID {message.extra_headers['Message-ID']}",
             artifact_sha256=digest,
+            remote_id=message.extra_headers["Message-ID"],
         )
 
 

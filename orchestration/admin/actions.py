@@ -117,6 +117,7 @@ class ActionAdmin(InspectionAdmin):
                 )
             },
         ),
+        ("What the REAL run made", {"fields": ("remote_id", "remote_link")}),
         ("Payload", {"fields": ("payload_pretty",)}),
         ("Last error", {"fields": ("last_error",)}),
     )
@@ -147,6 +148,15 @@ class ActionAdmin(InspectionAdmin):
     @admin.display(description="last error")
     def last_error_short(self, obj: Action) -> str:
         return Truncator(obj.last_error).chars(80) or "—"
+
+    @admin.display(description="remote URL")
+    def remote_link(self, obj: Action) -> str:
+        """A link only for http(s) URLs; anything else is shown as text, never as a link."""
+        if obj.remote_href:
+            return format_html(
+                '<a href="{}" rel="noopener noreferrer" target="_blank">{}</a>', obj.remote_href, obj.remote_url
+            )
+        return obj.remote_url or "—"
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: Action) -> str:

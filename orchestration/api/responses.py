@@ -16,6 +16,11 @@ class Approval(BaseModel):
     approved_at: str | None
 
 
+class Remote(BaseModel):
+    id: str | None = Field(description="The remote side's id of what the REAL run made (post id, Message-ID, event id)")
+    url: str | None = Field(description="Where it can be seen, when the remote side gives a URL")
+
+
 class ErrorLine(BaseModel):
     ts: str
     level: str
@@ -41,6 +46,7 @@ class ActionOut(BaseModel):
     updated_at: str | None
     last_error: str
     approval: Approval
+    remote: Remote | None = Field(default=None, description="What a REAL success made in the world; null if nothing")
     url: str = Field(description="This action in the API")
     payload: dict[str, Any] | None = None
     errors: list[ErrorLine] | None = Field(default=None, description="Recent warnings and errors, newest first")

@@ -24,6 +24,7 @@ from orchestration.exceptions import (
     AttemptInterrupted,
     InvalidAction,
     PermanentAdapterError,
+    RetryLater,
 )
 from orchestration.models import Action, ActionStatus, ClaimedMode
 from orchestration.services.approval import action_approval_gated, approval_check_proof_run, approval_verify_before_real
@@ -188,6 +189,7 @@ class Dispatcher:
             actor=self.config.owner,
             error=f"{type(exc).__name__}: {exc}",
             permanent=permanent,
+            retry_after_seconds=exc.retry_after_seconds if isinstance(exc, RetryLater) else None,
         )
         logger.info("action id=%s type=%s status=%s error=%s", action.pk, action.action_type, status, exc)
         return FAILED
@@ -253,16 +255,24 @@ class Dispatcher:
             # Name what a person approved beside what was done.
             message = f"{message} (approved by {action.approved_by or '?'}: sha256 {action.approval_sha256})"
             ref, sha256 = ref or action.approval_artifact_ref, sha256 or action.approval_sha256
-        self.recorder.success(
-            Success(action, message, ref, sha256, finished_at=timezone.now(), pending_artifact=result.pending_artifact),
-            batched=action.claimed_in_batch,
+        success = Success(
+            action,
+            message,
+            ref,
+            sha256,
+            finished_at=timezone.now(),
+            remote_id=result.remote_id,
+            remote_url=result.remote_url,
+            pending_artifact=result.pending_artifact,
         )
+        self.recorder.success(success, batched=action.claimed_in_batch)
         logger.info(
-            "action id=%s type=%s status=%s artifact=%s",
+            "action id=%s type=%s status=%s artifact=%s remote_id=%s",
             action.pk,
             action.action_type,
             ActionStatus.SUCCESS,
             result.artifact_ref or "-",
+            result.remote_id or "-",
         )
 
     def _record_unknown_outcome(self, action: Action, exc: Exception) -> str:

@@ -19,7 +19,13 @@ from orchestration.adapters.artifacts import sha256_bytes
 from orchestration.adapters.store import artifact_read
 from orchestration.conf import approval_required_types
 from orchestration.dbclock import DbNow
-from orchestration.exceptions import ApprovalRefused, ArtifactNotFound, PermanentAdapterError, UnknownActionType
+from orchestration.exceptions import (
+    AdapterError,
+    ApprovalRefused,
+    ArtifactNotFound,
+    PermanentAdapterError,
+    UnknownActionType,
+)
 from orchestration.models import Action, ActionStatus, AuditOutcome, ClaimedMode
 from orchestration.services.audit import audit_write
 from orchestration.services.control import operator_reason_clean
@@ -61,7 +67,7 @@ def approval_review(*, action: Action) -> ArtifactReview:
     rendered = ""
     try:
         rendered = _render_sha256(adapter_get(action.action_type), action)
-    except (UnknownActionType, NotImplementedError, KeyError, TypeError, AttributeError) as exc:
+    except (UnknownActionType, AdapterError, NotImplementedError, KeyError, TypeError, AttributeError) as exc:
         problem = problem or f"The action's PROOF content cannot be re-rendered ({type(exc).__name__}: {exc})."
     if not problem and file_sha256 != sha256:
         problem = f"The artifact file changed since it was made: it hashes to {file_sha256}, not the recorded {sha256}."

@@ -153,6 +153,12 @@ def action_public(*, action: Action, detail: bool = True) -> dict[str, Any]:
             "approved_by": action.approved_by or None,
             "approved_at": action.approved_at.isoformat() if action.approved_at else None,
         },
+        # What a REAL success made in the world, where the adapter said.
+        "remote": (
+            {"id": action.remote_id or None, "url": action.remote_url or None}
+            if action.remote_id or action.remote_url
+            else None
+        ),
     }
     if detail:
         data["payload"] = action.payload

@@ -10,10 +10,17 @@ from django.db.models import Case, F, Value, When
 
 from orchestration.adapters import adapter_get
 from orchestration.adapters.store import PendingArtifact, artifact_rows_write
-from orchestration.conf import action_type_settings
+from orchestration.conf import MAX_BACKOFF_SECONDS, action_type_settings
 from orchestration.dbclock import DbNow
 from orchestration.exceptions import LeaseNotHeld, UnknownActionType
-from orchestration.models import Action, ActionStatus, ClaimedMode, LogLevel
+from orchestration.models import (
+    REMOTE_ID_MAX_LENGTH,
+    REMOTE_URL_MAX_LENGTH,
+    Action,
+    ActionStatus,
+    ClaimedMode,
+    LogLevel,
+)
 from orchestration.services.lease import lease_fenced_actions, lease_is_current
 from orchestration.services.logs import log_entry, log_write, log_write_many
 
@@ -41,6 +48,8 @@ class Success:
     artifact_ref: str = ""
     artifact_sha256: str = ""
     finished_at: datetime | None = None  # when the attempt ended (its log row's time); None: now
+    remote_id: str = ""  # what the REAL run made, in the remote side's terms (ActionResult.remote_id)
+    remote_url: str = ""
     #: The database store's artifact, inserted in the transaction that records the success.
     pending_artifact: PendingArtifact | None = None
 
@@ -54,13 +63,43 @@ def action_mark_success(
     artifact_ref: str = "",
     artifact_sha256: str = "",
     pending_artifact: PendingArtifact | None = None,
+    remote_id: str = "",
+    remote_url: str = "",
 ) -> None:
     """Record success and its execution log in one transaction; LeaseNotHeld if fenced out."""
     action_mark_success_many(
-        successes=[Success(action, message, artifact_ref, artifact_sha256, pending_artifact=pending_artifact)],
+        successes=[
+            Success(
+                action,
+                message,
+                artifact_ref,
+                artifact_sha256,
+                pending_artifact=pending_artifact,
+                remote_id=remote_id,
+                remote_url=remote_url,
+            )
+        ],
         token=token,
         actor=actor,
     )
+
+
+def _remote_fields(successes: list[Success]) -> dict[str, Any]:
+    """The remote id and URL of each success, as UPDATE values: one statement for the whole batch.
+
+    An id longer than the column is cut; a URL longer than its column is dropped (a cut URL is wrong).
+    """
+    ids = {s.action.pk: s.remote_id[:REMOTE_ID_MAX_LENGTH] for s in successes if s.remote_id}
+    urls = {s.action.pk: s.remote_url for s in successes if s.remote_url and len(s.remote_url) <= REMOTE_URL_MAX_LENGTH}
+    fields: dict[str, Any] = {}
+    for name, values in (("remote_id", ids), ("remote_url", urls)):
+        if not values:
+            fields[name] = ""
+        elif len(successes) == 1:
+            fields[name] = next(iter(values.values()))
+        else:
+            fields[name] = Case(*(When(pk=pk, then=Value(v)) for pk, v in values.items()), default=Value(""))
+    return fields
 
 
 def action_mark_success_many(*, successes: list[Success], token: int, actor: str) -> None:
@@ -75,8 +114,9 @@ def action_mark_success_many(*, successes: list[Success], token: int, actor: str
         return
     ids = [success.action.pk for success in successes]
     with transaction.atomic():
+        # The remote id and URL go in the same UPDATE as the status: a SUCCESS never lacks them.
         recorded = lease_fenced_actions(pks=ids, token=token).update(
-            status=ActionStatus.SUCCESS, last_error="", updated_at=DbNow()
+            status=ActionStatus.SUCCESS, last_error="", updated_at=DbNow(), **_remote_fields(successes)
         )
         if recorded != len(set(ids)):
             which = f"action #{ids[0]}" if len(ids) == 1 else f"{len(ids)} actions (#{ids[0]}..#{ids[-1]})"
@@ -95,14 +135,19 @@ def action_mark_success_many(*, successes: list[Success], token: int, actor: str
         )
     for success in successes:
         success.action.status = ActionStatus.SUCCESS
+        success.action.remote_id = success.remote_id[:REMOTE_ID_MAX_LENGTH]
+        success.action.remote_url = success.remote_url if len(success.remote_url) <= REMOTE_URL_MAX_LENGTH else ""
 
 
-def action_mark_failure(*, action: Action, token: int, actor: str, error: str, permanent: bool) -> str:
+def action_mark_failure(
+    *, action: Action, token: int, actor: str, error: str, permanent: bool, retry_after_seconds: float | None = None
+) -> str:
     """Retry with backoff, or dead-letter when the error is permanent or attempts are used up.
 
     Returns the new status. The attempt limit and the backoff come from the action type's settings
     (AOL_ACTION_TYPES); by default AOL_MAX_ATTEMPTS, and a backoff that grows by
-    AOL_RETRY_BACKOFF_SECONDS per attempt made.
+    AOL_RETRY_BACKOFF_SECONDS per attempt made. ``retry_after_seconds`` (the remote side's
+    Retry-After) replaces the backoff, up to a day.
     """
     error = error[:MAX_ERROR_LENGTH]
     settings = action_type_settings(action.action_type)
@@ -112,12 +157,16 @@ def action_mark_failure(*, action: Action, token: int, actor: str, error: str, p
         why = "permanent error" if permanent else f"attempt {action.attempts} of {settings.max_attempts} failed"
         message, level = f"moved to DLQ ({why}): {error}", LogLevel.ERROR
     else:
-        backoff = timedelta(seconds=round(settings.backoff_for(attempts=action.attempts), 3))
+        if retry_after_seconds is not None:
+            seconds, why = min(max(retry_after_seconds, 0.0), MAX_BACKOFF_SECONDS), " (as its Retry-After asked)"
+        else:
+            seconds, why = settings.backoff_for(attempts=action.attempts), ""
+        backoff = timedelta(seconds=round(seconds, 3))
         fields["status"] = ActionStatus.RETRY
         fields["not_before"] = DbNow() + Value(backoff)
         message = (
             f"attempt {action.attempts} of {settings.max_attempts} failed, "
-            f"retrying in {backoff.total_seconds():g}s: {error}"
+            f"retrying in {backoff.total_seconds():g}s{why}: {error}"
         )
         level = LogLevel.WARNING
     with transaction.atomic():

@@ -209,6 +209,12 @@ def test_send_email_tick__smtp_answer_decides_the_action_status(smtp_settings, s
         log = ExecutionLog.objects.get(action_id=action.pk)
         assert log.message.startswith("REAL: sent to 2 recipient(s)")
         assert log.artifact_sha256 == sha256_bytes(smtp_server.messages[0].data.rstrip(b"\r\n") + b"\r\n")
+        # The Message-ID it was sent with is the action's remote id.
+        assert (
+            action.remote_id
+            == message_id_for(action.idempotency_key)
+            == parse(smtp_server.messages[0].data)["Message-ID"]
+        )
     else:
         assert action.last_error.startswith(
             "TransientAdapterError" if status == "RETRY" else "PermanentAdapterError"

@@ -1,0 +1,250 @@
+"""Connected accounts: add, change credentials, remove, rotate keys; the one reader and writer of credentials.
+
+Credentials (a JSON object of strings, e.g. ``{"access_token": "…"}``) are encrypted at rest with
+``cryptography``'s MultiFernet over AOL_CREDENTIALS_KEYS: the first key encrypts, every key
+decrypts, so a key is rotated by putting a new one first, running ``aol_accounts rotate-keys``
+(re-encrypts every row with it), then dropping the old one. Nothing here logs, audits or returns a
+credential's value; ``account_credentials`` decrypts for the adapter that acts as the account.
+"""
+
+import json
+import logging
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.db import IntegrityError, transaction
+
+from orchestration.conf import aol
+from orchestration.exceptions import CredentialsUnavailable, InvalidAccount
+from orchestration.models import Account, AccountPlatform, AuditOutcome
+from orchestration.services.audit import audit_write
+from orchestration.services.control import operator_reason_clean
+
+logger = logging.getLogger("orchestration")
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+#: The largest credentials object accepted, as JSON.
+MAX_CREDENTIALS_BYTES = 8 * 1024
+#: Platforms that have no single public API host: their accounts need the instance's URL.
+BASE_URL_REQUIRED = {AccountPlatform.MASTODON}
+KEYS_HINT = (
+    "set AOL_CREDENTIALS_KEYS to one or more Fernet keys, comma-separated (make one with: python -c "
+    '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")'
+)
+
+
+def credentials_keys_problems() -> list[str]:
+    """What is wrong with AOL_CREDENTIALS_KEYS (for the system check E095); never shows a key."""
+    keys: object = aol.credentials_keys
+    if not keys:
+        return []
+    if isinstance(keys, str) or not isinstance(keys, list | tuple) or not all(isinstance(key, str) for key in keys):
+        return ["AOL_CREDENTIALS_KEYS must be a list of Fernet keys."]
+    problems = []
+    for number, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            problems.append(
+                f"AOL_CREDENTIALS_KEYS: key #{number} is not a Fernet key (32 bytes, URL-safe base64, 44 characters)."
+            )
+    return problems
+
+
+def credentials_fernet() -> MultiFernet:
+    """The keys of AOL_CREDENTIALS_KEYS; CredentialsUnavailable (naming no key) when none or one is malformed."""
+    problems = credentials_keys_problems()
+    if problems:
+        raise CredentialsUnavailable(f"{problems[0]} Fix it: {KEYS_HINT}.")
+    if not aol.credentials_keys:
+        raise CredentialsUnavailable(
+            f"AOL_CREDENTIALS_KEYS is not set, so credentials cannot be stored or read; {KEYS_HINT}."
+        )
+    return MultiFernet([Fernet(key) for key in aol.credentials_keys])
+
+
+def account_fields_clean(*, name: str, platform: str, base_url: str) -> tuple[str, str, str]:
+    """The account's name, platform and base URL, checked; InvalidAccount naming every problem."""
+    problems = []
+    if not isinstance(name, str) or not _NAME.match(name):
+        problems.append(
+            f"name {name!r} must be 1-64 lower-case letters, digits, '-' or '_', starting with a letter or digit"
+        )
+    if platform not in AccountPlatform.values:
+        problems.append(f"platform {platform!r} is not one of {', '.join(AccountPlatform.values)}")
+    base_url = (base_url or "").strip()
+    if base_url:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            problems.append(f"base URL {base_url!r} must be an http or https URL without a query or fragment")
+        elif parts.username or parts.password:
+            problems.append("the base URL must not hold a user or password; they go in the credentials")
+    elif platform in BASE_URL_REQUIRED:
+        problems.append(f"a {platform} account needs its instance's base URL, e.g. https://mastodon.social")
+    if problems:
+        message = "; ".join(problems)
+        raise InvalidAccount(message[0].upper() + message[1:] + ".")
+    return name, platform, base_url.rstrip("/")
+
+
+def credentials_clean(*, credentials: Any) -> dict[str, str]:
+    """A non-empty JSON object of non-empty strings; InvalidAccount names what is wrong, never a value."""
+    if isinstance(credentials, str | bytes):
+        try:
+            credentials = json.loads(credentials)
+        except ValueError:
+            raise InvalidAccount(
+                'The credentials must be a JSON object, e.g. {"access_token": "…"}; this is not JSON.'
+            ) from None
+    if not isinstance(credentials, dict) or not credentials:
+        raise InvalidAccount('The credentials must be a non-empty JSON object, e.g. {"access_token": "…"}.')
+    bad = sorted(
+        str(key)[:64]
+        for key, value in credentials.items()
+        if not isinstance(key, str) or not _FIELD.match(key) or not isinstance(value, str) or not value
+    )
+    if bad:
+        raise InvalidAccount(
+            f"Credential field(s) {', '.join(map(repr, bad))}: each name must be a word (letters, digits, '_') "
+            "and each value a non-empty string."
+        )
+    if len(json.dumps(credentials)) > MAX_CREDENTIALS_BYTES:
+        raise InvalidAccount(f"The credentials are larger than {MAX_CREDENTIALS_BYTES} bytes.")
+    return credentials
+
+
+def _encrypt(credentials: dict[str, str]) -> str:
+    return credentials_fernet().encrypt(json.dumps(credentials, sort_keys=True).encode()).decode()
+
+
+def account_add(
+    *, name: str, platform: str, base_url: str = "", credentials: Any, actor: str, reason: str = ""
+) -> Account:
+    """Add an account with its credentials encrypted; InvalidAccount or CredentialsUnavailable write nothing."""
+    name, platform, base_url = account_fields_clean(name=name, platform=platform, base_url=base_url)
+    credentials = credentials_clean(credentials=credentials)
+    encrypted = _encrypt(credentials)
+    reason = reason.strip() or "added"
+    account = Account(
+        name=name,
+        platform=platform,
+        base_url=base_url,
+        credentials_encrypted=encrypted,
+        credential_fields=sorted(credentials),
+        created_by=actor[:255],
+        updated_by=actor[:255],
+    )
+    try:
+        with transaction.atomic():
+            account.save(force_insert=True)
+            audit_write(
+                actor=actor,
+                verb="add account",
+                outcome=AuditOutcome.DONE,
+                target=f"account {name}",
+                reason=reason,
+                after={"platform": platform, "base_url": base_url, "credential_fields": sorted(credentials)},
+            )
+    except IntegrityError:
+        raise InvalidAccount(
+            f"An account named {name!r} already exists; remove it first or pick another name."
+        ) from None
+    logger.info("account added name=%s platform=%s actor=%s", name, platform, actor)
+    return account
+
+
+def account_change(
+    *, name: str, actor: str, reason: str, base_url: str | None = None, credentials: Any = None
+) -> Account:
+    """Change an account's base URL and/or replace its credentials (None: keep); audited without values."""
+    reason = operator_reason_clean(reason=reason, actor=actor, verb="change an account")
+    with transaction.atomic():
+        account = Account.objects.select_for_update().filter(name=name).first()
+        if account is None:
+            raise InvalidAccount(f"No account named {name!r}.")
+        before = {"base_url": account.base_url, "credential_fields": account.credential_fields}
+        if base_url is not None:
+            _, _, account.base_url = account_fields_clean(name=name, platform=account.platform, base_url=base_url)
+        if credentials is not None:
+            cleaned = credentials_clean(credentials=credentials)
+            account.credentials_encrypted = _encrypt(cleaned)
+            account.credential_fields = sorted(cleaned)
+        account.updated_by = actor[:255]
+        account.save()
+        after = {"base_url": account.base_url, "credential_fields": account.credential_fields}
+        if credentials is not None:
+            after["credentials"] = "replaced"
+        audit_write(
+            actor=actor,
+            verb="change account",
+            outcome=AuditOutcome.DONE,
+            target=f"account {name}",
+            reason=reason,
+            before=before,
+            after=after,
+        )
+    logger.info("account changed name=%s actor=%s credentials_replaced=%s", name, actor, credentials is not None)
+    return account
+
+
+def account_remove(*, name: str, actor: str, reason: str) -> None:
+    """Delete an account and its credentials; audited. InvalidAccount when there is none of that name."""
+    reason = operator_reason_clean(reason=reason, actor=actor, verb="remove an account")
+    with transaction.atomic():
+        account = Account.objects.filter(name=name).first()
+        if account is None:
+            raise InvalidAccount(f"No account named {name!r}.")
+        account.delete()
+        audit_write(
+            actor=actor,
+            verb="remove account",
+            outcome=AuditOutcome.DONE,
+            target=f"account {name}",
+            reason=reason,
+            before={"platform": account.platform, "base_url": account.base_url},
+        )
+    logger.info("account removed name=%s actor=%s", name, actor)
+
+
+def account_credentials(*, account: Account) -> dict[str, str]:
+    """Decrypt ``account``'s credentials (for the adapter acting as it); CredentialsUnavailable if no key fits."""
+    try:
+        data: dict[str, str] = json.loads(credentials_fernet().decrypt(account.credentials_encrypted.encode()))
+    except InvalidToken:
+        raise CredentialsUnavailable(
+            f"The credentials of account {account.name!r} cannot be decrypted with any key in AOL_CREDENTIALS_KEYS: "
+            "the key that encrypted them was removed, or the row was altered. Put the old key back (after the new "
+            "one), or set the credentials again."
+        ) from None
+    return data
+
+
+def accounts_rotate_keys(*, actor: str) -> int:
+    """Re-encrypt every account's credentials with the first key of AOL_CREDENTIALS_KEYS; returns how many."""
+    fernet = credentials_fernet()
+    count = 0
+    with transaction.atomic():
+        for account in Account.objects.select_for_update().order_by("pk"):
+            try:
+                account.credentials_encrypted = fernet.rotate(account.credentials_encrypted.encode()).decode()
+            except InvalidToken:
+                raise CredentialsUnavailable(
+                    f"Account {account.name!r}: its credentials cannot be decrypted with any key in "
+                    "AOL_CREDENTIALS_KEYS, so nothing was re-encrypted. Keep the old key in the list (after the new "
+                    "one) until rotate-keys has run."
+                ) from None
+            account.save(update_fields=["credentials_encrypted"])
+            count += 1
+        audit_write(
+            actor=actor,
+            verb="rotate account keys",
+            outcome=AuditOutcome.DONE,
+            target="accounts",
+            reason="re-encrypt with the first key",
+            after={"accounts": count},
+        )
+    logger.info("account credentials re-encrypted count=%s actor=%s", count, actor)
+    return count
