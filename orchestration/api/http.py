@@ -20,7 +20,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.responses import codes_4xx
 from ninja.security import APIKeyCookie, HttpBearer
 
-from orchestration.api.problems import problem_response
+from orchestration.api.problems import PROBLEM_CONTENT_TYPE, problem_response
 from orchestration.api.responses import (
     ActionOut,
     ActionsPage,
@@ -138,7 +138,22 @@ class StaffSession(APIKeyCookie):
 
 READERS = [TokenAuth(scope=TokenScope.READ), StaffSession()]
 
-api = NinjaAPI(
+
+class PlannerAPI(NinjaAPI):
+    """NinjaAPI whose schema says what the answers are: errors as application/problem+json (RFC 9457)."""
+
+    def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
+        schema = super().get_openapi_schema(*args, **kwargs)
+        for methods in schema.get("paths", {}).values():
+            for operation in methods.values():
+                for code, answer in operation.get("responses", {}).items():
+                    content = answer.get("content", {})
+                    if str(code)[:1] in "45" and "application/json" in content:
+                        answer["content"] = {PROBLEM_CONTENT_TYPE: content["application/json"]}
+        return schema
+
+
+api = PlannerAPI(
     title="AICMO AOL planner API",
     version="1",
     description=(

@@ -30,6 +30,14 @@ def test_openapi__lists_every_route_with_bearer_auth_and_the_proposal_schema():
     assert proposal["additionalProperties"] is False and set(proposal["required"]) == {"action_type", "payload"}
     assert any(scheme.get("scheme") == "bearer" for scheme in spec["components"]["securitySchemes"].values())
     assert "approval" in spec["paths"]["/api/v1/actions"]["post"]["description"]
+    errors = [
+        (path, code, set(answer.get("content", {})))
+        for path, methods in spec["paths"].items()
+        for op in methods.values()
+        for code, answer in op["responses"].items()
+        if code[0] in "45"
+    ]
+    assert errors and all(types == {"application/problem+json"} for _, _, types in errors), errors
 
 
 def test_docs__page_loads_only_local_files_and_no_external_url():
