@@ -18,7 +18,10 @@ from orchestration.services.control import control_set_proof_mode
 from orchestration.services.enqueue import action_enqueue
 from tests.webhook_server import SECRET, SECRET_ENV
 
-pytestmark = pytest.mark.django_db
+# On SQLite only: what these tests time is HTTP (timeouts, Retry-After, dropped connections) against a
+# local receiver; recording the outcomes is the services' and tests/commands/test_webhook_daemon.py's
+# part, on both databases.
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite_only]
 
 PAYLOAD = {"endpoint": "crm", "event": "lead.created", "data": {"email": "ann@example.com", "name": "Ann — Ö"}}
 

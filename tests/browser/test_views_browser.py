@@ -87,6 +87,8 @@ def overflow(page) -> dict:
     )
 
 
+# Layout is the templates' and the stylesheets', whatever the database: measured once, on SQLite.
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("width", WIDTHS)
 def test_every_page__fits_the_screen_without_console_errors(browser, console_server, shoot, width):
     make_user("root", superuser=True)

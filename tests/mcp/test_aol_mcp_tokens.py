@@ -50,6 +50,8 @@ def refused_token(case: str, make_token) -> tuple[str, str]:
     return secret, "expired"
 
 
+# One database is enough: the refusal is the command's own check of a token row, a process per case.
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("case", ["missing", "unknown", "malformed", "revoked", "expired"])
 def test_stdio__refuses_to_start_without_a_live_token_and_never_prints_it(case, make_token, daemon_env, settings):
     secret, why = refused_token(case, make_token)
