@@ -379,7 +379,7 @@ def check_webhook_settings(app_configs: Sequence[AppConfig] | None = None, **kwa
 @checks.register()
 def check_credentials_keys(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """AOL_CREDENTIALS_KEYS: each a Fernet key (E095); the message names a key by its position, never its value."""
-    from orchestration.services.accounts import KEYS_HINT, credentials_keys_problems
+    from orchestration.credentials import KEYS_HINT, credentials_keys_problems
 
     return [
         checks.Error(problem, hint=KEYS_HINT[0].upper() + KEYS_HINT[1:] + ".", id="orchestration.E095")

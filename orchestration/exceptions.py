@@ -104,6 +104,27 @@ class RetryLater(TransientAdapterError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class AccountRateLimited(RetryLater):
+    """The platform rate-limited this account (HTTP 429 or its rate-limit headers) until a reset time.
+
+    Not the action's fault: the daemon defers it, and every other action of the same account, until
+    the reset, without counting an attempt.
+    """
+
+    def __init__(self, message: str | None = None, *, retry_after_seconds: float, account: str) -> None:
+        super().__init__(message, retry_after_seconds=retry_after_seconds)
+        #: The connected account's name (``aol_accounts``) whose actions wait.
+        self.account = account
+
+
+class OutcomeUnknown(TransientAdapterError):
+    """The request went out but no answer came (timeout, dropped connection): it may have had its effect.
+
+    An idempotent attempt is retried (the remote side recognises the retry); a non-idempotent one is
+    parked as NEEDS_REVIEW for a person, unless the adapter found the effect and reported SUCCESS.
+    """
+
+
 class ArtifactStoreUnavailable(TransientAdapterError):
     """The artifacts directory cannot be written (full, read-only or missing): the environment failed, not the action.
 
@@ -211,3 +232,7 @@ class InvalidAccount(ControlChangeRejected):
 
 class CredentialsUnavailable(AOLError, ImproperlyConfigured):
     """Connected accounts' credentials cannot be encrypted or decrypted: set AOL_CREDENTIALS_KEYS."""
+
+
+class AccountCheckFailed(AOLError):
+    """The platform refused the account's credentials or could not be reached; the message says what to fix."""

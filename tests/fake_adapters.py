@@ -159,10 +159,16 @@ class RealPostSocialAdapter(PostSocialAdapter):
     """POST_SOCIAL with a REAL integration that "posts" by appending one line to ``sent.log`` in the
     artifacts directory: ``<idempotency key> <sha256 of the PROOF content it rendered> <message>``.
 
-    The shipped POST_SOCIAL has no REAL integration (it refuses REAL), so tests of the approval gate
+    The shipped POST_SOCIAL refuses REAL for a payload without a connected account, so tests of the approval gate
     register this one under the same action type (AOL_EXTRA_ADAPTERS overrides the built-in)."""
 
     supports_real = True
+
+    def real_problem(self) -> str:
+        return ""
+
+    def supports_real_for(self, payload) -> bool:
+        return True
 
     def execute_real(self, action, *, attempt: Attempt) -> ActionResult:
         attempt.checkpoint()

@@ -125,6 +125,20 @@ class ActionAdapter:
     #: Payload fields a rate limit may use as its key (empty: any field name is accepted).
     rate_key_fields: ClassVar[tuple[str, ...]] = ()
 
+    def idempotent_for(self, payload: dict[str, Any]) -> bool:
+        """Is running this payload twice the same as once? (``is_idempotent`` unless it depends on the payload,
+        as POST_SOCIAL's does on the platform.)"""
+        return self.is_idempotent
+
+    def supports_real_for(self, payload: dict[str, Any]) -> bool:
+        """Can this payload run in REAL mode at all? (``supports_real`` unless it depends on the payload, as
+        POST_SOCIAL's does on naming a connected account of a network with an integration.)"""
+        return self.supports_real
+
+    def exclusive_key(self, payload: dict[str, Any]) -> str | None:
+        """Actions with the same key never run at the same time in REAL mode (one account's posts); None: any."""
+        return None
+
     @property
     def supports_approval(self) -> bool:
         """Its PROOF artifact can be re-rendered exactly (``proof_render``), so an approval can be bound

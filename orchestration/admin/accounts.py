@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from orchestration import permissions
+from orchestration.credentials import credentials_fernet
 from orchestration.exceptions import CredentialsUnavailable, InvalidAccount
 from orchestration.models import Account
 from orchestration.services.accounts import (
@@ -22,7 +23,6 @@ from orchestration.services.accounts import (
     account_fields_clean,
     account_remove,
     credentials_clean,
-    credentials_fernet,
 )
 
 

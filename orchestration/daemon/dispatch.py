@@ -23,6 +23,7 @@ from orchestration.exceptions import (
     AttemptDeadlineExceeded,
     AttemptInterrupted,
     InvalidAction,
+    OutcomeUnknown,
     PermanentAdapterError,
     RetryLater,
 )
@@ -169,6 +170,8 @@ class Dispatcher:
             action_mark_interrupted(action=action, token=state.held_token(), actor=self.config.owner, reason=str(exc))
             logger.info("action id=%s type=%s interrupted: %s", action.pk, action.action_type, exc)
             return INTERRUPTED
+        if isinstance(exc, OutcomeUnknown):
+            return self._record_unknown_outcome(action, exc)
         if isinstance(exc, AttemptDeadlineExceeded):
             return self._record_unknown_outcome(
                 action, self._overran(action, timeout=timeout, type_limited=type_limited)
@@ -281,7 +284,9 @@ class Dispatcher:
         A cancel request ends it CANCELLED instead of retrying, unless a person must look at it.
         """
         error = f"{type(exc).__name__}: {exc}"
-        policy = action_outcome_unknown_policy(action_type=action.action_type, claimed_mode=action.claimed_mode)
+        policy = action_outcome_unknown_policy(
+            action_type=action.action_type, claimed_mode=action.claimed_mode, payload=action.payload
+        )
         if policy == ActionStatus.NEEDS_REVIEW:
             action_mark_needs_review(action=action, token=self.state.held_token(), actor=self.config.owner, error=error)
             status: str = ActionStatus.NEEDS_REVIEW

@@ -4,7 +4,7 @@ Credentials (a JSON object of strings, e.g. ``{"access_token": "…"}``) are enc
 ``cryptography``'s MultiFernet over AOL_CREDENTIALS_KEYS: the first key encrypts, every key
 decrypts, so a key is rotated by putting a new one first, running ``aol_accounts rotate-keys``
 (re-encrypts every row with it), then dropping the old one. Nothing here logs, audits or returns a
-credential's value; ``account_credentials`` decrypts for the adapter that acts as the account.
+credential's value; orchestration/credentials.py encrypts, and decrypts for the adapter that acts as the account.
 """
 
 import json
@@ -13,10 +13,10 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.fernet import InvalidToken
 from django.db import IntegrityError, transaction
 
-from orchestration.conf import aol
+from orchestration.credentials import credentials_encrypt, credentials_fernet
 from orchestration.exceptions import CredentialsUnavailable, InvalidAccount
 from orchestration.models import Account, AccountPlatform, AuditOutcome
 from orchestration.services.audit import audit_write
@@ -30,40 +30,6 @@ _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 MAX_CREDENTIALS_BYTES = 8 * 1024
 #: Platforms that have no single public API host: their accounts need the instance's URL.
 BASE_URL_REQUIRED = {AccountPlatform.MASTODON}
-KEYS_HINT = (
-    "set AOL_CREDENTIALS_KEYS to one or more Fernet keys, comma-separated (make one with: python -c "
-    '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")'
-)
-
-
-def credentials_keys_problems() -> list[str]:
-    """What is wrong with AOL_CREDENTIALS_KEYS (for the system check E095); never shows a key."""
-    keys: object = aol.credentials_keys
-    if not keys:
-        return []
-    if isinstance(keys, str) or not isinstance(keys, list | tuple) or not all(isinstance(key, str) for key in keys):
-        return ["AOL_CREDENTIALS_KEYS must be a list of Fernet keys."]
-    problems = []
-    for number, key in enumerate(keys, start=1):
-        try:
-            Fernet(key)
-        except (ValueError, TypeError):
-            problems.append(
-                f"AOL_CREDENTIALS_KEYS: key #{number} is not a Fernet key (32 bytes, URL-safe base64, 44 characters)."
-            )
-    return problems
-
-
-def credentials_fernet() -> MultiFernet:
-    """The keys of AOL_CREDENTIALS_KEYS; CredentialsUnavailable (naming no key) when none or one is malformed."""
-    problems = credentials_keys_problems()
-    if problems:
-        raise CredentialsUnavailable(f"{problems[0]} Fix it: {KEYS_HINT}.")
-    if not aol.credentials_keys:
-        raise CredentialsUnavailable(
-            f"AOL_CREDENTIALS_KEYS is not set, so credentials cannot be stored or read; {KEYS_HINT}."
-        )
-    return MultiFernet([Fernet(key) for key in aol.credentials_keys])
 
 
 def account_fields_clean(*, name: str, platform: str, base_url: str) -> tuple[str, str, str]:
@@ -116,17 +82,13 @@ def credentials_clean(*, credentials: Any) -> dict[str, str]:
     return credentials
 
 
-def _encrypt(credentials: dict[str, str]) -> str:
-    return credentials_fernet().encrypt(json.dumps(credentials, sort_keys=True).encode()).decode()
-
-
 def account_add(
     *, name: str, platform: str, base_url: str = "", credentials: Any, actor: str, reason: str = ""
 ) -> Account:
     """Add an account with its credentials encrypted; InvalidAccount or CredentialsUnavailable write nothing."""
     name, platform, base_url = account_fields_clean(name=name, platform=platform, base_url=base_url)
     credentials = credentials_clean(credentials=credentials)
-    encrypted = _encrypt(credentials)
+    encrypted = credentials_encrypt(credentials)
     reason = reason.strip() or "added"
     account = Account(
         name=name,
@@ -170,7 +132,7 @@ def account_change(
             _, _, account.base_url = account_fields_clean(name=name, platform=account.platform, base_url=base_url)
         if credentials is not None:
             cleaned = credentials_clean(credentials=credentials)
-            account.credentials_encrypted = _encrypt(cleaned)
+            account.credentials_encrypted = credentials_encrypt(cleaned)
             account.credential_fields = sorted(cleaned)
         account.updated_by = actor[:255]
         account.save()
@@ -207,19 +169,6 @@ def account_remove(*, name: str, actor: str, reason: str) -> None:
             before={"platform": account.platform, "base_url": account.base_url},
         )
     logger.info("account removed name=%s actor=%s", name, actor)
-
-
-def account_credentials(*, account: Account) -> dict[str, str]:
-    """Decrypt ``account``'s credentials (for the adapter acting as it); CredentialsUnavailable if no key fits."""
-    try:
-        data: dict[str, str] = json.loads(credentials_fernet().decrypt(account.credentials_encrypted.encode()))
-    except InvalidToken:
-        raise CredentialsUnavailable(
-            f"The credentials of account {account.name!r} cannot be decrypted with any key in AOL_CREDENTIALS_KEYS: "
-            "the key that encrypted them was removed, or the row was altered. Put the old key back (after the new "
-            "one), or set the credentials again."
-        ) from None
-    return data
 
 
 def accounts_rotate_keys(*, actor: str) -> int:

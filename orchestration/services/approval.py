@@ -232,7 +232,7 @@ def action_approval_gated(*, action: Action) -> bool:
     if not (action.requires_approval or action.action_type in approval_required_types()):
         return False
     try:
-        return adapter_get(action.action_type).supports_real
+        return adapter_get(action.action_type).supports_real_for(action.payload)
     except UnknownActionType:
         return False
 

@@ -136,7 +136,8 @@ def action_batchable(*, action: Action, mode: str) -> bool:
     that crashes its daemon is soon isolated and counts its own attempts towards the DLQ.
     """
     return action.status in FIRST_ATTEMPT_STATUSES and (
-        action_outcome_unknown_policy(action_type=action.action_type, claimed_mode=mode) == ActionStatus.RETRY
+        action_outcome_unknown_policy(action_type=action.action_type, claimed_mode=mode, payload=action.payload)
+        == ActionStatus.RETRY
     )
 
 

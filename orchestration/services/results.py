@@ -222,7 +222,7 @@ NEEDS_REVIEW_MESSAGE = (
 )
 
 
-def action_outcome_unknown_policy(*, action_type: str, claimed_mode: str) -> str:
+def action_outcome_unknown_policy(*, action_type: str, claimed_mode: str, payload: dict[str, Any] | None = None) -> str:
     """What to do with an attempt whose outcome is unknown: RETRY, or NEEDS_REVIEW.
 
     PROOF attempts are always retried (a re-run verifies the artifact and has the effect once).
@@ -241,7 +241,8 @@ def action_outcome_unknown_policy(*, action_type: str, claimed_mode: str) -> str
         return ActionStatus.RETRY
     if policy == "needs_review":
         return ActionStatus.NEEDS_REVIEW
-    return ActionStatus.RETRY if adapter.is_idempotent else ActionStatus.NEEDS_REVIEW
+    idempotent = adapter.is_idempotent if payload is None else adapter.idempotent_for(payload)
+    return ActionStatus.RETRY if idempotent else ActionStatus.NEEDS_REVIEW
 
 
 def action_mark_awaiting_approval(
@@ -327,20 +328,28 @@ def action_recover_orphans(*, token: int, actor: str) -> RecoveryReport:
     with transaction.atomic():
         orphans = list(
             Action.objects.orphaned(current_token=token).values_list(
-                "pk", "attempts", "claimed_by", "action_type", "claimed_mode", "cancel_requested", "claimed_in_batch"
+                "pk",
+                "attempts",
+                "claimed_by",
+                "action_type",
+                "claimed_mode",
+                "cancel_requested",
+                "claimed_in_batch",
+                "payload",
             )
         )
         if not orphans:
             return RecoveryReport(retried=[], dead=[], review=[], cancelled=[])
         review = [
             pk
-            for pk, _, _, action_type, mode, *_ in orphans
-            if action_outcome_unknown_policy(action_type=action_type, claimed_mode=mode) == ActionStatus.NEEDS_REVIEW
+            for pk, _, _, action_type, mode, _, _, payload in orphans
+            if action_outcome_unknown_policy(action_type=action_type, claimed_mode=mode, payload=payload)
+            == ActionStatus.NEEDS_REVIEW
         ]
         # An operator asked it to stop: it is not run again (unless its outcome needs a person).
-        cancelled = [pk for pk, *_, cancel, _ in orphans if cancel and pk not in review]
+        cancelled = [pk for pk, *_, cancel, _, _ in orphans if cancel and pk not in review]
         rest = [row for row in orphans if row[0] not in review and row[0] not in cancelled]
-        uncounted = [pk for pk, *_, in_batch in rest if in_batch]
+        uncounted = [pk for pk, *_, in_batch, _ in rest if in_batch]
         dead = [
             pk
             for pk, attempts, _, action_type, *_ in rest

@@ -5,8 +5,9 @@ from cryptography.fernet import Fernet
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
+from orchestration.credentials import account_credentials
 from orchestration.models import Account, AuditEntry
-from orchestration.services.accounts import account_add, account_credentials
+from orchestration.services.accounts import account_add
 from tests.console_fixtures import client_for
 
 pytestmark = pytest.mark.django_db

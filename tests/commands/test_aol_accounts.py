@@ -9,8 +9,8 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.management import CommandError, call_command
 
+from orchestration.credentials import account_credentials
 from orchestration.models import Account
-from orchestration.services.accounts import account_credentials
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.django_db

@@ -4,12 +4,12 @@ import pytest
 from cryptography.fernet import Fernet
 from django.db import connection
 
+from orchestration.credentials import account_credentials
 from orchestration.exceptions import CredentialsUnavailable, InvalidAccount
 from orchestration.models import Account, AuditEntry
 from orchestration.services.accounts import (
     account_add,
     account_change,
-    account_credentials,
     account_remove,
     accounts_rotate_keys,
 )

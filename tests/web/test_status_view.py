@@ -236,10 +236,10 @@ def test_status_view__static_script_is_served_locally(viewer):
 
 def test_status_view__adapters_refusing_real_mode_are_named(viewer):
     data = snapshot(client_for(viewer))
-    post_social = next(a for a in data["adapters"] if a["action_type"] == "POST_SOCIAL")
-    assert post_social["supports_real"] is False
+    refused = next(a for a in data["adapters"] if a["action_type"] == "DRAFT_SOCIAL")
+    assert refused["supports_real"] is False
     page = client_for(viewer).get(STATUS_URL).content.decode()
-    assert "would be <strong>refused</strong>" in page and "<strong>POST_SOCIAL</strong>: no social network" in page
+    assert "would be <strong>refused</strong>" in page and "<strong>DRAFT_SOCIAL</strong>: " in page
 
 
 def test_status_view__controls_say_when_the_user_lacks_permission(viewer, operator):
