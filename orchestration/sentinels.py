@@ -248,13 +248,27 @@ def check_llm(run: SentinelRun) -> tuple[str, str, str]:
 
     status = safe_llm_status()
     where = f", base URL {status['base_url']}" if status["base_url"] else ""
-    if not status["enabled"]:
+    if status["enabled"]:
+        return PASS, f"enabled, model {status['model']}{where}", ""
+    advice = "Optional. To enable: set OPENAI_API_KEY (and AICMO_USE_LLM=1) for the web and daemon processes."
+    # Disabled is a supported setup, so it warns (and fails --fail-on-warn) only when work waits for it.
+    waiting = _waiting_llm_actions(run)
+    if waiting:
         return (
             WARN,
-            f"{status['reason']}; actions that need it (DRAFT_SOCIAL) fail until it is enabled",
-            "Optional. To enable: set OPENAI_API_KEY (and AICMO_USE_LLM=1) for the web and daemon processes.",
+            f"{status['reason']}; {waiting} queued DRAFT_SOCIAL action(s) will fail until it is enabled",
+            advice,
         )
-    return PASS, f"enabled, model {status['model']}{where}", ""
+    return SKIP, f"{status['reason']}; optional, and no queued action needs it", advice
+
+
+def _waiting_llm_actions(run: SentinelRun) -> int:
+    """Queued actions that need the LLM (0 when the database cannot tell)."""
+    if not run.probe.ready:
+        return 0
+    from orchestration.models import DUE_STATUSES, Action
+
+    return Action.objects.filter(action_type="DRAFT_SOCIAL", status__in=DUE_STATUSES).count()
 
 
 @sentinel("orchestration.S009", "Status view")
