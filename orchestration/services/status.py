@@ -83,6 +83,7 @@ def status_snapshot(*, detail: bool = False) -> dict[str, Any]:
             "expires_at": _iso(lease.expires_at),
             "expires_in_seconds": round(expires_in, 1) if expires_in is not None else None,
             "state": lease.state,
+            "label": lease_label(state=lease.state, killed=flags.killed, paused=flags.paused),
         },
         "daemon_hint": daemon_hint(killed=flags.killed, lease=lease),
         "last_tick": None
@@ -152,6 +153,19 @@ def mode_state(*, proof_flag: bool, lease: LeaseHealth) -> dict[str, Any]:
         "mode_forced_by": lease.proof_forced_by if lease.held else ("AOL_PROOF_MODE=1" if forced_here else ""),
         "mode_note": note,
     }
+
+
+def lease_label(*, state: str, killed: bool, paused: bool) -> str:
+    """What the lease light means now: a live daemon that is killed or paused is not "running" anything."""
+    if state == "red":
+        return "no daemon running"
+    if state == "amber":
+        return "lease about to expire"
+    if killed:
+        return "alive, killed: nothing runs until Revive"
+    if paused:
+        return "alive, paused: nothing new starts"
+    return "running"
 
 
 def daemon_hint(*, killed: bool, lease: LeaseHealth) -> str:

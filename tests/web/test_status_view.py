@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from orchestration.models import ActionStatus, TickLedger
 from orchestration.services import status as status_service
-from orchestration.services.control import control_pause, control_set_proof_mode
+from orchestration.services.control import control_kill, control_pause, control_set_proof_mode
 from orchestration.services.enqueue import action_enqueue
 from orchestration.services.lease import lease_acquire_or_renew
 from orchestration.services.logs import log_write
@@ -111,6 +111,19 @@ def test_status_view__paused_and_killed_flags_are_shown(viewer):
     assert '<div id="banner-paused" class="banner banner-paused">' in page  # not hidden
     assert '<div id="banner-killed" class="banner banner-killed" hidden>' in page
     assert snapshot(client_for(viewer))["flags"]["paused"] is True
+
+
+def test_status_view__a_live_daemon_that_is_killed_or_paused_is_not_called_running(viewer):
+    lease_acquire_or_renew(owner="web-1:4242", ttl_seconds=30)
+    assert snapshot(client_for(viewer))["lease"]["label"] == "running"
+    control_pause(actor="boss", reason="maintenance")
+    assert snapshot(client_for(viewer))["lease"]["label"] == "alive, paused: nothing new starts"
+    control_kill(actor="boss", reason="stop everything")
+    data = snapshot(client_for(viewer))
+    assert data["lease"]["state"] == "green"  # the heartbeat is fine ...
+    assert data["lease"]["label"] == "alive, killed: nothing runs until Revive"  # ... but nothing runs
+    page = client_for(viewer).get(STATUS_URL).content.decode()
+    assert '<strong id="lease-state-label" data-field="lease.label">alive, killed: nothing runs until Revive' in page
 
 
 def test_status_view__last_tick_and_queue_metrics(viewer):

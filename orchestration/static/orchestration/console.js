@@ -15,7 +15,6 @@
   var TICK_COLOURS = {SUCCESS: "#2e7d32", PARTIAL: "#ef8f00", FAIL: "#c62828", PAUSED: "#8d8d8d", KILLED: "#222"};
   var DEPTH_COLOURS = {PENDING: "#1565c0", READY: "#00838f", RETRY: "#ef8f00", RUNNING: "#2e7d32", DLQ: "#c62828",
                        NEEDS_REVIEW: "#6a1b9a", AWAITING_APPROVAL: "#ad1457"};
-  var LEASE_LABELS = {green: "running", amber: "lease about to expire", red: "no daemon running"};
 
   function get(obj, path) {
     return path.split(".").reduce(function (o, k) { return o === null || o === undefined ? undefined : o[k]; }, obj);
@@ -43,7 +42,6 @@
     yesno: function (v) { return v ? "YES" : "no"; },
     keyset: function (v) { return v ? "set" : "not set"; },
     holder: function (v) { return v || "— (free)"; },
-    lease: function (v) { return LEASE_LABELS[v] || String(v); },
     badge: function (v) { return v || "none yet"; },
     lastchange: function (v) { return v && v.updated_by ? v.updated_by + ", " + shortTime(v.updated_at) : "none yet: the defaults"; }
   };
