@@ -28,8 +28,12 @@ from orchestration.exceptions import (
     PermanentAdapterError,
     RetryLater,
 )
-from orchestration.models import Action, ActionStatus, ClaimedMode
-from orchestration.services.account_limits import account_rate_limit_hold
+from orchestration.models import AccountRateLimit, Action, ActionStatus, ClaimedMode
+from orchestration.services.account_limits import (
+    account_rate_limit_hold,
+    action_exclusive_key,
+    action_return_claimed_for_account,
+)
 from orchestration.services.approval import action_approval_gated, approval_check_proof_run, approval_verify_before_real
 from orchestration.services.claim import action_claim_due
 from orchestration.services.enqueue import action_payload_validate
@@ -136,6 +140,8 @@ class Dispatcher:
         self.recorder = recorder
         self.runners = runners
         self.outages = outages
+        #: Accounts a platform rate-limited, by exclusive key, for claimed batch members of the same account.
+        self._holds: dict[str, AccountRateLimit] = {}
 
     def dispatch(self, action: Action, *, proof: bool, deadline: float) -> str:
         """Run one attempt on the worker thread and record its outcome; returns the outcome."""
@@ -156,6 +162,12 @@ class Dispatcher:
             action, outcome="did not start (it was still waiting in a claimed batch)"
         ):
             return CANCELLED
+        hold = self._held(action, proof=proof)
+        if hold is not None:
+            action_return_claimed_for_account(
+                action=action, hold=hold, token=state.held_token(), actor=self.config.owner
+            )
+            return DEFERRED
         # The claim decides the attempt's mode: a REAL daemon runs an action gated by approval in
         # PROOF first, to make the artifact a person approves (services/approval.py).
         for_approval = not proof and action.claimed_mode == ClaimedMode.PROOF
@@ -351,7 +363,7 @@ class Dispatcher:
         its reset (services/account_limits.py)."""
         if self._cancel_if_requested(action, outcome=f"was rate-limited by the platform: {exc}"):
             return CANCELLED
-        account_rate_limit_hold(
+        hold = account_rate_limit_hold(
             action=action,
             account=exc.account,
             retry_after_seconds=exc.retry_after_seconds,
@@ -359,7 +371,17 @@ class Dispatcher:
             token=self.state.held_token(),
             actor=self.config.owner,
         )
+        self._holds[hold.key] = hold
         return DEFERRED
+
+    def _held(self, action: Action, *, proof: bool) -> AccountRateLimit | None:
+        """The hold on the account of a claimed REAL action that a 429 met since it was claimed (a batch member)."""
+        if proof or not self._holds or action.claimed_mode != ClaimedMode.REAL:
+            return None
+        hold = self._holds.get(action_exclusive_key(action_type=action.action_type, payload=action.payload) or "")
+        if hold is None or hold.reset_at <= timezone.now():
+            return None
+        return hold
 
     def _record_store_unavailable(self, action: Action, exc: ArtifactStoreUnavailable) -> str:
         """The artifact store failed, not the action: return it to the queue uncounted and pause claiming."""

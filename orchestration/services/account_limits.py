@@ -44,8 +44,8 @@ def action_exclusive_key(*, action_type: str, payload: dict[str, Any]) -> str | 
 
 def account_rate_limit_hold(
     *, action: Action, account: str, retry_after_seconds: float, error: str, token: int, actor: str
-) -> datetime:
-    """Return a rate-limited attempt to the queue uncounted and hold its account until the reset; returns it.
+) -> AccountRateLimit:
+    """Return a rate-limited attempt to the queue uncounted and hold its account until the reset; returns the hold.
 
     Fenced on ``token`` like every result: LeaseNotHeld (nothing written) when this daemon no longer holds it.
     """
@@ -64,7 +64,7 @@ def account_rate_limit_hold(
             **action_uncounted_fields(), not_before=reset_at, deferred_note=note
         ):
             raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not deferred")
-        AccountRateLimit.objects.update_or_create(
+        hold, _ = AccountRateLimit.objects.update_or_create(
             key=key,
             defaults={"account": account, "action_type": action.action_type, "reset_at": reset_at, "note": note},
         )
@@ -96,7 +96,7 @@ def account_rate_limit_hold(
         reset_at,
         len(others),
     )
-    return reset_at
+    return hold
 
 
 def _waiting_of(*, key: str, account: str, action_type: str, before: datetime) -> list[int]:
@@ -127,3 +127,16 @@ def action_defer_for_account(*, action: Action, hold: AccountRateLimit, token: i
         raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not deferred")
     log_write(action_id=action.pk, level=LogLevel.WARNING, message=note, actor=actor)
     logger.info("action id=%s type=%s deferred until=%s key=%s", action.pk, action.action_type, hold.reset_at, hold.key)
+
+
+def action_return_claimed_for_account(*, action: Action, hold: AccountRateLimit, token: int, actor: str) -> None:
+    """Give back a claimed, unstarted action of a held account (a batch member claimed before the 429):
+    not run, its attempt not counted, due at the reset (fenced)."""
+    with transaction.atomic():
+        if not lease_fenced_actions(pks=[action.pk], token=token).update(
+            **action_uncounted_fields(), not_before=hold.reset_at, deferred_note=hold.note[:500]
+        ):
+            raise LeaseNotHeld(f"action #{action.pk}: lease token {token} is no longer current; not returned")
+        log_write(action_id=action.pk, level=LogLevel.WARNING, message=f"not started: {hold.note}", actor=actor)
+    action.attempts -= 1
+    logger.info("action id=%s type=%s not started, account held until=%s", action.pk, action.action_type, hold.reset_at)
