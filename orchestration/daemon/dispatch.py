@@ -30,6 +30,7 @@ from orchestration.exceptions import (
 )
 from orchestration.models import AccountRateLimit, Action, ActionStatus, ClaimedMode
 from orchestration.services.account_limits import (
+    account_holds_active,
     account_rate_limit_hold,
     action_exclusive_key,
     action_return_claimed_for_account,
@@ -71,6 +72,21 @@ class BatchRecorder:
         self._state = state
         self._actor = actor
         self._waiting: list[Success] = []
+        #: Accounts a platform rate-limited, by exclusive key: read from the database once per lease tenure
+        #: (``holds_forget``), then kept here as this daemon, the only writer while it holds the lease, adds them.
+        self._holds: dict[str, AccountRateLimit] | None = None
+
+    def holds(self) -> dict[str, AccountRateLimit]:
+        if self._holds is None:
+            self._holds = account_holds_active()
+        return self._holds
+
+    def hold_add(self, hold: AccountRateLimit) -> None:
+        self.holds()[hold.key] = hold
+
+    def holds_forget(self) -> None:
+        """A new lease tenure: an earlier holder may have written holds; read them again at the next claim."""
+        self._holds = None
 
     def success(self, success: Success, *, batched: bool) -> None:
         """Record a success now, or, for a batch-claimed action, with the rest of its batch."""
@@ -95,10 +111,16 @@ class BatchRecorder:
         """
         token = self._state.held_token()
         if not self._waiting:  # nothing to record: the claim's own transaction (an idle tick stays as it was)
-            return action_claim_due(owner=self._actor, token=token, limit=limit, proof=proof, exclusive=exclusive)
+            return self._claim(token=token, limit=limit, proof=proof, exclusive=exclusive)
         with transaction.atomic():
             self.flush()
-            return action_claim_due(owner=self._actor, token=token, limit=limit, proof=proof, exclusive=exclusive)
+            return self._claim(token=token, limit=limit, proof=proof, exclusive=exclusive)
+
+    def _claim(self, *, token: int, limit: int, proof: bool, exclusive: frozenset[str] | None) -> list[Action]:
+        holds = None if proof else self.holds()
+        return action_claim_due(
+            owner=self._actor, token=token, limit=limit, proof=proof, exclusive=exclusive, holds=holds
+        )
 
     def drop(self) -> None:
         """Forget what waits: the next lease holder's recovery returns those actions to the queue."""
@@ -140,8 +162,6 @@ class Dispatcher:
         self.recorder = recorder
         self.runners = runners
         self.outages = outages
-        #: Accounts a platform rate-limited, by exclusive key, for claimed batch members of the same account.
-        self._holds: dict[str, AccountRateLimit] = {}
 
     def dispatch(self, action: Action, *, proof: bool, deadline: float) -> str:
         """Run one attempt on the worker thread and record its outcome; returns the outcome."""
@@ -195,15 +215,19 @@ class Dispatcher:
             type_limited=type_deadline is not None and type_deadline < deadline,
         )
 
-    def finish(self, started: "Started") -> str:
-        """Record the outcome of an attempt the loop no longer waits for (done, or overran: abandoned)."""
+    def finish(self, started: "Started", *, success_waits: bool = False) -> str:
+        """Record the outcome of an attempt the loop no longer waits for (done, or overran: abandoned).
+
+        ``success_waits``: a success waits to be recorded with the next claim, in its transaction
+        (``BatchRecorder.claim_due``), as a batch member's does; the caller flushes when no claim follows.
+        """
         state = self.state
         action, attempt, job = started.action, started.attempt, started.job
         assert job is not None and started.runner is not None
         timeout, type_limited = started.timeout, started.type_limited
         done = job.done.is_set()
         if done and job.error is None and not started.for_approval:
-            self._record_success(action, job.result)
+            self._record_success(action, job.result, waits=success_waits)
             state.store_failures = 0
             return SUCCEEDED
         self.recorder.flush()  # keep the order of results: earlier successes first
@@ -311,7 +335,7 @@ class Dispatcher:
         )
         return SUCCEEDED
 
-    def _record_success(self, action: Action, result: ActionResult) -> None:
+    def _record_success(self, action: Action, result: ActionResult, *, waits: bool = False) -> None:
         message, ref, sha256 = result.message, result.artifact_ref, result.artifact_sha256
         if action.approved_at is not None and action.claimed_mode == ClaimedMode.REAL:
             # Name what a person approved beside what was done.
@@ -327,7 +351,7 @@ class Dispatcher:
             remote_url=result.remote_url,
             pending_artifact=result.pending_artifact,
         )
-        self.recorder.success(success, batched=action.claimed_in_batch)
+        self.recorder.success(success, batched=action.claimed_in_batch or waits)
         logger.info(
             "action id=%s type=%s status=%s artifact=%s remote_id=%s",
             action.pk,
@@ -371,14 +395,14 @@ class Dispatcher:
             token=self.state.held_token(),
             actor=self.config.owner,
         )
-        self._holds[hold.key] = hold
+        self.recorder.hold_add(hold)
         return DEFERRED
 
     def _held(self, action: Action, *, proof: bool) -> AccountRateLimit | None:
         """The hold on the account of a claimed REAL action that a 429 met since it was claimed (a batch member)."""
-        if proof or not self._holds or action.claimed_mode != ClaimedMode.REAL:
+        if proof or action.claimed_mode != ClaimedMode.REAL or not (holds := self.recorder.holds()):
             return None
-        hold = self._holds.get(action_exclusive_key(action_type=action.action_type, payload=action.payload) or "")
+        hold = holds.get(action_exclusive_key(action_type=action.action_type, payload=action.payload) or "")
         if hold is None or hold.reset_at <= timezone.now():
             return None
         return hold

@@ -332,6 +332,7 @@ class Daemon:
         self.state.lease_lost.clear()
         if result.acquired:
             self.state.token = result.token
+            self._recorder.holds_forget()
             self._standby_holder = None
             self.out(f"[AOL] Lease acquired: token {result.token} ({result.reason}).")
             recovered = action_recover_orphans(token=self.state.held_token(), actor=self.config.owner)

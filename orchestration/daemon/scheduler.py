@@ -11,6 +11,8 @@ are added: the loop's thread alone claims, records and reads the control flags, 
 fenced by the lease token, each attempt has its own deadline (the tick's budget or the type's
 timeout, whichever comes first; an overrun is abandoned and recorded as an unknown outcome), the
 per-tick cap counts claimed actions, and claims are single actions started at once (never a batch).
+A success is recorded in the transaction of the claim that follows it (one commit less per action,
+as batch members' successes are); when no claim follows (a pause, the cap, the end) at once.
 
 Stops: a pause, kill, stop request, lost lease or spent budget ends the claiming at once; the
 attempts in flight are asked to stop (the watchdog does it for kill, stop and lost lease, through
@@ -76,15 +78,18 @@ class ConcurrentScheduler:
                         started.job = runner.submit(started.call, on_done=state.wake.set)
                     if not claimed and not self._in_flight:
                         break  # nothing due, nothing running: the tick's work is done
-                elif not self._in_flight:
-                    break
+                else:
+                    self.recorder.flush()  # no claim follows to record the successes that wait
+                    if not self._in_flight:
+                        break
                 for started in self._wait():
-                    outcome = self.dispatcher.finish(started)
+                    outcome = self.dispatcher.finish(started, success_waits=True)
                     state.progress = time.monotonic()
                     if outcome not in UNCOUNTED_OUTCOMES:
                         attempted += 1
                     if outcome == SUCCEEDED:
                         succeeded += 1
+            self.recorder.flush()
         except BaseException:
             self._abandon_all("the daemon stopped recording")
             raise

@@ -14,6 +14,7 @@ from orchestration.models import (
     DUE_STATUSES,
     FIRST_ATTEMPT_STATUSES,
     OPEN_STATUSES,
+    AccountRateLimit,
     Action,
     ActionStatus,
     ActionTypePause,
@@ -37,7 +38,13 @@ MAX_DEFERRALS_PER_CLAIM = 50
 
 
 def action_claim_due(
-    *, owner: str, token: int, limit: int, proof: bool | None = None, exclusive: frozenset[str] | None = None
+    *,
+    owner: str,
+    token: int,
+    limit: int,
+    proof: bool | None = None,
+    exclusive: frozenset[str] | None = None,
+    holds: dict[str, AccountRateLimit] | None = None,
 ) -> list[Action]:
     """Mark up to ``limit`` due actions RUNNING under ``token``: highest priority first, then oldest due.
 
@@ -66,7 +73,8 @@ def action_claim_due(
     taken by another action of this claim: one account's actions never run at the same time.
 
     A REAL action of an account a platform rate-limited (services/account_limits.py) is deferred to
-    the account's reset instead of claimed.
+    the account's reset instead of claimed. ``holds`` are those holds as the caller knows them (the
+    daemon keeps them, saving a query per claim; those reset are removed from it); None reads them here.
     """
     daemon_mode = "" if proof is None else ClaimedMode.PROOF if proof else ClaimedMode.REAL
     max_attempts = cache(lambda action_type: action_type_settings(action_type).max_attempts)  # per type, per claim
@@ -75,7 +83,14 @@ def action_claim_due(
     concurrent = exclusive is not None
     taken = set(exclusive or ())  # exclusive keys in flight or claimed by this call
     skipped: list[int] = []  # due, but their account is busy: left for a later claim
-    holds = account_holds_active() if daemon_mode == ClaimedMode.REAL else {}
+    if daemon_mode != ClaimedMode.REAL:
+        holds = {}
+    elif holds is None:
+        holds = account_holds_active()
+    elif holds:  # the caller's: those reset by now (the database's clock) are dropped from it
+        now = db_now()
+        for key in [key for key, hold in holds.items() if hold.reset_at <= now]:
+            del holds[key]
     with transaction.atomic():
         while len(claimed) < limit:
             due = (
