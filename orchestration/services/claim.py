@@ -89,8 +89,8 @@ def action_claim_due(
         holds = account_holds_active()
     elif holds:  # the caller's: those reset by now (the database's clock) are dropped from it
         now = db_now()
-        for key in [key for key, hold in holds.items() if hold.reset_at <= now]:
-            del holds[key]
+        for reset in [held for held, hold in holds.items() if hold.reset_at <= now]:
+            del holds[reset]
     with transaction.atomic():
         while len(claimed) < limit:
             due = (
