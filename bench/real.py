@@ -35,8 +35,6 @@ DAEMON_ARGS = ["run_aol_daemon", "--max-actions", "500", "--interval", "0.01", "
 
 
 def scenario_real(bench: Bench) -> None:
-    from bench.run import fmt_rate
-
     r = bench.results
     n = SIZES[bench.mode]
     print(
@@ -54,7 +52,7 @@ def scenario_real(bench: Bench) -> None:
         r.add(
             SCENARIO,
             f"throughput at AOL_REAL_CONCURRENCY={concurrency} ({len(spans)} requests, {seconds:.1f} s)",
-            fmt_rate(throughput),
+            f"{throughput:.1f}/s",
             f">= {target:g}/s",
             throughput >= target,
         )
