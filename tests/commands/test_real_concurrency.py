@@ -143,7 +143,7 @@ def test_rate_limited_account__its_actions_wait_for_the_reset_uncounted_and_othe
     # tenant-b first: with one attempt at a time the next claim is a batch holding tenant-a's two events,
     # and the one not yet started when the other meets the 429 must wait too.
     first = [enqueue(f"r-{i}-{account}", account) for i in range(2) for account in ("tenant-b", "tenant-a")]
-    start_daemon(env={**real_env, "AOL_REAL_CONCURRENCY": concurrency})
+    daemon = start_daemon(env={**real_env, "AOL_REAL_CONCURRENCY": concurrency})
     hold = wait_until(lambda: AccountRateLimit.objects.first(), message="tenant-a held")
     assert hold.key == "webhook:crm:tenant-a" and hold.account == "tenant-a"
     later = enqueue("r-later-tenant-a", "tenant-a")
@@ -152,6 +152,9 @@ def test_rate_limited_account__its_actions_wait_for_the_reset_uncounted_and_othe
         message="tenant-b's events sent meanwhile",
     )
     wait_until(lambda: Action.objects.get(pk=later.pk).deferred_note, message="the later event deferred at claim")
+    # What the 429 wrote (the hold, the notes, the logs) names the account and the answer, never the secret.
+    assert SECRET not in hold.note and SECRET_ENV not in hold.note
+    assert not ExecutionLog.objects.filter(message__contains=SECRET).exists()
     for action in Action.objects.filter(payload__account="tenant-a"):
         assert action.status == ActionStatus.PENDING and action.attempts == 0, (action.status, action.last_error)
         assert action.not_before == hold.reset_at
@@ -168,5 +171,6 @@ def test_rate_limited_account__its_actions_wait_for_the_reset_uncounted_and_othe
     for action in Action.objects.filter(payload__account="tenant-a"):
         assert action.attempts == 1
         sent = ExecutionLog.objects.get(action_id=action.pk, message__startswith="REAL: POSTed")
-        assert sent.ts >= hold.reset_at  # not before the platform's reset (both times are the database's)
+        assert sent.ts >= hold.reset_at  # not before the reset (the database and the daemon share this host)
     assert overlaps(webhook_server.timeline) == []
+    assert SECRET not in daemon.output()
