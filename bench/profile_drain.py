@@ -145,7 +145,7 @@ def main() -> None:
     drain = (time.perf_counter() - started) / args.n
     drain_cpu = (cpu() - cpu_started) / args.n
     daemon.release_lease()
-    daemon._runner.close()
+    daemon._runners.close()
     done = Action.objects.filter(status=ActionStatus.SUCCESS).count()
     print(f"actions done: {done} of {args.n} in {number} tick(s)", file=sys.stderr)
     print(f"job body alone: {body * 1e6:.0f} us/action; drain: {drain * 1e6:.0f} us/action", file=sys.stderr)

@@ -47,6 +47,7 @@ from bench.lib import (  # noqa: E402
     to_epoch,
     wait_for,
 )
+from bench.real import scenario_real  # noqa: E402
 
 SIZES = {
     "full": {
@@ -80,7 +81,7 @@ SIZES = {
         "default_n": 9,
     },
 }
-SCENARIOS = ("drain", "drain-store", "enqueue", "idle", "latency", "controls", "console", "api")
+SCENARIOS = ("drain", "drain-store", "enqueue", "idle", "latency", "controls", "console", "api", "real")
 PEER_SETTINGS = "bench.peer_settings"
 #: Every database the run makes starts with this; AICMO_BENCH_DB_PREFIX lets two runs share a server.
 DB_PREFIX = os.environ.get("AICMO_BENCH_DB_PREFIX", "aicmo_bench")
@@ -1411,6 +1412,7 @@ SCENARIO_FUNCTIONS = {
     "controls": scenario_controls,
     "console": scenario_console,
     "api": scenario_api,  # bench/api.py
+    "real": scenario_real,  # bench/real.py
 }
 
 

@@ -31,7 +31,10 @@ POSITIVE_SETTINGS = {
     "max_payload_bytes": int,
     "console_refresh_seconds": float,
     "max_abandoned_threads": int,
+    "real_concurrency": int,
 }
+#: The most REAL attempts at once: each is a thread (and, if its adapter reads the database, a connection).
+MAX_REAL_CONCURRENCY = 64
 #: The lease must outlive this many missed heartbeats before another daemon may take it over.
 TTL_HEARTBEATS = 3
 
@@ -57,6 +60,35 @@ def check_aol_settings(app_configs: Sequence[AppConfig] | None = None, **kwargs:
                 f"AOL_MAX_TICKS={max_ticks!r} must be a whole number greater than zero.",
                 hint="Unset AOL_MAX_TICKS to run until stopped.",
                 id="orchestration.E001",
+            )
+        )
+    concurrency = aol.real_concurrency
+    if isinstance(concurrency, float) and concurrency > 0:
+        errors.append(
+            checks.Error(
+                f"AOL_REAL_CONCURRENCY={concurrency!r} must be a whole number of attempts.",
+                hint=f"Set AOL_REAL_CONCURRENCY to a whole number from 1 to {MAX_REAL_CONCURRENCY}.",
+                id="orchestration.E004",
+            )
+        )
+    elif isinstance(concurrency, int) and concurrency > MAX_REAL_CONCURRENCY:
+        errors.append(
+            checks.Error(
+                f"AOL_REAL_CONCURRENCY={concurrency} is more than {MAX_REAL_CONCURRENCY} REAL attempts at once.",
+                hint="Each attempt in flight is a thread and may hold a database connection; platforms rate-limit "
+                f"well before that. Set it between 1 and {MAX_REAL_CONCURRENCY}.",
+                id="orchestration.E004",
+            )
+        )
+    per_tick = aol.max_actions_per_tick
+    if not errors and concurrency > per_tick:
+        errors.append(
+            checks.Warning(
+                f"AOL_REAL_CONCURRENCY={concurrency} is more than AOL_MAX_ACTIONS_PER_TICK={per_tick}: a tick claims "
+                f"at most {per_tick} action(s), so no more than {per_tick} REAL attempts are ever in flight.",
+                hint="Raise AOL_MAX_ACTIONS_PER_TICK to at least AOL_REAL_CONCURRENCY (a few times it keeps the "
+                "slots busy), or lower AOL_REAL_CONCURRENCY.",
+                id="orchestration.W004",
             )
         )
     ttl, heartbeat = aol.lease_ttl_seconds, aol.heartbeat_seconds

@@ -93,6 +93,9 @@ class AolSettings:
         100, "int", "the most fast first attempts one claim takes together (1: one claim and one commit per action)"
     )
     max_tick_seconds = Setting(20.0, "float", "a tick's time budget: no new action starts after it")
+    real_concurrency = Setting(
+        1, "int", "REAL attempts the daemon runs at once (never two of one account; PROOF runs one at a time)"
+    )
     max_attempts = Setting(3, "int", "attempts before an action goes to the DLQ")
     retry_backoff_seconds = Setting(5.0, "float", "retry delay = this × attempts made")
     heartbeat_seconds = Setting(5.0, "float", "lease renewal period")

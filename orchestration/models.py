@@ -716,3 +716,28 @@ class Account(models.Model):
 
 
 Action._meta.pk.register_lookup(InArray)  # the fenced id lists (services/lease.py, services/claim.py)
+
+
+class AccountRateLimit(models.Model):
+    """A platform rate-limited one account (HTTP 429, rate-limit headers): its REAL actions wait until ``reset_at``.
+
+    Written when an attempt raises AccountRateLimited; read by every REAL claim, which defers an action
+    of a held account instead of running it, so that actions enqueued after the 429 wait too. A row
+    whose ``reset_at`` has passed holds nothing (it is overwritten by the next 429 of that account).
+    """
+
+    #: The adapters' exclusive key of the account's actions (``ActionAdapter.exclusive_key``), e.g.
+    #: ``account:brand-main`` for POST_SOCIAL, ``webhook:crm:tenant-1`` for WEBHOOK.
+    key = models.CharField(max_length=255, unique=True)
+    account = models.CharField(max_length=255, help_text="The account's name, as payloads give it")
+    action_type = models.CharField(max_length=64, help_text="The type of the action that met the limit")
+    reset_at = models.DateTimeField(help_text="The platform's reset time: the account's actions wait until then")
+    note = models.CharField(max_length=500, help_text="What the platform said, shown on the deferred actions")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "aol_account_rate_limits"
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return f"{self.key} held until {self.reset_at:%Y-%m-%d %H:%M:%S} UTC"

@@ -9,6 +9,13 @@ first answer without storing it again.
 ``"ok"``; an HTTP status (``500``, ``401``, …) or ``(429, {"Retry-After": "7"})``, answered without
 storing; ``"hang"``, which waits (storing nothing) until the test ends, so the client times out;
 ``"drop"``, which stores the event and closes the connection without answering (an unknown outcome).
+
+``server.rate_limited = {"tenant-a": [1, 4]}`` answers the next request of that account (the body's
+``account``) with 429 and ``Retry-After: 4``, storing nothing, as a platform's per-account limit does.
+``server.delay_seconds`` makes every answer wait that long after the request arrived (a slow receiver),
+and ``server.timeline`` records each request's start and end (``time.monotonic()``) with the body's
+``account``, so tests and the bench can check how many were in flight at once and that one account's
+requests never overlapped (``max_in_flight``, ``overlaps``).
 """
 
 import hashlib
@@ -27,6 +34,38 @@ SECRET = "whsec-test-canary-7781"
 SECRET_ENV = "AOL_TEST_WEBHOOK_SECRET"
 #: Oldest signature timestamp a receiver accepts, in seconds (Stripe's default tolerance).
 TOLERANCE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Span:
+    """One request as the receiver saw it: from its arrival to the end of its answer."""
+
+    account: str
+    start: float
+    end: float
+
+
+def max_in_flight(spans: list[Span]) -> int:
+    """The most requests the receiver was handling at one moment."""
+    edges = sorted([(span.start, 1) for span in spans] + [(span.end, -1) for span in spans])
+    most = current = 0
+    for _, step in edges:  # at equal times an end (-1) sorts before a start: touching is not overlapping
+        current += step
+        most = max(most, current)
+    return most
+
+
+def overlaps(spans: list[Span]) -> list[tuple[Span, Span]]:
+    """Pairs of requests of one account (a non-empty ``account``) that were in flight at the same time."""
+    found = []
+    by_account: dict[str, list[Span]] = {}
+    for span in spans:
+        if span.account:
+            by_account.setdefault(span.account, []).append(span)
+    for group in by_account.values():
+        group.sort(key=lambda span: span.start)
+        found += [(a, b) for a, b in zip(group, group[1:], strict=False) if b.start < a.end]
+    return found
 
 
 @dataclass(frozen=True)
@@ -55,6 +94,10 @@ class WebhookTestServer:
         self.answers: dict[str, dict[str, Any]] = {}  # Idempotency-Key → the answer first given
         self.lock = threading.Lock()
         self.release = threading.Event()
+        self.delay_seconds = 0.0
+        #: account → [how many more requests of it get 429, the Retry-After to send] (a per-account limit)
+        self.rate_limited: dict[str, list[Any]] = {}
+        self.timeline: list[Span] = []
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
@@ -97,16 +140,41 @@ class WebhookTestServer:
 def _handler(server: WebhookTestServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        _account = ""
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
 
         def do_POST(self) -> None:
+            start = time.monotonic()
+            try:
+                self._post()
+            finally:
+                end = time.monotonic()
+                with server.lock:
+                    server.timeline.append(Span(self._account, start, end))
+
+        def _post(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {name.lower(): value for name, value in self.headers.items()}
+            try:
+                account = json.loads(body).get("account") or ""
+            except (ValueError, AttributeError):
+                account = ""
+            self._account = str(account)
             with server.lock:
                 server.requests.append(Received(self.path, headers, body))
+                limited = server.rate_limited.get(self._account)
+                retry_after = None
+                if limited and limited[0] > 0:
+                    limited[0] -= 1
+                    retry_after = str(limited[1])
+            if retry_after is not None:
+                self._answer(429, {"error": "rate limited"}, {"Retry-After": retry_after})
+                return
             step = server._next()
+            if server.delay_seconds:
+                server.release.wait(server.delay_seconds)
             if step == "hang":
                 server.release.wait(60)
                 self.close_connection = True

@@ -1,7 +1,10 @@
 """WEBHOOK: POST one signed JSON event to a configured endpoint (PROOF: write the exact request as an artifact).
 
 The payload names an endpoint of AOL_WEBHOOKS (``{"endpoint": "crm", "event": "lead.created",
-"data": {…}}``). The request is built the same way in both modes and depends only on the action:
+"data": {…}}``), and optionally the ``account`` (the receiver's tenant, a brand …) the event is for:
+it is sent in the body, one account's events are never sent at the same time (AOL_REAL_CONCURRENCY),
+and the receiver's 429 with Retry-After holds every event of that account until then, no attempt
+counted (AccountRateLimited). The request is built the same way in both modes and depends only on the action:
 its URL, its headers but the signature, and its body (``id``, ``event``, ``created_at``, ``data``,
 canonical JSON). So the PROOF artifact holds, byte for byte, the request REAL mode sends, an
 approval binds those bytes, and a retry sends the same body with the same ``Idempotency-Key``.
@@ -34,6 +37,7 @@ from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, Pr
 from orchestration.adapters.store import artifact_put
 from orchestration.conf import WebhookEndpoint, webhook_endpoints, webhook_endpoints_problems, webhook_secret
 from orchestration.exceptions import (
+    AccountRateLimited,
     InvalidPayload,
     PermanentAdapterError,
     RealRunUnconfigured,
@@ -50,6 +54,7 @@ USER_AGENT = "aicmo-aol-webhook/1"
 #: How the artifact shows the header made at sending: the signature's value is never written.
 SIGNATURE_PLACEHOLDER = "t=<unix time at sending>,v1=<HMAC-SHA256 of '<t>.<body>' with the endpoint's secret>"
 MAX_EVENT_CHARS = 200
+MAX_ACCOUNT_CHARS = 200
 #: The most of an answer read (its id and url are near the top of any sane answer).
 MAX_ANSWER_BYTES = 64 * 1024
 #: Statuses worth retrying: the receiver timed out, is rate limiting, or failed.
@@ -108,14 +113,20 @@ class WebhookAdapter(ActionAdapter):
     action_type = "WEBHOOK"
     description = (
         'POST a signed JSON event to an endpoint of AOL_WEBHOOKS. Payload: {"endpoint": "crm", '
-        '"event": "lead.created", "data": {…}} (data optional).'
+        '"event": "lead.created", "data": {…}, "account": "tenant-1"} (data and account optional; one account\'s '
+        "events are sent one at a time and wait together on its 429)."
     )
     is_idempotent = True
     supports_real = True
     real_setup_hint = WEBHOOK_HINT
 
     def validate(self, payload: dict[str, Any]) -> None:
-        require_fields(payload, required={"endpoint": str, "event": str}, optional={"data": dict})
+        require_fields(payload, required={"endpoint": str, "event": str}, optional={"data": dict, "account": str})
+        account = payload.get("account")
+        if account is not None and (
+            not account.strip() or len(account) > MAX_ACCOUNT_CHARS or any(ord(ch) < 32 for ch in account)
+        ):
+            raise InvalidPayload(f"'account' must be one line of 1 to {MAX_ACCOUNT_CHARS} characters.")
         event = payload["event"]
         if len(event) > MAX_EVENT_CHARS or any(ord(ch) < 32 for ch in event):
             raise InvalidPayload(f"'event' must be one line of at most {MAX_EVENT_CHARS} characters.")
@@ -125,6 +136,15 @@ class WebhookAdapter(ActionAdapter):
             raise InvalidPayload(
                 f"'endpoint' {payload['endpoint']!r} is not configured in AOL_WEBHOOKS (known: {known})."
             )
+
+    def exclusive_key(self, payload: dict[str, Any]) -> str | None:
+        """One account at one endpoint: its events are sent one at a time, and a 429 holds them all.
+
+        Without an ``account`` events run concurrently (AOL_REAL_CONCURRENCY): the receiver deduplicates
+        by Idempotency-Key, and a 429 holds only the event that met it.
+        """
+        account = payload.get("account")
+        return f"webhook:{payload.get('endpoint')}:{account}" if account else None
 
     def real_problem(self) -> str:
         problems = webhook_endpoints_problems()
@@ -153,6 +173,8 @@ class WebhookAdapter(ActionAdapter):
             "created_at": action.created_at.isoformat(),
             "data": action.payload.get("data") or {},
         }
+        if action.payload.get("account"):
+            event["account"] = action.payload["account"]
         body = json.dumps(event, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode("utf-8")
         headers = (
             ("Content-Type", "application/json"),
@@ -222,7 +244,7 @@ class WebhookAdapter(ActionAdapter):
                 ) from None
         finally:
             connection.close()
-        return _outcome(request, response, answer)
+        return _outcome(request, response, answer, account=action.payload.get("account"))
 
 
 def _timeouts(endpoint: WebhookEndpoint, attempt: Attempt) -> tuple[float, float]:
@@ -240,7 +262,9 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-def _outcome(request: WebhookRequest, response: http.client.HTTPResponse, answer: bytes) -> ActionResult:
+def _outcome(
+    request: WebhookRequest, response: http.client.HTTPResponse, answer: bytes, *, account: str | None = None
+) -> ActionResult:
     status = response.status
     said = " ".join(answer[:300].decode("utf-8", "replace").split())
     detail = f"{request.where} answered {status} {response.reason}" + (f": {said}" if said else "")
@@ -254,6 +278,11 @@ def _outcome(request: WebhookRequest, response: http.client.HTTPResponse, answer
         )
     if status in TRANSIENT_STATUSES:
         retry_after = _retry_after_seconds(response.getheader("Retry-After"))
+        if retry_after is not None and status == 429 and account:
+            # The receiver limits this account: every event of it waits, none counts an attempt.
+            raise AccountRateLimited(
+                f"{detail} (Retry-After: {retry_after:g}s)", retry_after_seconds=retry_after, account=account
+            )
         if retry_after is not None and status in (429, 503):
             raise RetryLater(f"{detail} (Retry-After: {retry_after:g}s)", retry_after_seconds=retry_after)
         raise TransientAdapterError(detail)

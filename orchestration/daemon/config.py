@@ -34,6 +34,7 @@ class DaemonConfig:
     max_abandoned_threads: int
     wake_on_enqueue: bool
     wait_when_killed: bool
+    real_concurrency: int  # REAL attempts at once (AOL_REAL_CONCURRENCY); PROOF runs one at a time
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> "DaemonConfig":
@@ -53,6 +54,7 @@ class DaemonConfig:
             "max_abandoned_threads": aol.max_abandoned_threads,
             "wake_on_enqueue": aol.wake_on_enqueue,
             "wait_when_killed": False,
+            "real_concurrency": aol.real_concurrency,
         }
         values.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**values)

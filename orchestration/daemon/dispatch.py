@@ -7,7 +7,7 @@ batch-claimed actions until they are recorded together.
 
 import logging
 import time
-from functools import partial
+from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
@@ -16,9 +16,10 @@ from orchestration.adapters import ActionResult, Attempt
 from orchestration.conf import action_type_settings
 from orchestration.daemon.config import DaemonConfig
 from orchestration.daemon.outages import Outages
-from orchestration.daemon.runner import AdapterRunner
+from orchestration.daemon.runner import AdapterRunner, RunnerPool, _Job
 from orchestration.daemon.state import DaemonState
 from orchestration.exceptions import (
+    AccountRateLimited,
     ArtifactStoreUnavailable,
     AttemptDeadlineExceeded,
     AttemptInterrupted,
@@ -27,7 +28,13 @@ from orchestration.exceptions import (
     PermanentAdapterError,
     RetryLater,
 )
-from orchestration.models import Action, ActionStatus, ClaimedMode
+from orchestration.models import AccountRateLimit, Action, ActionStatus, ClaimedMode
+from orchestration.services.account_limits import (
+    account_holds_active,
+    account_rate_limit_hold,
+    action_exclusive_key,
+    action_return_claimed_for_account,
+)
 from orchestration.services.approval import action_approval_gated, approval_check_proof_run, approval_verify_before_real
 from orchestration.services.claim import action_claim_due
 from orchestration.services.enqueue import action_payload_validate
@@ -48,6 +55,9 @@ logger = logging.getLogger("orchestration")
 SUCCEEDED, FAILED, INTERRUPTED = "succeeded", "failed", "interrupted"
 CANCELLED = "cancelled"  # stopped on an operator's request (not counted as attempted, like INTERRUPTED)
 BLOCKED = "blocked"  # the artifact store failed, not the action (not counted as attempted)
+DEFERRED = "deferred"  # the platform rate-limited the account: back to the queue uncounted (not counted as attempted)
+#: Outcomes a tick does not count as attempted.
+UNCOUNTED_OUTCOMES = (INTERRUPTED, CANCELLED, BLOCKED, DEFERRED)
 
 
 class BatchRecorder:
@@ -62,6 +72,21 @@ class BatchRecorder:
         self._state = state
         self._actor = actor
         self._waiting: list[Success] = []
+        #: Accounts a platform rate-limited, by exclusive key: read from the database once per lease tenure
+        #: (``holds_forget``), then kept here as this daemon, the only writer while it holds the lease, adds them.
+        self._holds: dict[str, AccountRateLimit] | None = None
+
+    def holds(self) -> dict[str, AccountRateLimit]:
+        if self._holds is None:
+            self._holds = account_holds_active()
+        return self._holds
+
+    def hold_add(self, hold: AccountRateLimit) -> None:
+        self.holds()[hold.key] = hold
+
+    def holds_forget(self) -> None:
+        """A new lease tenure: an earlier holder may have written holds; read them again at the next claim."""
+        self._holds = None
 
     def success(self, success: Success, *, batched: bool) -> None:
         """Record a success now, or, for a batch-claimed action, with the rest of its batch."""
@@ -75,7 +100,7 @@ class BatchRecorder:
             successes, self._waiting = self._waiting, []
             action_mark_success_many(successes=successes, token=self._state.held_token(), actor=self._actor)
 
-    def claim_due(self, *, limit: int, proof: bool) -> list[Action]:
+    def claim_due(self, *, limit: int, proof: bool, exclusive: frozenset[str] | None = None) -> list[Action]:
         """Record what waits, then claim up to ``limit`` due actions, in one transaction.
 
         One commit instead of two per batch: the commit's WAL flush, not the statements, is what a
@@ -86,14 +111,38 @@ class BatchRecorder:
         """
         token = self._state.held_token()
         if not self._waiting:  # nothing to record: the claim's own transaction (an idle tick stays as it was)
-            return action_claim_due(owner=self._actor, token=token, limit=limit, proof=proof)
+            return self._claim(token=token, limit=limit, proof=proof, exclusive=exclusive)
         with transaction.atomic():
             self.flush()
-            return action_claim_due(owner=self._actor, token=token, limit=limit, proof=proof)
+            return self._claim(token=token, limit=limit, proof=proof, exclusive=exclusive)
+
+    def _claim(self, *, token: int, limit: int, proof: bool, exclusive: frozenset[str] | None) -> list[Action]:
+        holds = None if proof else self.holds()
+        return action_claim_due(
+            owner=self._actor, token=token, limit=limit, proof=proof, exclusive=exclusive, holds=holds
+        )
 
     def drop(self) -> None:
         """Forget what waits: the next lease holder's recovery returns those actions to the queue."""
         self._waiting = []
+
+
+@dataclass
+class Started:
+    """One attempt in flight: what ``Dispatcher.finish`` needs to record it once the loop stops waiting."""
+
+    action: Action
+    attempt: Attempt
+    for_approval: bool
+    deadline: float  # monotonic: the loop stops waiting for it then
+    timeout: float | None  # the action type's timeout (AOL_ACTION_TYPES), if it has one
+    type_limited: bool  # the type's timeout, not the tick's budget, sets the deadline
+    runner: AdapterRunner | None = None
+    job: _Job | None = None
+
+    def call(self) -> ActionResult:
+        """The worker thread's part: validate again and run the adapter."""
+        return _execute(self.action, self.attempt, self.for_approval)
 
 
 class Dispatcher:
@@ -105,29 +154,46 @@ class Dispatcher:
         config: DaemonConfig,
         state: DaemonState,
         recorder: BatchRecorder,
-        runner: AdapterRunner,
+        runners: RunnerPool,
         outages: Outages,
     ):
         self.config = config
         self.state = state
         self.recorder = recorder
-        self.runner = runner
+        self.runners = runners
         self.outages = outages
 
     def dispatch(self, action: Action, *, proof: bool, deadline: float) -> str:
         """Run one attempt on the worker thread and record its outcome; returns the outcome."""
+        started = self.begin(action, proof=proof, deadline=deadline)
+        if isinstance(started, str):
+            return started
+        started.runner = runner = self.runners.first
+        try:
+            started.job = runner.call(started.call, deadline=started.deadline)
+        finally:
+            self.state.attempt_ended(started.attempt)
+        return self.finish(started)
+
+    def begin(self, action: Action, *, proof: bool, deadline: float) -> "Started | str":
+        """Prepare one attempt (in flight from now on for stop requests), or the outcome if it must not start."""
         state = self.state
         if action.pk in state.cancel_requested and self._cancel_if_requested(
             action, outcome="did not start (it was still waiting in a claimed batch)"
         ):
             return CANCELLED
+        hold = self._held(action, proof=proof)
+        if hold is not None:
+            action_return_claimed_for_account(
+                action=action, hold=hold, token=state.held_token(), actor=self.config.owner
+            )
+            return DEFERRED
         # The claim decides the attempt's mode: a REAL daemon runs an action gated by approval in
         # PROOF first, to make the artifact a person approves (services/approval.py).
         for_approval = not proof and action.claimed_mode == ClaimedMode.PROOF
         timeout = action_type_settings(action.action_type).timeout_seconds
         type_deadline = time.monotonic() + timeout if timeout is not None else None
         attempt_deadline = deadline if type_deadline is None else min(deadline, type_deadline)
-        type_limited = type_deadline is not None and type_deadline < deadline
         attempt = Attempt(
             idempotency_key=action.idempotency_key,
             number=action.attempts,
@@ -135,26 +201,41 @@ class Dispatcher:
             deadline=attempt_deadline,
             action_id=action.pk,
         )
-        state.attempt = attempt
+        state.attempt_started(attempt)
         # A kill, stop or lost lease that came in since the last check.
         halt = state.halt_reason()
         if halt:
             attempt.request_stop(halt)
-        try:
-            job = self.runner.call(partial(_execute, action, attempt, for_approval), deadline=attempt_deadline)
-        finally:
-            state.attempt = None
+        return Started(
+            action=action,
+            attempt=attempt,
+            for_approval=for_approval,
+            deadline=attempt_deadline,
+            timeout=timeout,
+            type_limited=type_deadline is not None and type_deadline < deadline,
+        )
+
+    def finish(self, started: "Started", *, success_waits: bool = False) -> str:
+        """Record the outcome of an attempt the loop no longer waits for (done, or overran: abandoned).
+
+        ``success_waits``: a success waits to be recorded with the next claim, in its transaction
+        (``BatchRecorder.claim_due``), as a batch member's does; the caller flushes when no claim follows.
+        """
+        state = self.state
+        action, attempt, job = started.action, started.attempt, started.job
+        assert job is not None and started.runner is not None
+        timeout, type_limited = started.timeout, started.type_limited
         done = job.done.is_set()
-        if done and job.error is None and not for_approval:
-            self._record_success(action, job.result)
+        if done and job.error is None and not started.for_approval:
+            self._record_success(action, job.result, waits=success_waits)
             state.store_failures = 0
             return SUCCEEDED
         self.recorder.flush()  # keep the order of results: earlier successes first
         if not done:
             # Overran: stop waiting. The thread runs on but nobody will read its result.
             attempt.request_stop("deadline exceeded")
-            self.runner.abandon()
-            if self.runner.abandoned_alive() >= self.config.max_abandoned_threads:
+            started.runner.abandon()
+            if self.runners.abandoned_alive() >= self.config.max_abandoned_threads:
                 state.wedged = True
             return self._record_unknown_outcome(
                 action, self._overran(action, timeout=timeout, type_limited=type_limited)
@@ -164,6 +245,8 @@ class Dispatcher:
         exc = job.error
         if isinstance(exc, ArtifactStoreUnavailable):
             return self._record_store_unavailable(action, exc)
+        if isinstance(exc, AccountRateLimited):
+            return self._record_account_rate_limited(action, exc)
         if isinstance(exc, AttemptInterrupted):
             if self._cancel_if_requested(action, outcome=f"stopped at a safe point ({exc})"):
                 return CANCELLED
@@ -252,7 +335,7 @@ class Dispatcher:
         )
         return SUCCEEDED
 
-    def _record_success(self, action: Action, result: ActionResult) -> None:
+    def _record_success(self, action: Action, result: ActionResult, *, waits: bool = False) -> None:
         message, ref, sha256 = result.message, result.artifact_ref, result.artifact_sha256
         if action.approved_at is not None and action.claimed_mode == ClaimedMode.REAL:
             # Name what a person approved beside what was done.
@@ -268,7 +351,7 @@ class Dispatcher:
             remote_url=result.remote_url,
             pending_artifact=result.pending_artifact,
         )
-        self.recorder.success(success, batched=action.claimed_in_batch)
+        self.recorder.success(success, batched=action.claimed_in_batch or waits)
         logger.info(
             "action id=%s type=%s status=%s artifact=%s remote_id=%s",
             action.pk,
@@ -298,6 +381,31 @@ class Dispatcher:
             )
         logger.warning("action id=%s type=%s status=%s error=%s", action.pk, action.action_type, status, exc)
         return FAILED
+
+    def _record_account_rate_limited(self, action: Action, exc: AccountRateLimited) -> str:
+        """The platform rate-limited the account: back to the queue uncounted, the account's actions held until
+        its reset (services/account_limits.py)."""
+        if self._cancel_if_requested(action, outcome=f"was rate-limited by the platform: {exc}"):
+            return CANCELLED
+        hold = account_rate_limit_hold(
+            action=action,
+            account=exc.account,
+            retry_after_seconds=exc.retry_after_seconds,
+            error=f"{type(exc).__name__}: {exc}",
+            token=self.state.held_token(),
+            actor=self.config.owner,
+        )
+        self.recorder.hold_add(hold)
+        return DEFERRED
+
+    def _held(self, action: Action, *, proof: bool) -> AccountRateLimit | None:
+        """The hold on the account of a claimed REAL action that a 429 met since it was claimed (a batch member)."""
+        if proof or action.claimed_mode != ClaimedMode.REAL or not (holds := self.recorder.holds()):
+            return None
+        hold = holds.get(action_exclusive_key(action_type=action.action_type, payload=action.payload) or "")
+        if hold is None or hold.reset_at <= timezone.now():
+            return None
+        return hold
 
     def _record_store_unavailable(self, action: Action, exc: ArtifactStoreUnavailable) -> str:
         """The artifact store failed, not the action: return it to the queue uncounted and pause claiming."""

@@ -2,9 +2,10 @@
 
 One tick: acquire or renew the lease → read the control flags (killed: release and stop;
 paused: record the tick and claim nothing) → recover actions orphaned by an earlier holder →
-fire due schedules → claim due actions and run them one after another (dispatch.py), stopping
-early when the tick's time budget is spent, a stop is requested or the operators pause or kill →
-record the tick in the ledger.
+fire due schedules → claim due actions and run them one after another (dispatch.py), or in REAL
+mode with AOL_REAL_CONCURRENCY > 1 up to that many at once, never two of one account
+(scheduler.py), stopping early when the tick's time budget is spent, a stop is requested or the
+operators pause or kill → record the tick in the ledger.
 
 Claims are sized by how long recent attempts took: a slow action is claimed on its own, fast
 ones in batches of up to AOL_CLAIM_BATCH_SIZE that should take about ``BATCH_TARGET_SECONDS``.
@@ -38,9 +39,10 @@ from dataclasses import dataclass
 from django.db import DatabaseError, connection
 
 from orchestration.daemon.config import EXIT_LEASE_HELD, EXIT_LEASE_LOST, EXIT_OK, EXIT_WEDGED, DaemonConfig
-from orchestration.daemon.dispatch import BLOCKED, CANCELLED, INTERRUPTED, SUCCEEDED, BatchRecorder, Dispatcher
+from orchestration.daemon.dispatch import SUCCEEDED, UNCOUNTED_OUTCOMES, BatchRecorder, Dispatcher
 from orchestration.daemon.outages import Outages
-from orchestration.daemon.runner import AdapterRunner
+from orchestration.daemon.runner import RunnerPool
+from orchestration.daemon.scheduler import ConcurrentScheduler
 from orchestration.daemon.state import DaemonState
 from orchestration.daemon.wakeup import WakeupListener, wakeup_supported
 from orchestration.daemon.watchdog import Watchdog
@@ -94,11 +96,14 @@ class Daemon:
         self.out = out or logger.info
         self.state = DaemonState()
         self._listener: WakeupListener | None = None
-        self._runner = AdapterRunner()
+        self._runners = RunnerPool(size=max(1, config.real_concurrency))
         self._recorder = BatchRecorder(state=self.state, actor=config.owner)
         self._outages = Outages(config=config, state=self.state, out=self.out)
         self._dispatcher = Dispatcher(
-            config=config, state=self.state, recorder=self._recorder, runner=self._runner, outages=self._outages
+            config=config, state=self.state, recorder=self._recorder, runners=self._runners, outages=self._outages
+        )
+        self._scheduler = ConcurrentScheduler(
+            config=config, state=self.state, recorder=self._recorder, dispatcher=self._dispatcher, runners=self._runners
         )
         self._watchdog: Watchdog | None = None
         self._depth_sampled_at: float | None = None
@@ -175,7 +180,7 @@ class Daemon:
                         continue  # tick at once: work resumes within a flag poll of the revive
                 if state.wedged:
                     self.out(
-                        f"[AOL] {self._runner.abandoned_alive()} adapter thread(s) that overran their deadline are "
+                        f"[AOL] {self._runners.abandoned_alive()} adapter thread(s) that overran their deadline are "
                         f"still running (limit AOL_MAX_ABANDONED_THREADS={self.config.max_abandoned_threads}). "
                         "Exiting so that a supervisor restarts a clean process."
                     )
@@ -327,6 +332,7 @@ class Daemon:
         self.state.lease_lost.clear()
         if result.acquired:
             self.state.token = result.token
+            self._recorder.holds_forget()
             self._standby_holder = None
             self.out(f"[AOL] Lease acquired: token {result.token} ({result.reason}).")
             recovered = action_recover_orphans(token=self.state.held_token(), actor=self.config.owner)
@@ -344,6 +350,27 @@ class Daemon:
         return bool(self.config.proof_forced_by()) or flags.proof_mode
 
     def _work(self, report: TickReport, *, proof: bool, deadline: float) -> None:
+        if not proof and self.config.real_concurrency > 1:
+            try:
+                report.attempted, report.succeeded, reason = self._scheduler.work(
+                    proof=proof, deadline=deadline, interruption=self._interruption
+                )
+            except BaseException:
+                self._recorder.drop()
+                raise
+            if reason:
+                report.notes = f"{reason}; no further action started"
+        else:
+            self._work_sequentially(report, proof=proof, deadline=deadline)
+        if report.attempted and report.succeeded == 0:
+            report.status = TickStatus.FAIL
+        elif report.succeeded < report.attempted:
+            report.status = TickStatus.PARTIAL
+        if proof and report.attempted:
+            report.notes = "; ".join(filter(None, ["PROOF", report.notes]))
+
+    def _work_sequentially(self, report: TickReport, *, proof: bool, deadline: float) -> None:
+        """One attempt at a time, fast first attempts claimed in batches (PROOF; REAL when AOL_REAL_CONCURRENCY=1)."""
         budget = self.config.max_actions_per_tick  # attempts this tick may still claim
         batch: list[Action] = []  # claimed, not started yet
         claimed_at = 0.0
@@ -368,7 +395,7 @@ class Daemon:
                 outcome = self._dispatcher.dispatch(action, proof=proof, deadline=deadline)
                 self.state.progress = time.monotonic()
                 self._observe_attempt(self.state.progress - started)
-                if outcome not in (INTERRUPTED, CANCELLED, BLOCKED):
+                if outcome not in UNCOUNTED_OUTCOMES:
                     report.attempted += 1
                 if outcome == SUCCEEDED:
                     report.succeeded += 1
@@ -377,12 +404,6 @@ class Daemon:
         except BaseException:
             self._recorder.drop()
             raise
-        if report.attempted and report.succeeded == 0:
-            report.status = TickStatus.FAIL
-        elif report.succeeded < report.attempted:
-            report.status = TickStatus.PARTIAL
-        if proof and report.attempted:
-            report.notes = "; ".join(filter(None, ["PROOF", report.notes]))
 
     def _claim_size(self, budget: int) -> int:
         """How many actions the next claim takes: about BATCH_TARGET_SECONDS of recent attempt times."""
@@ -459,7 +480,7 @@ class Daemon:
             self._watchdog.stop()
         if self._listener is not None:
             self._listener.stop()
-        self._runner.close()
+        self._runners.close()
         try:
             self.release_lease()
         except DatabaseError as exc:

@@ -10,7 +10,8 @@ and, for ``request_stop``, the signal relay's. Who writes what:
   is always from one reading.
 - ``lease_lost``: set by the watchdog when a renewal is refused, cleared by the loop.
 - ``cancel_requested``: the watchdog, as one assignment of a new frozenset; the dispatcher reads it.
-- ``attempt``: the dispatcher (the attempt running now); the watchdog reads it to ask it to stop.
+- ``attempts``: the dispatcher (the attempts running now: one, or up to AOL_REAL_CONCURRENCY), as one
+  assignment of a new tuple; the watchdog reads it to ask them to stop.
 - ``progress``, ``pause_seconds``, ``db_outage``: the loop; the watchdog reads them to judge a
   stall and to leave the database alone during an outage.
 - ``stop`` / ``stop_reason``, ``wake``, ``notified``: events any thread may set.
@@ -70,7 +71,7 @@ class DaemonState:
         self.killed = False
         self.lease_lost = threading.Event()
         self.cancel_requested: frozenset[int] = frozenset()  # RUNNING ids an operator cancelled
-        self.attempt: Attempt | None = None
+        self.attempts: tuple[Attempt, ...] = ()  # in flight now; replaced whole, never changed in place
         self.progress = time.monotonic()  # the loop's own heartbeat
         self.pause_seconds = 0.0  # the wait between ticks in progress
         self.db_outage: Outage | None = None
@@ -97,10 +98,17 @@ class DaemonState:
             self.stop.set()
         self.interrupt(reason)
 
+    def attempt_started(self, attempt: Attempt) -> None:
+        """The loop thread only: ``attempt`` is in flight (a stop request reaches it from now on)."""
+        self.attempts = (*self.attempts, attempt)
+
+    def attempt_ended(self, attempt: Attempt) -> None:
+        """The loop thread only: ``attempt`` is no longer in flight."""
+        self.attempts = tuple(a for a in self.attempts if a is not attempt)
+
     def interrupt(self, reason: str) -> None:
-        """Ask the running attempt to stop at its next safe point, and end the loop's sleep."""
-        attempt = self.attempt
-        if attempt is not None:
+        """Ask the running attempts to stop at their next safe point, and end the loop's sleep."""
+        for attempt in self.attempts:
             attempt.request_stop(reason)
         self.wake.set()
 

@@ -93,17 +93,17 @@ class Watchdog(threading.Thread):
         state = self.state
         state.flags_see(paused=flags["paused"], killed=flags["killed"])
         token = state.token
-        if token is not None and state.attempt is not None:
+        if token is not None and state.attempts:
             # Actions an operator cancelled while claimed by us: the loop does not start those still
-            # waiting in a claimed batch, and the running attempt is asked to stop at a safe point.
+            # waiting in a claimed batch, and the running attempts are asked to stop at a safe point.
             state.cancel_requested = cancelled = frozenset(
                 Action.objects.filter(status=ActionStatus.RUNNING, lease_token=token, cancel_requested=True)
                 .order_by()
                 .values_list("pk", flat=True)
             )
-            attempt = state.attempt
-            if attempt is not None and attempt.action_id in cancelled and not attempt.stop.is_set():
-                attempt.request_stop(CANCEL_REQUESTED)
+            for attempt in state.attempts:
+                if attempt.action_id in cancelled and not attempt.stop.is_set():
+                    attempt.request_stop(CANCEL_REQUESTED)
         if flags["killed"]:
             # Wake the loop from its sleep so the next tick records the kill at once, and ask the
             # running attempt to stop at a safe point. A tick in progress sees the flags (killed

@@ -14,6 +14,7 @@ from orchestration.models import (
     DUE_STATUSES,
     FIRST_ATTEMPT_STATUSES,
     OPEN_STATUSES,
+    AccountRateLimit,
     Action,
     ActionStatus,
     ActionTypePause,
@@ -21,6 +22,7 @@ from orchestration.models import (
     LogLevel,
     RateLimit,
 )
+from orchestration.services.account_limits import account_holds_active, action_defer_for_account, action_exclusive_key
 from orchestration.services.approval import action_claim_mode
 from orchestration.services.lease import lease_fenced_actions, lease_is_current
 from orchestration.services.logs import log_write
@@ -35,7 +37,15 @@ logger = logging.getLogger("orchestration")
 MAX_DEFERRALS_PER_CLAIM = 50
 
 
-def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None = None) -> list[Action]:
+def action_claim_due(
+    *,
+    owner: str,
+    token: int,
+    limit: int,
+    proof: bool | None = None,
+    exclusive: frozenset[str] | None = None,
+    holds: dict[str, AccountRateLimit] | None = None,
+) -> list[Action]:
     """Mark up to ``limit`` due actions RUNNING under ``token``: highest priority first, then oldest due.
 
     The claim is one short transaction; the work happens after it commits. On PostgreSQL the
@@ -56,11 +66,31 @@ def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None =
     others (``action_batchable``): first attempts whose outcome recovery would simply retry. An
     action that is not batchable is claimed alone, and ends the batch before it. Batch-claimed
     rows are marked ``claimed_in_batch``, so recovery does not count their attempt.
+
+    ``exclusive`` (the concurrent scheduler's claim, AOL_REAL_CONCURRENCY > 1: the exclusive keys of
+    the attempts in flight) claims up to ``limit`` actions that all start at once, so none is a
+    batch member, and passes over a REAL action whose exclusive key (its account) is in flight or
+    taken by another action of this claim: one account's actions never run at the same time.
+
+    A REAL action of an account a platform rate-limited (services/account_limits.py) is deferred to
+    the account's reset instead of claimed. ``holds`` are those holds as the caller knows them (the
+    daemon keeps them, saving a query per claim; those reset are removed from it); None reads them here.
     """
     daemon_mode = "" if proof is None else ClaimedMode.PROOF if proof else ClaimedMode.REAL
     max_attempts = cache(lambda action_type: action_type_settings(action_type).max_attempts)  # per type, per claim
     claimed: list[Action] = []
     deferrals = 0
+    concurrent = exclusive is not None
+    taken = set(exclusive or ())  # exclusive keys in flight or claimed by this call
+    skipped: list[int] = []  # due, but their account is busy: left for a later claim
+    if daemon_mode != ClaimedMode.REAL:
+        holds = {}
+    elif holds is None:
+        holds = account_holds_active()
+    elif holds:  # the caller's: those reset by now (the database's clock) are dropped from it
+        now = db_now()
+        for reset in [held for held, hold in holds.items() if hold.reset_at <= now]:
+            del holds[reset]
     with transaction.atomic():
         while len(claimed) < limit:
             due = (
@@ -68,8 +98,8 @@ def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None =
                 .exclude(action_type__in=ActionTypePause.objects.values("action_type"))
                 .annotate(has_db_limits=Exists(RateLimit.objects.filter(action_type=OuterRef("action_type"))))
             )
-            if claimed:
-                due = due.exclude(pk__in=[a.pk for a in claimed])
+            if claimed or skipped:
+                due = due.exclude(pk__in=[a.pk for a in claimed] + skipped)
             if connection.features.has_select_for_update_skip_locked:
                 due = due.select_for_update(skip_locked=True)
             rows = list(due[: limit - len(claimed)])
@@ -89,7 +119,21 @@ def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None =
                     passed_over += 1
                     continue
                 mode = action_claim_mode(action=action, daemon_mode=daemon_mode)
-                if limit > 1 and not action_batchable(action=action, mode=mode):
+                key = (
+                    action_exclusive_key(action_type=action.action_type, payload=action.payload)
+                    if mode == ClaimedMode.REAL and (concurrent or holds)
+                    else None
+                )
+                if key is not None and key in holds:
+                    action_defer_for_account(action=action, hold=holds[key], token=token, actor=owner)
+                    passed_over += 1
+                    continue
+                if concurrent:
+                    if key is not None and key in taken:
+                        skipped.append(action.pk)
+                        passed_over += 1
+                        continue
+                elif limit > 1 and not action_batchable(action=action, mode=mode):
                     if claimed or plain:
                         break  # it will be claimed on its own by the next claim
                     alone = True
@@ -100,6 +144,8 @@ def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None =
                 if not limits:
                     action.claimed_mode = mode
                     plain.append(action)
+                    if key is not None:
+                        taken.add(key)
                     if alone:
                         break
                     continue
@@ -111,14 +157,22 @@ def action_claim_due(*, owner: str, token: int, limit: int, proof: bool | None =
                     continue
                 # Claimed at once, so that the next action of the same key counts this one.
                 _claim_rows(
-                    [action], owner=owner, token=token, mode=mode, batch=limit > 1 and not alone, rate_key=decision.key
+                    [action],
+                    owner=owner,
+                    token=token,
+                    mode=mode,
+                    batch=limit > 1 and not alone and not concurrent,
+                    rate_key=decision.key,
                 )
                 claimed.append(action)
+                if key is not None:
+                    taken.add(key)
                 if alone:
                     break
+            in_batch = limit > 1 and not alone and not concurrent
             for mode in sorted({action.claimed_mode for action in plain}):
                 batch = [a for a in plain if a.claimed_mode == mode]
-                _claim_rows(batch, owner=owner, token=token, mode=mode, batch=limit > 1 and not alone)
+                _claim_rows(batch, owner=owner, token=token, mode=mode, batch=in_batch)
             claimed.extend(plain)
             deferrals += passed_over
             if alone or not passed_over or deferrals >= MAX_DEFERRALS_PER_CLAIM:

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from orchestration.models import Action, ActionStatus, ExecutionLog, Lease, TickLedger, TickStatus
-from orchestration.services.control import control_kill, control_pause, control_resume
+from orchestration.services.control import control_kill, control_pause, control_resume, control_set_proof_mode
 from orchestration.services.enqueue import action_enqueue
 from tests.conftest import wait_until
 from tests.faults.conftest import artifact_files, assert_nothing_running, success_logs, wait_for_exit
@@ -49,18 +49,27 @@ def test_kill__flag_set_mid_action__process_exits_within_1s_of_the_action_finish
     assert_nothing_running()
 
 
+@pytest.mark.parametrize(
+    ("mode", "in_flight"),
+    [("--proof", 1), pytest.param("REAL", 4, id="REAL-concurrency-4")],
+)
 def test_kill__flag_set_mid_sleep__cooperative_action_stops_holder_and_standby_exit_within_1s(
-    start_daemon, artifacts_dir
+    start_daemon, artifacts_dir, mode, in_flight
 ):
     """Invariant: an action that checks its Attempt (SLEEP) stops at the kill at once: the holder and a
     standby exit within 1 s of the flag being set, the lease is released, and the interrupted action is
-    back in the queue with its attempt not counted and no artifact written."""
-    action = enqueue("SLEEP", {"seconds": 30}, "kill-mid-sleep")
-    holder = start_daemon("--proof", env=DEFAULT_POLL)
+    back in the queue with its attempt not counted and no artifact written. In REAL mode with
+    AOL_REAL_CONCURRENCY=4 the same holds for all 4 attempts in flight."""
+    actions = [enqueue("SLEEP", {"seconds": 30}, f"kill-mid-sleep-{i}") for i in range(in_flight)]
+    args: tuple[str, ...] = ("--proof",) if mode == "--proof" else ()
+    env = {**DEFAULT_POLL, "AOL_REAL_CONCURRENCY": str(in_flight), "AOL_MAX_ACTIONS_PER_TICK": str(in_flight)}
+    if mode == "REAL":
+        control_set_proof_mode(enabled=False, actor="test", reason="kill drill in REAL")
+    holder = start_daemon(*args, env=env)
     holder.wait_for_output("Lease acquired")
-    standby = start_daemon("--proof", "--standby", env=DEFAULT_POLL)
+    standby = start_daemon(*args, "--standby", env=env)
     standby.wait_for_output("Standby: lease held by")
-    wait_until(lambda: Action.objects.filter(pk=action.pk, status=ActionStatus.RUNNING).exists())
+    wait_until(lambda: Action.objects.filter(status=ActionStatus.RUNNING).count() == in_flight)
 
     control_kill(actor="test", reason="kill drill")
     killed_at = time.time()
@@ -69,9 +78,10 @@ def test_kill__flag_set_mid_sleep__cooperative_action_stops_holder_and_standby_e
         assert code == 0, daemon.output()
         assert exited_at - killed_at < 1.0, f"exited {exited_at - killed_at:.2f}s after the kill"
 
-    action.refresh_from_db()
-    assert (action.status, action.attempts) == (ActionStatus.PENDING, 0)
-    assert ExecutionLog.objects.filter(action_id=action.pk, message__contains="interrupted (").count() == 1
+    for action in actions:
+        action.refresh_from_db()
+        assert (action.status, action.attempts) == (ActionStatus.PENDING, 0)
+        assert ExecutionLog.objects.filter(action_id=action.pk, message__contains="interrupted (").count() == 1
     assert artifact_files(artifacts_dir, "sleep") == []
     assert Lease.objects.get().owner == ""
     assert_nothing_running()
