@@ -207,7 +207,7 @@ def action_retract(
 RETRACT_VERB = OperatorVerb(
     name="retract",
     label="Retract",
-    description="Delete the selected action's REAL post on its network (mark it RETRACTED)",
+    description="Delete the REAL post of the selected action on its network (mark it RETRACTED)",
     audit_verb="retract",
     permission=permissions.RETRACT_ACTION,
     service=action_retract,
