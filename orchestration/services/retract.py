@@ -47,6 +47,12 @@ RETRACTABLE_TYPE = "POST_SOCIAL"
 _NOTHING = " Nothing changed."
 
 
+def _sentence(text: object) -> str:
+    """``text`` ending as a sentence, so "Nothing changed." can follow it."""
+    words = str(text).strip()
+    return words if words.endswith((".", "!", "?")) else f"{words}."
+
+
 @dataclass(frozen=True)
 class RetractTarget:
     action: Action
@@ -112,7 +118,7 @@ def _platform_delete(target: RetractTarget, *, timeout_seconds: float) -> None:
     try:
         credentials = account_credentials(account=account)
     except CredentialsUnavailable as exc:
-        raise RetractRefused(f"{exc}{_NOTHING}") from None
+        raise RetractRefused(f"{_sentence(exc)}{_NOTHING}") from None
     try:
         platform.retract(account=account, credentials=credentials, remote_id=remote_id, timeout=timeout_seconds)
     except NotImplementedError:
@@ -121,12 +127,12 @@ def _platform_delete(target: RetractTarget, *, timeout_seconds: float) -> None:
         ) from None
     except OutcomeUnknown as exc:
         raise RetractRefused(
-            f"{label} gave no answer about deleting post {remote_id} ({exc}): it may or may not be gone. Check it "
-            f"on {label}, then retract again.{_NOTHING} The action stays SUCCESS."
+            f"{label} gave no answer about deleting post {remote_id} ({str(exc).rstrip('.')}): it may or may not "
+            f"be gone. Check it on {label}, then retract again.{_NOTHING} The action stays SUCCESS."
         ) from None
     except (AdapterError, AccountCheckFailed) as exc:
         raise RetractRefused(
-            f"{label} did not delete post {remote_id}: {exc}{_NOTHING} The action stays SUCCESS."
+            f"{label} did not delete post {remote_id}: {_sentence(exc)}{_NOTHING} The action stays SUCCESS."
         ) from None
     except Exception as exc:  # an SDK's own error: its text may quote the request, so only its kind is shown
         logger.warning("retract failed action=%s platform=%s error=%s", action.pk, platform.name, type(exc).__name__)

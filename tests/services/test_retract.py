@@ -104,7 +104,7 @@ def test_retract__when_the_network_refuses_or_is_silent_nothing_changes(local_ne
     with pytest.raises(RetractRefused) as refused:
         retract(action, timeout_seconds=0.5)
     message = str(refused.value)
-    assert words.format(id=action.remote_id) in message and "Nothing changed." in message, message
+    assert words.format(id=action.remote_id) in message and ". Nothing changed. " in message, message
     assert TOKEN not in message  # "echo" quotes the Authorization header: only the error's kind is shown
     assert snapshot(action) == before and action.remote_id in local_network.statuses
 
