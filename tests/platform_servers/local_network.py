@@ -352,14 +352,16 @@ def account_connect(
 
 
 def real_post(*, key: str = "post-1", account: str = "brand-main", platform: str = "mastodon") -> Action:
-    """A POST_SOCIAL action run in REAL mode by one in-process daemon tick: SUCCESS with its remote id."""
+    """A POST_SOCIAL action run in REAL mode by an in-process daemon (one tick): SUCCESS with its remote id."""
     action, _ = action_enqueue(
         action_type="POST_SOCIAL",
         payload={"platform": platform, "account": account, "message": f"Spring sale {key}"},
         idempotency_key=key,
     )
     control_set_proof_mode(enabled=False, actor="ops", reason="REAL for the test")
-    Daemon(DaemonConfig.from_settings(owner="test:1", interval_seconds=0.01), out=lambda line: None).tick(0)
+    # run(), not tick(): its shutdown ends the adapter thread, which closes that thread's connection.
+    config = DaemonConfig.from_settings(owner="test:1", interval_seconds=0.01, max_ticks=1)
+    assert Daemon(config, out=lambda line: None).run() == 0
     action.refresh_from_db()
     assert action.status == ActionStatus.SUCCESS and action.remote_id, (action.status, action.last_error)
     return action
