@@ -234,5 +234,9 @@ class CredentialsUnavailable(AOLError, ImproperlyConfigured):
     """Connected accounts' credentials cannot be encrypted or decrypted: set AOL_CREDENTIALS_KEYS."""
 
 
+class RetractRefused(ControlChangeRejected):
+    """The post could not be retracted (not a REAL post, no integration, or the platform refused); nothing changed."""
+
+
 class AccountCheckFailed(AOLError):
     """The platform refused the account's credentials or could not be reached; the message says what to fix."""

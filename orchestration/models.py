@@ -141,6 +141,7 @@ class ActionStatus(models.TextChoices):
     AWAITING_APPROVAL = "AWAITING_APPROVAL"  # its PROOF artifact waits for a person to approve the REAL run
     REJECTED = "REJECTED"  # a person rejected its PROOF artifact; never runs for real; terminal
     CANCELLED = "CANCELLED"  # cancelled by an operator before it ran (or stopped on request); terminal
+    RETRACTED = "RETRACTED"  # its REAL post was deleted on the platform by an operator (retract verb); terminal
 
 
 DUE_STATUSES = (ActionStatus.PENDING, ActionStatus.READY, ActionStatus.RETRY)
@@ -151,13 +152,20 @@ FIRST_ATTEMPT_STATUSES = (ActionStatus.PENDING, ActionStatus.READY)
 ATTENTION_STATUSES = (ActionStatus.DLQ, ActionStatus.NEEDS_REVIEW)
 OPEN_STATUSES = (*DUE_STATUSES, ActionStatus.RUNNING, *ATTENTION_STATUSES, ActionStatus.AWAITING_APPROVAL)
 #: Statuses an action never leaves on its own (operators cannot retry them either).
-TERMINAL_STATUSES = (ActionStatus.SUCCESS, ActionStatus.FAILED, ActionStatus.REJECTED, ActionStatus.CANCELLED)
+TERMINAL_STATUSES = (
+    ActionStatus.SUCCESS,
+    ActionStatus.FAILED,
+    ActionStatus.REJECTED,
+    ActionStatus.CANCELLED,
+    ActionStatus.RETRACTED,
+)
 #: Statuses an operator may cancel outright; a RUNNING action can only be asked to stop.
 CANCELLABLE_STATUSES = (*DUE_STATUSES, ActionStatus.AWAITING_APPROVAL)
 #: Statuses whose priority an operator may still change.
 REPRIORITISABLE_STATUSES = (*DUE_STATUSES, ActionStatus.AWAITING_APPROVAL)
-#: Statuses counted by rate limits: actions that acted (or are acting) in the window.
-RATE_COUNTED_STATUSES = (ActionStatus.SUCCESS, ActionStatus.RUNNING)
+#: Statuses counted by rate limits: actions that acted (or are acting) in the window. A retracted post
+#: was still posted: the platform counted it, so the rate limit does too.
+RATE_COUNTED_STATUSES = (ActionStatus.SUCCESS, ActionStatus.RUNNING, ActionStatus.RETRACTED)
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
 #: Longest remote id and URL an Action keeps (longer ids are cut, longer URLs dropped).
 REMOTE_ID_MAX_LENGTH, REMOTE_URL_MAX_LENGTH = 255, 2000
@@ -293,6 +301,7 @@ class Action(models.Model):
             ("manage_dlq", "Can retry, discard and requeue actions"),
             ("enqueue_action", "Can enqueue actions from the operator console"),
             ("approve_action", "Can approve or reject PROOF artifacts before their REAL run"),
+            ("retract_action", "Can retract (delete on its platform) a post a REAL action made"),
         ]
         constraints = [
             models.UniqueConstraint(fields=["idempotency_key"], name="aol_actions_idempotency_key_uniq"),

@@ -12,6 +12,9 @@ APPROVE_ACTION = "orchestration.approve_action"  # approve or reject PROOF artif
 MANAGE_API_TOKENS = "orchestration.manage_api_tokens"
 #: Add, change and remove connected accounts (their credentials act on the world): granted like MANAGE_API_TOKENS.
 MANAGE_ACCOUNTS = "orchestration.manage_accounts"
+#: Delete a live post a REAL action made (the retract verb): it acts on the world, so it is granted
+#: person by person like APPROVE_ACTION, not through the operators' group (superusers have it).
+RETRACT_ACTION = "orchestration.retract_action"
 
 #: Created by migration 0004 with every permission above except SWITCH_MODE, APPROVE_ACTION and MANAGE_API_TOKENS
 #: (migration 0007 adds editing rate limits).

@@ -26,6 +26,7 @@ from orchestration.services.operator_verb import (
 )
 from orchestration.services.verbs import VERBS
 from tests.console_fixtures import PASSWORD, client_for, superuser  # noqa: F401  (fixture)
+from tests.platform_servers.local_network import posted_action
 
 pytestmark = pytest.mark.django_db
 
@@ -57,6 +58,22 @@ def flags() -> ControlFlags:
     return control.control_flags_get()
 
 
+_network: list = []  # the local network of the current test (retract calls it)
+
+
+@pytest.fixture(autouse=True)
+def network(request):
+    """Retract deletes a post on a network: its scenarios get the local one (tests/platform_servers)."""
+    if "retract" in request.node.name:
+        _network.append(request.getfixturevalue("local_network"))
+    yield
+    _network.clear()
+
+
+def retracted(action: Action) -> bool:
+    return action.status == ActionStatus.RETRACTED and action.remote_id in _network[0].deleted
+
+
 @dataclass
 class Scenario:
     """How to make a verb's change possible, and how to see that it happened."""
@@ -85,6 +102,7 @@ SCENARIOS = {
     "requeue": Scenario(lambda: action_in(ActionStatus.PENDING), lambda a: a.not_before <= timezone.now()),
     "cancel": Scenario(lambda: action_in(ActionStatus.PENDING), lambda a: a.status == ActionStatus.CANCELLED),
     "priority": Scenario(lambda: action_in(ActionStatus.PENDING), lambda a: a.priority == 9),
+    "retract": Scenario(lambda: posted_action(_network[0]), retracted),
 }
 
 

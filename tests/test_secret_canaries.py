@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 from http.cookies import SimpleCookie
+from io import StringIO
 from urllib.parse import urlencode
 
 import pytest
@@ -292,4 +293,61 @@ def test_secrets__a_connected_accounts_credentials_appear_in_no_output(daemon_en
     assert "encrypted: access_token" in everything and "already exists" in everything  # the calls really ran
     assert token not in everything and key not in everything, "a credential or key leaked:\n" + "\n".join(
         line for line in everything.splitlines() if token in line or key in line
+    )
+
+
+def test_secrets__verify_and_retract_show_no_credential_even_when_the_network_quotes_it(
+    local_network, daemon_env, django_user_model, caplog
+):
+    """``aol_accounts verify`` (a command, a process and the admin action) and retract (console, admin, command):
+    the token goes to the network and nowhere else, also when the network's error quotes the request."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from orchestration.models import Account
+    from tests.platform_servers.local_network import CREDENTIALS_KEY, TOKEN, account_connect, posted_action
+
+    seen: list[str] = []
+    account_connect(local_network)
+    staff = django_user_model.objects.create_superuser("canary-verify", password="x" * 12)
+    client = Client()
+    client.force_login(staff)
+    manage = str(ROOT / "tests" / "platform_servers" / "manage_local_network.py")
+    env = {**daemon_env, "AOL_CREDENTIALS_KEYS": CREDENTIALS_KEY}
+    for answer in ("ok", "echo", 401):
+        local_network.script.extend([answer] * 4)
+        out = StringIO()
+        try:
+            call_command("aol_accounts", "verify", "brand-main", stdout=out, stderr=out)
+        except CommandError as exc:
+            out.write(str(exc))
+        seen.append(out.getvalue())
+        done = subprocess.run(
+            [sys.executable, manage, "aol_accounts", "verify", "brand-main"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        seen.append(f"{done.returncode}\n{done.stdout}\n{done.stderr}")
+        account = Account.objects.get(name="brand-main")
+        data = {"action": "verify_accounts", "_selected_action": [account.pk], "index": "0"}
+        seen.append(client.post("/admin/orchestration/account/", data, follow=True).content.decode())
+        local_network.script.clear()
+    posted = posted_action(local_network)
+    local_network.script.append("echo")  # the delete fails with the request quoted in the error
+    data = {"queue-action_ids": str(posted.pk), "queue-reason": "canary", "return_to": f"/console/actions/{posted.pk}/"}
+    seen.append(client.post("/console/actions/retract/", data, follow=True).content.decode())
+    seen.append(client.post("/console/actions/retract/", data, follow=True).content.decode())  # now it works
+    seen.append(client.get(f"/admin/orchestration/action/{posted.pk}/change/").content.decode())
+    seen.extend(str(row) for row in ExecutionLog.objects.values())
+    seen.extend(str(row) for row in AuditEntry.objects.values())
+    seen.append(caplog.text)
+    everything = "\n".join(seen)
+    assert "ok: acts as @brand" in everything and "bad token" in everything  # the calls really ran
+    assert "(RuntimeError)" in everything and "1 action retracted" in everything
+    assert any(TOKEN in request.authorization for request in local_network.requests)  # it was sent …
+    assert TOKEN not in everything, "a credential leaked:\n" + "\n".join(  # … and shown nowhere
+        line for line in everything.splitlines() if TOKEN in line
     )

@@ -1,5 +1,8 @@
 """The connected accounts' admin: add, change, remove; the credentials are write-only.
 
+The changelist's "Verify" action asks each selected account's network who its credentials act as
+(services/accounts.py ``account_verify``) and says, per account, whom or what is wrong.
+
 The credentials field is a password input that is never filled in: not with the stored value (which
 is encrypted and never decrypted for a page), and not with what was typed when the form comes back
 with an error. Left empty on the change page, the stored credentials are kept. Every change goes
@@ -9,21 +12,26 @@ through services/accounts.py (encrypted, audited without values) and needs ``man
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from orchestration import permissions
 from orchestration.credentials import credentials_fernet
-from orchestration.exceptions import CredentialsUnavailable, InvalidAccount
+from orchestration.exceptions import AccountCheckFailed, CredentialsUnavailable, InvalidAccount
 from orchestration.models import Account
 from orchestration.services.accounts import (
     account_add,
     account_change,
     account_fields_clean,
     account_remove,
+    account_verify,
     credentials_clean,
+    identity_text,
 )
+
+#: The most accounts one "Verify" request calls (each is a request to a network, with a timeout).
+MAX_VERIFIED = 20
 
 
 class AccountForm(forms.ModelForm):
@@ -68,6 +76,26 @@ class AccountAdmin(admin.ModelAdmin):
     list_filter = ("platform",)
     search_fields = ("name",)
     show_full_result_count = False
+    actions = ["verify_accounts"]
+
+    @admin.action(description="Verify: ask the network whom the credentials act as", permissions=["manage_accounts"])
+    def verify_accounts(self, request: HttpRequest, queryset: QuerySet[Account]) -> None:
+        accounts = list(queryset.order_by("name")[: MAX_VERIFIED + 1])
+        if len(accounts) > MAX_VERIFIED:
+            self.message_user(
+                request, f"Verify at most {MAX_VERIFIED} accounts at a time; nothing was checked.", messages.ERROR
+            )
+            return
+        for account in accounts:
+            try:
+                identity = account_verify(account=account)
+            except AccountCheckFailed as exc:
+                self.message_user(request, f"{account.name}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{account.name}: ok, {identity_text(identity)}.", messages.SUCCESS)
+
+    def has_manage_accounts_permission(self, request: HttpRequest) -> bool:
+        return self._may_manage(request)
 
     @admin.display(description="credentials")
     def shown_credentials(self, account: Account) -> str:

@@ -169,6 +169,9 @@ class ActionAdmin(InspectionAdmin):
     def has_manage_dlq_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(permissions.MANAGE_DLQ)
 
+    def has_retract_action_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(permissions.RETRACT_ACTION)
+
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         # Without the permission Django does not even offer the action and ignores a posted one;
         # record such an attempt all the same.

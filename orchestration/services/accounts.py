@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 from cryptography.fernet import InvalidToken
 from django.db import IntegrityError, transaction
 
-from orchestration.credentials import credentials_encrypt, credentials_fernet
-from orchestration.exceptions import CredentialsUnavailable, InvalidAccount
+from orchestration.adapters.platforms import Identity, platform_get
+from orchestration.credentials import account_credentials, credentials_encrypt, credentials_fernet
+from orchestration.exceptions import AccountCheckFailed, AdapterError, CredentialsUnavailable, InvalidAccount
 from orchestration.models import Account, AccountPlatform, AuditOutcome
 from orchestration.services.audit import audit_write
 from orchestration.services.control import operator_reason_clean
@@ -30,6 +31,8 @@ _FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 MAX_CREDENTIALS_BYTES = 8 * 1024
 #: Platforms that have no single public API host: their accounts need the instance's URL.
 BASE_URL_REQUIRED = {AccountPlatform.MASTODON}
+#: How long a network has to answer the who-am-I call of ``account_verify``, in seconds.
+VERIFY_TIMEOUT_SECONDS = 15.0
 
 
 def account_fields_clean(*, name: str, platform: str, base_url: str) -> tuple[str, str, str]:
@@ -197,3 +200,53 @@ def accounts_rotate_keys(*, actor: str) -> int:
         )
     logger.info("account credentials re-encrypted count=%s actor=%s", count, actor)
     return count
+
+
+def account_verify(*, account: Account, timeout_seconds: float = VERIFY_TIMEOUT_SECONDS) -> Identity:
+    """Ask the account's network who its credentials act as (its who-am-I call); writes nothing.
+
+    AccountCheckFailed says what to fix: no REAL integration for the network yet, the keys cannot
+    decrypt the credentials, or what the network answered (bad token, wrong URL, missing scope).
+    Only a platform's own messages are shown; an unexpected error is named by its kind alone, as its
+    text may quote the request. No message carries a credential.
+    """
+    platform = platform_get(account.platform)
+    if platform is None:
+        raise AccountCheckFailed(
+            f"There is no REAL integration for {account.platform} yet, so account {account.name!r} cannot be "
+            "verified (nor used in REAL mode)."
+        )
+    try:
+        credentials = account_credentials(account=account)
+    except CredentialsUnavailable as exc:
+        raise AccountCheckFailed(str(exc)) from None
+    try:
+        identity = platform.verify(account=account, credentials=credentials, timeout=timeout_seconds)
+    except AccountCheckFailed:
+        raise
+    except NotImplementedError:
+        raise AccountCheckFailed(f"The {platform.label} integration has no who-am-I check yet.") from None
+    except AdapterError as exc:
+        raise AccountCheckFailed(f"{platform.label}: {exc}") from None
+    except Exception as exc:  # an SDK's own error
+        logger.warning("account verify failed name=%s error=%s", account.name, type(exc).__name__)
+        raise AccountCheckFailed(
+            f"{platform.label} could not be asked who account {account.name!r} is ({type(exc).__name__}); check "
+            f"its base URL ({platform.base_url(account) or 'none'}) and that the network is reachable."
+        ) from None
+    logger.info("account verified name=%s platform=%s handle=%s", account.name, account.platform, identity.handle)
+    return identity
+
+
+def identity_text(identity: Identity) -> str:
+    """``acts as @brand (https://social.example/@brand)``: what a verification reports."""
+    where = f" ({identity.url})" if identity.url else ""
+    return f"acts as @{identity.handle.lstrip('@')}{where}"
+
+
+def account_verify_by_name(*, name: str, timeout_seconds: float = VERIFY_TIMEOUT_SECONDS) -> Identity:
+    """``account_verify`` of the account named ``name``; InvalidAccount when there is none."""
+    account = Account.objects.filter(name=name).first()
+    if account is None:
+        raise InvalidAccount(f"No account named {name!r}.")
+    return account_verify(account=account, timeout_seconds=timeout_seconds)

@@ -117,8 +117,13 @@ def console_actions_page(
 
 
 def action_verbs_applicable(*, action: Action) -> list[OperatorVerb]:
-    """The operator verbs on actions (services/verbs.py VERBS) whose eligible statuses include this one's."""
-    verbs = [verb for verb in verbs_where(target=ACTIONS) if action.status in verb.eligible]
+    """The operator verbs on actions (services/verbs.py VERBS) whose eligible statuses include this one's
+    (and whose ``applies_to``, if any, accepts it)."""
+    verbs = [
+        verb
+        for verb in verbs_where(target=ACTIONS)
+        if action.status in verb.eligible and (verb.applies_to is None or verb.applies_to(action))
+    ]
     if action.status == ActionStatus.RUNNING and action.cancel_requested:
         verbs = [verb for verb in verbs if verb.name != "cancel"]  # already asked to stop
     return verbs

@@ -51,6 +51,9 @@ class OperatorVerb:
     console: str = ""  # its console group (the URL it is posted to) …
     slug: str = ""  # … and its part of that URL
     cli: str = ""  # the command line that runs it
+    #: A further test on one action beyond its status (one action's page offers the verb only then):
+    #: retract needs a REAL post on a platform that can delete it.
+    applies_to: Callable[[Any], bool] | None = None
 
     def call(self, **kwargs: Any) -> Any:
         return self.service(**self.service_kwargs, **kwargs)

@@ -32,6 +32,7 @@ from orchestration.services.operator_verb import (
     FLAGS,
     OperatorVerb,
 )
+from orchestration.services.retract import RETRACT_VERB
 
 
 def _flag_verb(
@@ -163,6 +164,7 @@ VERBS: dict[str, OperatorVerb] = {
             cli="aol_control resume --type TYPE",
         ),
         *ACTION_VERBS,
+        RETRACT_VERB,
     )
 }
 

@@ -39,6 +39,7 @@ QUEUE_ROWS = (
     ("Awaiting approval", ActionStatus.AWAITING_APPROVAL, "approval-count"),
     ("Cancelled", ActionStatus.CANCELLED, ""),
     ("Rejected", ActionStatus.REJECTED, ""),
+    ("Retracted", ActionStatus.RETRACTED, ""),
 )
 
 

@@ -182,6 +182,7 @@ FORBIDDEN = [
     "/api/v1/actions/{id}/approve",
     "/api/v1/actions/{id}/reject",
     "/api/v1/actions/{id}/retry",
+    "/api/v1/actions/{id}/retract",
     "/api/v1/rate-limits",
     "/api/v1/approvals/{id}/approve",
 ]

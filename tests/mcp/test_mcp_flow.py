@@ -242,6 +242,8 @@ FORBIDDEN_TOOLS = [
     "set_real_mode",
     "edit_rate_limit",
     "retry_action",
+    "retract_action",
+    "retract",
 ]
 
 

@@ -9,13 +9,14 @@ from orchestration.exceptions import ControlChangeRejected, NoEligibleActions
 from orchestration.models import Action, ActionStatus, AuditEntry, ExecutionLog
 from orchestration.services import control
 from orchestration.services.enqueue import action_enqueue
-from orchestration.services.operator_verb import ACTIONS, FLAGS
+from orchestration.services.operator_verb import ACTIONS, BULK_ELIGIBLE, BULK_SINGLE, FLAGS
 from orchestration.services.verbs import VERBS, flag_verb, operator_run, verbs_where
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.django_db
 
-ACTION_VERBS = [verb.name for verb in verbs_where(target=ACTIONS)]
+#: The verbs on actions that follow the bulk rule (retract takes one action a request: services/test_retract.py).
+ACTION_VERBS = [verb.name for verb in verbs_where(target=ACTIONS, bulk=BULK_ELIGIBLE)]
 #: verb → (the status an eligible action has, extra service arguments, "did it change?" for that action)
 EFFECTS = {
     "retry": (ActionStatus.DLQ, {}, lambda a: (a.status, a.attempts) == (ActionStatus.PENDING, 0)),
@@ -45,6 +46,7 @@ def snapshot() -> list[tuple]:
 
 def test_verbs__every_verb_on_actions_has_its_effect_pinned_here():
     assert set(EFFECTS) == set(ACTION_VERBS)
+    assert [verb.name for verb in verbs_where(target=ACTIONS, bulk=BULK_SINGLE)] == ["retract"]
 
 
 @pytest.mark.parametrize("name", ACTION_VERBS)

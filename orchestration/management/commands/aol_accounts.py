@@ -1,4 +1,4 @@
-"""``manage.py aol_accounts``: list, add, remove connected accounts and re-encrypt their credentials.
+"""``manage.py aol_accounts``: list, add, verify, remove connected accounts and re-encrypt their credentials.
 
 Credentials are read from standard input or a file (``--credentials-file``), never from the command
 line, where other users of the machine could read them (``ps``); they are never printed.
@@ -10,10 +10,16 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from orchestration.exceptions import ControlChangeRejected, CredentialsUnavailable
+from orchestration.exceptions import AccountCheckFailed, ControlChangeRejected, CredentialsUnavailable
 from orchestration.management.commands._common import cli_actor
 from orchestration.models import Account, AccountPlatform
-from orchestration.services.accounts import account_add, account_remove, accounts_rotate_keys
+from orchestration.services.accounts import (
+    account_add,
+    account_remove,
+    account_verify_by_name,
+    accounts_rotate_keys,
+    identity_text,
+)
 
 
 def _when(account: Account) -> str:
@@ -24,12 +30,15 @@ class Command(BaseCommand):
     help = (
         "Connected accounts REAL adapters act as. 'list' (never a credential); 'add NAME --platform P "
         "[--base-url URL]' reads the credentials as a JSON object from standard input (or --credentials-file); "
+        "'verify NAME' asks the network who the credentials act as (exit 1 saying what is wrong); "
         "'remove NAME --reason …'; 'rotate-keys' re-encrypts every account with the first key of "
         f"AOL_CREDENTIALS_KEYS. Platforms: {', '.join(AccountPlatform.values)}."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        commands = parser.add_subparsers(dest="subcommand", required=True, metavar="{list,add,remove,rotate-keys}")
+        commands = parser.add_subparsers(
+            dest="subcommand", required=True, metavar="{list,add,verify,remove,rotate-keys}"
+        )
         commands.add_parser("list", help="List the accounts (name, platform, base URL, credential fields).")
         add = commands.add_parser("add", help="Add an account; credentials as a JSON object on standard input.")
         add.add_argument("name", help="What payloads name it by, e.g. brand-main.")
@@ -42,6 +51,10 @@ class Command(BaseCommand):
         )
         add.add_argument("--reason", default="", help="Why; recorded in the audit trail.")
         add.add_argument("--actor", default=None, help="Who (default: cli:<user>@<host>).")
+        verify = commands.add_parser(
+            "verify", help="Call the network's who-am-I endpoint as the account; say whom it acts as, or what is wrong."
+        )
+        verify.add_argument("name")
         remove = commands.add_parser("remove", help="Delete an account and its credentials.")
         remove.add_argument("name")
         remove.add_argument("--reason", required=True, help="Why; recorded in the audit trail.")
@@ -53,6 +66,8 @@ class Command(BaseCommand):
         try:
             if subcommand == "add":
                 self._add(**options)
+            elif subcommand == "verify":
+                self._verify(options["name"])
             elif subcommand == "remove":
                 account_remove(name=options["name"], actor=options["actor"] or cli_actor(), reason=options["reason"])
                 self.stdout.write(self.style.SUCCESS(f"Account {options['name']} removed, with its credentials."))
@@ -104,6 +119,13 @@ class Command(BaseCommand):
                 f"({', '.join(account.credential_fields)}) are stored encrypted."
             )
         )
+
+    def _verify(self, name: str) -> None:
+        try:
+            identity = account_verify_by_name(name=name)
+        except AccountCheckFailed as exc:
+            raise CommandError(f"{name}: {exc}", returncode=1) from None
+        self.stdout.write(self.style.SUCCESS(f"ok: {identity_text(identity)}"))
 
     def _list(self) -> None:
         accounts = list(Account.objects.order_by("name"))
