@@ -262,13 +262,16 @@ def action_edit_before_approval(*, action_id: int, changes: dict[str, Any], acto
         try:
             adapter, payload = action_payload_validate(action_type=action.action_type, payload=payload)
         except InvalidAction as exc:
-            raise ApprovalRefused(f"Action #{action.pk}: the edited text is not valid: {exc} Nothing changed.") from None
+            raise ApprovalRefused(
+                f"Action #{action.pk}: the edited text is not valid: {exc} Nothing changed."
+            ) from None
         if not adapter.supports_approval:
             raise ApprovalRefused(f"Action #{action.pk}: its adapter cannot re-render its PROOF; nothing changed.")
         old_ref, old_sha256 = action.approval_artifact_ref, action.approval_sha256
         action.payload = payload
         render = adapter.proof_render(action)
-        stored = artifact_put(name=_edited_artifact_name(render.ref, sha256_bytes(render.content)), content=render.content)
+        name = _edited_artifact_name(render.ref, sha256_bytes(render.content))
+        stored = artifact_put(name=name, content=render.content)
         artifact_rows_write(pending=[stored.pending])
         planned = before_payload if action.planned_payload is None else action.planned_payload
         updated = Action.objects.filter(

@@ -147,7 +147,8 @@ def _message(batch: list[Waiting]) -> tuple[str, str]:
         "",
     ]
     for one in batch:
-        lines += [f"#{one.action_id} ({one.action_type}): {one.url}", *("    " + line for line in one.summary.splitlines())]
+        lines.append(f"#{one.action_id} ({one.action_type}): {one.url}")
+        lines += ["    " + line for line in one.summary.splitlines()]
         lines.append("")
     return f"[AOL] {len(batch)} actions wait for your approval", "\n".join(lines)
 
