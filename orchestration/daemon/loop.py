@@ -464,7 +464,7 @@ class Daemon:
         if self._listener is not None:
             self._listener.stop()
         self._runner.close()
-        self._notifier.join(1.0)
+        self._notifier.join(2.0)
         try:
             self.release_lease()
         except DatabaseError as exc:
