@@ -169,3 +169,19 @@ def test_enqueue_after_edit__the_planners_original_payload_returns_the_action_no
         items=[{"action_type": "POST_SOCIAL", "payload": other, "idempotency_key": "launch-1"}]
     )
     assert [conflict.action_id for conflict in report.conflicts] == [action.pk]
+
+
+def test_edit__database_artifact_store__the_edited_artifact_is_stored_with_the_edit(settings, artifacts_dir):
+    from orchestration.adapters.store import artifact_read
+    from orchestration.models import Artifact
+
+    settings.AOL_ARTIFACT_STORE = "database"
+    action = awaiting()
+    edited = action_edit_before_approval(action_id=action.pk, changes={"message": EDITED}, actor="alice", reason="x")
+    assert edited.approval_artifact_ref == f"db:sha256:{edited.approval_sha256}"
+    assert Artifact.objects.filter(sha256=edited.approval_sha256).exists()
+    assert EDITED in artifact_read(ref=edited.approval_artifact_ref).decode()
+    assert approval_review(action=edited).problem == ""
+    action_approve(action_id=action.pk, sha256=edited.approval_sha256, actor="bob", reason="ok")
+    tick(1)
+    assert sent_lines(artifacts_dir) == [["launch-1", edited.approval_sha256, EDITED]]

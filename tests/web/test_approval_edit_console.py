@@ -122,3 +122,11 @@ def test_approval_page__send_email_shows_the_email_and_edits_subject_and_body(se
     assert response.status_code == 302
     action.refresh_from_db()
     assert action.payload["subject"] == "Q3 final"
+
+
+def test_action_page__says_it_was_edited_and_when_approvers_were_told(awaiting, approver):
+    edit(client_for(approver), awaiting, EDITED)
+    Action.objects.filter(pk=awaiting.pk).update(approval_notified_at=awaiting.created_at)
+    page = client_for(approver).get(reverse("orchestration:action", args=[awaiting.pk])).content.decode()
+    assert 'id="approval-edited"' in page and 'id="approval-notified"' in page
+    assert "review, edit or decide" in page
