@@ -130,3 +130,12 @@ def test_action_page__says_it_was_edited_and_when_approvers_were_told(awaiting, 
     page = client_for(approver).get(reverse("orchestration:action", args=[awaiting.pk])).content.decode()
     assert 'id="approval-edited"' in page and 'id="approval-notified"' in page
     assert "review, edit or decide" in page
+
+
+def test_admin__links_an_awaiting_action_to_the_console_approval_page_and_shows_the_planned_payload(
+    awaiting, superuser
+):
+    edit(client_for(superuser), awaiting, EDITED)
+    page = client_for(superuser).get(reverse("admin:orchestration_action_change", args=[awaiting.pk])).content.decode()
+    assert f'href="{reverse("orchestration:approval", args=[awaiting.pk])}"' in page
+    assert "Spring sale &lt;b&gt;starts&lt;/b&gt; today" in page  # the planner's payload, read-only
