@@ -36,6 +36,7 @@ from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
 
 from orchestration import permissions
+from orchestration.adapters.send_email import real_email_problem
 from orchestration.adapters.webhook import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, webhook_signature
 from orchestration.conf import aol
 from orchestration.dbclock import DbNow
@@ -241,7 +242,10 @@ def approval_notify_pending(*, actor: str, limit: int = NOTIFY_BATCH) -> NotifyR
     batches = [waiting] if len(waiting) > threshold else [[one] for one in waiting]
 
     recipients = approvers_emails()
-    if not recipients:
+    mail_problem = real_email_problem()
+    if mail_problem:
+        report.problems.append(f"email not sent: {mail_problem}")
+    elif not recipients:
         report.problems.append("no active user who may approve has an email address")
     else:
         try:

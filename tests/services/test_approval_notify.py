@@ -203,3 +203,13 @@ def test_daemon__announces_a_parked_action_once_by_email(approvers, smtp_server,
     again.stop()
     assert len(smtp_server.messages) == 3
     assert link(action.pk) in parsed(smtp_server.messages[0].data).get_content()
+
+
+def test_notify__mail_not_configured__says_so_on_the_action(approvers, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = ""
+    (action,) = park()
+    report = approval_notify_pending(actor="test:1")
+    assert report.emails == 0 and "email not sent: EMAIL_HOST is not set" in report.problems[0]
+    log = ExecutionLog.objects.filter(action_id=action.pk).latest("id")
+    assert log.level == "WARNING" and "approvers notified: nobody; not delivered: email not sent" in log.message
