@@ -282,6 +282,10 @@ WEBHOOK_SECRETS = {
     name: env.str(name) for name in _aol_conf.webhook_secret_envs(_aol["AOL_WEBHOOKS"]) if name in env.ENVIRON
 }
 
+# The approval notifications' webhook signing secret (AOL_APPROVAL_WEBHOOK_URL), read here under a name Django's
+# error reports mask; never shown, logged or stored.
+APPROVAL_WEBHOOK_SECRET = env.str("AOL_APPROVAL_WEBHOOK_SECRET", default="")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -417,3 +417,45 @@ def check_credentials_keys(app_configs: Sequence[AppConfig] | None = None, **kwa
         checks.Error(problem, hint=KEYS_HINT[0].upper() + KEYS_HINT[1:] + ".", id="orchestration.E095")
         for problem in credentials_keys_problems()
     ]
+
+
+@checks.register()
+def check_approval_notifications(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """AOL_APPROVAL_WEBHOOK_URL: an http(s) URL, and its signing secret set (W096); the threshold at least 1 (E097)."""
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+
+    found: list[checks.CheckMessage] = []
+    threshold = aol.approval_digest_threshold
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+        found.append(
+            checks.Error(
+                f"AOL_APPROVAL_DIGEST_THRESHOLD={threshold!r} must be a whole number, 1 or more.",
+                hint="Set it to how many actions may start waiting at once before one digest lists them "
+                "(or unset it: 3).",
+                id="orchestration.E097",
+            )
+        )
+    url = aol.approval_webhook_url
+    if not url:
+        return found
+    parts = urlsplit(str(url))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problem = "is not an http(s) URL"
+    elif not getattr(settings, "APPROVAL_WEBHOOK_SECRET", ""):
+        problem = "is set, but AOL_APPROVAL_WEBHOOK_SECRET is not"
+    else:
+        return found
+    found.append(
+        checks.Warning(
+            f"AOL_APPROVAL_WEBHOOK_URL {problem}: approvers are not told through it.",
+            hint="Set AOL_APPROVAL_WEBHOOK_URL to the receiver's https:// URL and AOL_APPROVAL_WEBHOOK_SECRET to a "
+            "long random string the receiver checks AOL-Signature with (docs: README, approval notifications), "
+            "or unset the URL.",
+            id="orchestration.W096",
+        )
+    )
+    return found

@@ -172,6 +172,19 @@ class AolSettings:
         'WEBHOOK endpoints (JSON object: name → {"url", "secret_env", "timeout_seconds"?, "connect_timeout_seconds"?})',
     )
 
+    # Approval notifications (services/approval_notify.py; README "Approval notifications and editing").
+    console_url = Setting(
+        "", "str", "the console's address as people reach it (https://aol.example.com), for links in notifications"
+    )
+    approval_digest_threshold = Setting(
+        3, "int", "more actions than this starting to wait for approval at once: one digest message lists them"
+    )
+    approval_webhook_url = Setting(
+        "",
+        "str",
+        "also tell approvers through this URL (e.g. a chat incoming webhook), signed with AOL_APPROVAL_WEBHOOK_SECRET",
+    )
+
 
 aol = AolSettings()
 #: Every declared setting, in declaration order.

@@ -265,6 +265,18 @@ class Action(models.Model):
     )
     approved_by = models.CharField(max_length=255, blank=True)
     approved_at = models.DateTimeField(null=True, blank=True)
+    approval_notified_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When its approvers were told it waits (services/approval_notify.py); set before sending, so "
+        "a daemon restart never tells them twice",
+    )
+    planned_payload = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The payload as enqueued, kept when an approver edited it before approving (empty: never "
+        "edited); a later enqueue of the same key with it is the same action, not a conflict",
+    )
     cancel_requested = models.BooleanField(
         default=False, help_text="An operator asked the running attempt to stop; it ends CANCELLED."
     )

@@ -95,3 +95,21 @@ def test_check_artifacts_dir__unwritable_directory_is_only_a_warning_w021(settin
     settings.AOL_ARTIFACTS_DIR.mkdir()
     with read_only_directory(settings.AOL_ARTIFACTS_DIR):
         assert ids(check_artifacts_dir()) == ["orchestration.W021"]
+
+
+def test_check_approval_notifications__webhook_url_without_secret_or_not_http_warns_bad_threshold_errors(settings):
+    from orchestration.checks import check_approval_notifications
+
+    assert check_approval_notifications() == []
+    settings.AOL_APPROVAL_WEBHOOK_URL = "https://chat.example.com/hooks/T0/B0/secretpath"
+    settings.APPROVAL_WEBHOOK_SECRET = ""
+    (warning,) = check_approval_notifications()
+    assert warning.id == "orchestration.W096" and "AOL_APPROVAL_WEBHOOK_SECRET is not" in warning.msg
+    assert "secretpath" not in warning.msg
+    settings.APPROVAL_WEBHOOK_SECRET = "s3cret"
+    assert check_approval_notifications() == []
+    settings.AOL_APPROVAL_WEBHOOK_URL = "ftp://chat.example.com/x"
+    assert [m.id for m in check_approval_notifications()] == ["orchestration.W096"]
+    settings.AOL_APPROVAL_WEBHOOK_URL = ""
+    settings.AOL_APPROVAL_DIGEST_THRESHOLD = 0
+    assert [m.id for m in check_approval_notifications()] == ["orchestration.E097"]

@@ -351,3 +351,48 @@ def test_secrets__verify_and_retract_show_no_credential_even_when_the_network_qu
     assert TOKEN not in everything, "a credential leaked:\n" + "\n".join(  # … and shown nowhere
         line for line in everything.splitlines() if TOKEN in line
     )
+
+
+def test_secrets__the_approval_webhooks_secret_and_url_token_appear_in_no_output(
+    webhook_server, smtp_server, daemon_env, django_user_model, caplog
+):
+    """Approval notifications sign with AOL_APPROVAL_WEBHOOK_SECRET and POST to a URL whose query holds a token
+    (as chat webhooks' do): neither is in the email, the webhook's body, the daemon's output, the execution log,
+    the console or ``manage.py check``, also when the receiver refuses the signature."""
+    from orchestration.models import ActionStatus
+    from tests.fake_adapters import FLOW_ADAPTERS
+
+    url_token = "hookpathCANARY93b1"
+    approver = django_user_model.objects.create_superuser("canary-approver", "approver@example.com", "x" * 12)
+    control_set_proof_mode(enabled=False, actor="ops", reason="canary")
+    env = {
+        **daemon_env,
+        **smtp_server.env(),
+        "AOL_EXTRA_ADAPTERS": ",".join(FLOW_ADAPTERS),
+        "AOL_APPROVAL_WEBHOOK_URL": f"{webhook_server.url}?token={url_token}",
+        "AOL_APPROVAL_WEBHOOK_SECRET": SECRET,
+    }
+    seen = []
+    for key, secret in (("canary-ok", SECRET), ("canary-refused", "wrong-secret-for-the-receiver")):
+        action_enqueue(
+            action_type="POST_SOCIAL", payload={"platform": "x", "message": "canary post"}, idempotency_key=key
+        )
+        seen.append(run_manage(["run_aol_daemon", "--ticks", "3"], {**env, "AOL_APPROVAL_WEBHOOK_SECRET": secret}))
+    seen.append(run_manage(["check"], {**env, "AOL_APPROVAL_WEBHOOK_SECRET": ""}))
+    assert Action.objects.filter(status=ActionStatus.AWAITING_APPROVAL).count() == 2
+    assert len(webhook_server.events) == 1  # signed with the secret and verified by the receiver
+    seen.extend(message.data.decode() for message in smtp_server.messages)
+    seen.extend(request.body.decode() + repr(request.headers) for request in webhook_server.requests)
+    seen.extend(ExecutionLog.objects.values_list("message", flat=True))
+    client = Client()
+    client.force_login(approver)
+    for action in Action.objects.all():
+        seen.append(client.get(f"/console/approvals/{action.pk}/").content.decode())
+        seen.append(client.get(f"/console/actions/{action.pk}/").content.decode())
+    seen.append(caplog.text)
+    everything = "\n".join(seen)
+    assert "approvers notified" in everything and "failed (HTTP 401)" in everything  # the calls really ran
+    assert "orchestration.W096" in everything
+    assert SECRET not in everything and url_token not in everything, "leaked:\n" + "\n".join(
+        line for line in everything.splitlines() if SECRET in line or url_token in line
+    )

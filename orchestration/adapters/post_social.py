@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestration.adapters.artifacts import proof_artifact_ref
 from orchestration.adapters.base import ActionAdapter, ActionResult, Attempt, ProofRender, require_fields
-from orchestration.adapters.platforms import PLATFORMS, Platform, PostSpec, Published, platform_get
+from orchestration.adapters.platforms import PLATFORMS, Platform, PostSpec, Published, TextCount, platform_get
 from orchestration.adapters.store import artifact_put
 from orchestration.credentials import account_credentials
 from orchestration.exceptions import (
@@ -46,6 +46,21 @@ REAL_HINT = (
 def _platform_name(payload: dict[str, Any]) -> str:
     name = str(payload["platform"]).strip().lower()
     return "x" if name == "twitter" else name
+
+
+def post_text_count(payload: dict[str, Any]) -> TextCount | None:
+    """The message's length as its network counts it, and the network's limit (None: not a post we know).
+
+    With a REAL integration the platform's own rules count (Platform.text_count: links, graphemes, …);
+    else Python's characters against PLATFORM_MAX_CHARS, as ``validate`` checks.
+    """
+    message, raw = payload.get("message"), str(payload.get("platform", "")).strip().lower()
+    if not isinstance(message, str) or raw not in PLATFORM_MAX_CHARS:
+        return None
+    platform = platform_get(_platform_name(payload))
+    if platform is not None:
+        return platform.text_count(message)
+    return TextCount(count=len(message), limit=PLATFORM_MAX_CHARS[raw])
 
 
 class PostSocialAdapter(ActionAdapter):

@@ -24,7 +24,7 @@ from orchestration.adapters import action_types
 from orchestration.adapters.store import artifact_exists, artifact_verify, ref_in_database
 from orchestration.admin.records import InspectionAdmin, badge
 from orchestration.exceptions import ControlChangeRejected, InvalidAction
-from orchestration.models import MAX_PRIORITY, MIN_PRIORITY, Action, ExecutionLog
+from orchestration.models import MAX_PRIORITY, MIN_PRIORITY, Action, ActionStatus, ExecutionLog
 from orchestration.services.operator import MAX_BULK_ACTIONS
 from orchestration.services.operator_verb import ACTIONS, OperatorVerb
 from orchestration.services.verbs import operator_denied, operator_run, verbs_where
@@ -110,6 +110,9 @@ class ActionAdmin(InspectionAdmin):
                     "approval_sha256",
                     "approved_by",
                     "approved_at",
+                    "approval_page",
+                    "approval_notified_at",
+                    "planned_payload",
                     "cancel_requested",
                     "deferred_note",
                     "rate_key",
@@ -157,6 +160,15 @@ class ActionAdmin(InspectionAdmin):
                 '<a href="{}" rel="noopener noreferrer" target="_blank">{}</a>', obj.remote_href, obj.remote_url
             )
         return obj.remote_url or "—"
+
+    @admin.display(description="review, edit or decide")
+    def approval_page(self, obj: Action) -> str:
+        """Approving and editing the text happen on the console's approval page (one form, one service)."""
+        if obj.status != ActionStatus.AWAITING_APPROVAL:
+            return "—"
+        return format_html(
+            '<a href="{}">the console\'s approval page</a>', reverse("orchestration:approval", args=[obj.pk])
+        )
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: Action) -> str:

@@ -40,6 +40,7 @@ from django.db import DatabaseError, connection
 
 from orchestration.daemon.config import EXIT_LEASE_HELD, EXIT_LEASE_LOST, EXIT_OK, EXIT_WEDGED, DaemonConfig
 from orchestration.daemon.dispatch import SUCCEEDED, UNCOUNTED_OUTCOMES, BatchRecorder, Dispatcher
+from orchestration.daemon.notify import ApprovalNotifier
 from orchestration.daemon.outages import Outages
 from orchestration.daemon.runner import RunnerPool
 from orchestration.daemon.scheduler import ConcurrentScheduler
@@ -109,6 +110,7 @@ class Daemon:
         self._depth_sampled_at: float | None = None
         self._standby_holder: str | None = None
         self._attempt_seconds: float | None = None  # running average, sizes the next claim
+        self._notifier = ApprovalNotifier(actor=config.owner)
 
     @property
     def token(self) -> int | None:
@@ -170,6 +172,8 @@ class Daemon:
                     self._outages.database_failed(number, exc)
                 if report is not None:
                     self.out(report.line())
+                    if report.status != TickStatus.KILLED:
+                        self._notifier.poke()  # approvers hear about newly parked actions (its own thread)
                     if report.stop:
                         return EXIT_OK
                     if report.wait:
@@ -481,6 +485,7 @@ class Daemon:
         if self._listener is not None:
             self._listener.stop()
         self._runners.close()
+        self._notifier.join(2.0)
         try:
             self.release_lease()
         except DatabaseError as exc:

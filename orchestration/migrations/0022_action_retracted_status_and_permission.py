@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orchestration', '0020_connected_accounts'),
+        ('orchestration', '0021_account_rate_limits'),
     ]
 
     operations = [

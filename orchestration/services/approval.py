@@ -11,24 +11,28 @@ permanent error, if it no longer hashes to the approved SHA-256: what goes out i
 
 import logging
 from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
 
 from django.db import transaction
 
 from orchestration.adapters import ActionAdapter, adapter_get
 from orchestration.adapters.artifacts import sha256_bytes
-from orchestration.adapters.store import artifact_read
+from orchestration.adapters.store import artifact_put, artifact_read, artifact_rows_write
 from orchestration.conf import approval_required_types
 from orchestration.dbclock import DbNow
 from orchestration.exceptions import (
     AdapterError,
     ApprovalRefused,
     ArtifactNotFound,
+    InvalidAction,
     PermanentAdapterError,
     UnknownActionType,
 )
 from orchestration.models import Action, ActionStatus, AuditOutcome, ClaimedMode
 from orchestration.services.audit import audit_write
 from orchestration.services.control import operator_reason_clean
+from orchestration.services.enqueue import action_payload_validate
 from orchestration.services.logs import log_write
 
 logger = logging.getLogger("orchestration")
@@ -190,6 +194,116 @@ def action_reject(*, action_id: int, actor: str, reason: str) -> Action:
             after={"status": ActionStatus.REJECTED},
         )
     logger.info("action rejected id=%s actor=%s", action.pk, actor)
+    action.refresh_from_db()
+    return action
+
+
+# --- Edit before approval: approve, reject or modify, bound to exact bytes ------------------------------
+
+#: The payload fields an approver may edit, per action type: the text people read. Anything else
+#: (the account, the recipients, the endpoint) is what the planner decided: reject and re-enqueue to change it.
+EDITABLE_FIELDS: dict[str, tuple[str, ...]] = {
+    "POST_SOCIAL": ("message",),
+    "SEND_EMAIL": ("subject", "body"),
+}
+
+
+def action_editable_fields(*, action: Action) -> tuple[str, ...]:
+    """The payload fields of ``action`` an approver may edit before approving it (empty: none)."""
+    return tuple(name for name in EDITABLE_FIELDS.get(action.action_type, ()) if name in action.payload)
+
+
+def _edited_artifact_name(ref: str, sha256: str) -> str:
+    """The files-store name of an edited PROOF artifact: the action's own name, marked with the new hash.
+
+    Not the original name: the files store writes a name once (a re-run finds its first copy), so
+    new bytes need a name of their own; the hash makes a repeat of the same edit reuse its file.
+    """
+    path = PurePosixPath(ref)
+    return str(path.with_name(f"{path.stem}.edit-{sha256[:16]}{path.suffix}"))
+
+
+def action_edit_before_approval(*, action_id: int, changes: dict[str, Any], actor: str, reason: str) -> Action:
+    """Change the text of an action awaiting approval: validate the new payload with its adapter,
+    re-render and store its PROOF artifact, and bind the approval to the new SHA-256, in one
+    transaction, with an execution-log row and an audit row holding before → after and who.
+
+    The action stays AWAITING_APPROVAL: approving it then binds the edited bytes, and the REAL run
+    checks them (``approval_verify_before_real``). Its idempotency key stays; the payload it was
+    enqueued with is kept in ``planned_payload`` so that the planner enqueuing that key again with
+    its original payload gets this action back, not a conflict. ApprovalRefused, with nothing
+    written, when the action is not awaiting approval, a field may not be edited, or the new payload
+    is not valid (the adapter's message says why).
+    """
+    reason = operator_reason_clean(reason=reason, actor=actor, verb="edit an action before approval")
+    if not isinstance(changes, dict) or not changes:
+        raise ApprovalRefused("Say what to change (for example the message); nothing changed.")
+    with transaction.atomic():
+        action = _locked_awaiting(action_id=action_id, verb="edit")
+        editable = action_editable_fields(action=action)
+        refused = sorted(name for name in changes if name not in editable)
+        if refused:
+            allowed = ", ".join(repr(name) for name in editable) or "nothing"
+            raise ApprovalRefused(
+                f"Action #{action.pk} ({action.action_type}): {', '.join(map(repr, refused))} cannot be edited before "
+                f"approval (editable: {allowed}); reject it and enqueue it again to change more. Nothing changed."
+            )
+        for name, value in changes.items():
+            if not isinstance(value, str):
+                raise ApprovalRefused(
+                    f"Action #{action.pk}: {name!r} must be text, not {type(value).__name__}; nothing changed."
+                )
+        # Browsers send CRLF from a textarea; the text the planner wrote (and the platform counts) has LF.
+        cleaned = {name: value.replace("\r\n", "\n") for name, value in changes.items()}
+        before_payload = action.payload
+        payload = {**before_payload, **cleaned}
+        if payload == before_payload:
+            raise ApprovalRefused(f"Action #{action.pk}: the text is unchanged; nothing changed.")
+        try:
+            adapter, payload = action_payload_validate(action_type=action.action_type, payload=payload)
+        except InvalidAction as exc:
+            raise ApprovalRefused(
+                f"Action #{action.pk}: the edited text is not valid: {exc} Nothing changed."
+            ) from None
+        if not adapter.supports_approval:
+            raise ApprovalRefused(f"Action #{action.pk}: its adapter cannot re-render its PROOF; nothing changed.")
+        old_ref, old_sha256 = action.approval_artifact_ref, action.approval_sha256
+        action.payload = payload
+        render = adapter.proof_render(action)
+        name = _edited_artifact_name(render.ref, sha256_bytes(render.content))
+        stored = artifact_put(name=name, content=render.content)
+        artifact_rows_write(pending=[stored.pending])
+        planned = before_payload if action.planned_payload is None else action.planned_payload
+        updated = Action.objects.filter(
+            pk=action.pk, status=ActionStatus.AWAITING_APPROVAL, approval_sha256=old_sha256
+        ).update(
+            payload=payload,
+            planned_payload=planned,
+            approval_artifact_ref=stored.ref,
+            approval_sha256=stored.sha256,
+            updated_at=DbNow(),
+        )
+        if updated != 1:  # cannot happen while the row is locked; refuse rather than half-log
+            raise ApprovalRefused(f"Action #{action.pk} changed while being edited; nothing changed. Try again.")
+        changed = sorted(name for name in cleaned if before_payload.get(name) != payload.get(name))
+        log_write(
+            action_id=action.pk,
+            message=f"edited before approval by {actor} ({', '.join(changed)}): the approval now binds sha256 "
+            f"{stored.sha256} (was {old_sha256}); reason: {reason}",
+            actor=actor,
+            artifact_ref=stored.ref,
+            artifact_sha256=stored.sha256,
+        )
+        audit_write(
+            actor=actor,
+            verb="edit before approval",
+            outcome=AuditOutcome.DONE,
+            reason=reason,
+            target=f"action #{action.pk} ({action.action_type})",
+            before={**{name: before_payload.get(name) for name in changed}, "sha256": old_sha256, "artifact": old_ref},
+            after={**{name: payload.get(name) for name in changed}, "sha256": stored.sha256, "artifact": stored.ref},
+        )
+    logger.info("action edited before approval id=%s actor=%s sha256=%s", action.pk, actor, stored.sha256)
     action.refresh_from_db()
     return action
 

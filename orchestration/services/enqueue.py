@@ -214,7 +214,8 @@ def action_enqueue(
         existing = Action.objects.filter(idempotency_key=key).first()
         if existing is None:
             continue  # the holder of the key was deleted (pruned) in between: try the INSERT again
-        if existing.action_type != action_type or existing.payload != payload:
+        # An approver may have edited its text (services/approval.py): the planner's own payload is still it.
+        if existing.action_type != action_type or payload not in (existing.payload, existing.planned_payload):
             raise IdempotencyConflict(
                 f"Idempotency key {key!r} is already used by action #{existing.pk} ({existing.action_type}) "
                 "with a different payload; send the same payload to get that action back, or use a new key."
@@ -340,7 +341,7 @@ def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport
                 items=(first_by_key[key] + 1, index + 1),
             )
     ids: dict[str, int] = {}  # key -> id of the action this call created
-    found: dict[str, tuple[int, tuple]] = {}  # key -> (id, _identity) of an action that had it
+    found: dict[str, tuple[int, list[tuple]]] = {}  # key -> (id, its _identity(s)) of an action that had it
     with transaction.atomic():
         todo = [rows[index] for index in first_by_key.values()]
         for _ in range(_RACE_RETRIES):
@@ -367,8 +368,8 @@ def action_enqueue_many(*, items: Iterable[dict[str, Any]]) -> EnqueueManyReport
         if key in ids:
             (created if first_by_key[key] == index else existing).append(ids[key])
             continue
-        pk, identity = found[key]
-        if identity == _identity(fields):
+        pk, identities = found[key]
+        if _identity(fields) in identities:
             existing.append(pk)
         else:
             conflicts.append(EnqueueConflict(item=index + 1, idempotency_key=key, action_id=pk))
@@ -416,14 +417,19 @@ def _identity(fields: dict[str, Any]) -> tuple:
     return fields["action_type"], fields["payload"], fields["requires_approval"]
 
 
-def _actions_holding_keys(keys: list[str]) -> dict[str, tuple[int, tuple]]:
-    """``{key: (id, _identity)}`` of the actions holding any of ``keys``."""
+def _actions_holding_keys(keys: list[str]) -> dict[str, tuple[int, list[tuple]]]:
+    """``{key: (id, [_identity, …])}`` of the actions holding any of ``keys``: one identity, or two when an
+    approver edited its payload (the planner's original one is still the same action)."""
     found = {}
     # All keys in one look-up on PostgreSQL; within SQLite's limit on parameters there.
     per_lookup = max(1, connection.ops.bulk_batch_size(["idempotency_key"], keys))
     for start in range(0, len(keys), per_lookup):
         for pk, key, *identity in Action.objects.filter(
             idempotency_key__in=keys[start : start + per_lookup]
-        ).values_list("pk", "idempotency_key", "action_type", "payload", "requires_approval"):
-            found[key] = (pk, tuple(identity))
+        ).values_list("pk", "idempotency_key", "action_type", "payload", "requires_approval", "planned_payload"):
+            action_type, payload, requires_approval, planned = identity
+            identities = [(action_type, payload, requires_approval)]
+            if planned is not None:
+                identities.append((action_type, planned, requires_approval))
+            found[key] = (pk, identities)
     return found

@@ -210,6 +210,31 @@ class RejectForm(ReasonForm):
     pass
 
 
+#: How each editable payload field is edited on the approval page (services/approval.py EDITABLE_FIELDS).
+EDIT_WIDGETS = {
+    "message": forms.Textarea(attrs={"rows": 6, "cols": 70}),
+    "body": forms.Textarea(attrs={"rows": 10, "cols": 70}),
+    "subject": forms.TextInput(attrs={"size": 70}),
+}
+
+
+class EditForm(ReasonForm):
+    """Edit the text of an action awaiting approval: one field per editable payload field, and a reason."""
+
+    def __init__(self, *args: Any, fields: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.edited = fields
+        for name in fields:
+            # Not stripped: the text is sent as written, and a blank one is the adapter's to refuse.
+            self.fields[name] = forms.CharField(
+                required=False, strip=False, label=name.capitalize(), widget=EDIT_WIDGETS.get(name, forms.Textarea)
+            )
+        self.order_fields([*fields, "reason"])
+
+    def changes(self) -> dict[str, str]:
+        return {name: self.cleaned_data.get(name) or "" for name in self.edited}
+
+
 class TypePauseForm(ReasonForm):
     action_type = forms.ChoiceField(choices=[], label="Action type")
 
