@@ -264,6 +264,17 @@ def test_publish__nothing_is_sent_when_the_request_is_not_the_approved_one(accou
     assert mastodon_server.requests == []
 
 
+def test_publish__a_redirect_is_not_followed_and_says_to_fix_the_base_url(account, mastodon_server):
+    mastodon_server.script.append((301, {"Location": "https://social.example/api/v1/statuses"}))
+    request = MASTODON.build_request(account=account, spec=spec())
+    with pytest.raises(PermanentAdapterError) as raised:
+        MASTODON.publish(
+            account=account, credentials={"access_token": TOKEN}, request=request, spec=spec(), attempt=Attempt("k")
+        )
+    assert "answered 301 pointing to https://social.example; redirects are not followed" in str(raised.value)
+    assert len(mastodon_server.requests) == 1 and mastodon_server.posts == []
+
+
 # -- retract and verify
 
 

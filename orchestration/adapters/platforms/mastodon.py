@@ -147,11 +147,18 @@ class _Wire(HTTPAdapter):
         self.response: requests.Response | None = None
         self.unsent: BaseException | None = None
         self.unknown: BaseException | None = None
+        #: Where the instance redirected the request to (redirects are not followed: see send).
+        self.redirect = ""
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         if self.capture:
             self.captured = request
             raise _Captured()
+        if self.response is not None:
+            # requests follows a redirect with a second request (a POST turned into a GET): the first one
+            # was answered, so stop here and say where the instance points instead.
+            self.redirect = str(request.url)
+            raise _Refused()
         if self.approved is not None:
             self.mismatch = _difference(self.approved, request)
             if self.mismatch:
@@ -245,6 +252,15 @@ def _rate_limit_seconds(response: requests.Response) -> float:
     if retry_after.isdigit():
         return min(max(float(retry_after), 1.0), MAX_RATE_LIMIT_SECONDS)
     return DEFAULT_RATE_LIMIT_SECONDS
+
+
+def _redirect_advice(account: "Account", wire: _Wire) -> str:
+    status = wire.response.status_code if wire.response is not None else 0
+    origin = "/".join(wire.redirect.split("/", 3)[:3])
+    return (
+        f"The instance answered {status} pointing to {origin}; redirects are not followed (the request that was "
+        f"approved goes to one URL only): set account {account.name!r}'s base URL to the instance's own root"
+    )
 
 
 def _timeouts(attempt: "Attempt | None", cap: float | None = None) -> tuple[float, float]:
@@ -386,6 +402,8 @@ class MastodonPlatform(Platform):
                 f"nothing was sent: the request mastodon-py would send is not the approved one ({wire.mismatch}); "
                 "render the PROOF again and approve what it shows"
             )
+        if wire.redirect:
+            return PermanentAdapterError(f"{where} redirected {doing} elsewhere. {_redirect_advice(account, wire)}")
         if wire.unsent is not None:
             return TransientAdapterError(f"{where}: could not connect ({_reason(wire.unsent)}); nothing was sent")
         if wire.unknown is not None:
@@ -430,6 +448,8 @@ class MastodonPlatform(Platform):
     def _check_problem(self, account: "Account", wire: _Wire) -> str:
         """What ``verify`` found wrong: the URL, the token, or its scope."""
         where = self._where(account)
+        if wire.redirect:
+            return f"{where} redirected the check elsewhere. {_redirect_advice(account, wire)}"
         if wire.unsent is not None:
             return (
                 f"Could not reach {where} ({_reason(wire.unsent)}): wrong base URL, or the instance is down. "
