@@ -396,3 +396,66 @@ def test_secrets__the_approval_webhooks_secret_and_url_token_appear_in_no_output
     assert SECRET not in everything and url_token not in everything, "leaked:\n" + "\n".join(
         line for line in everything.splitlines() if SECRET in line or url_token in line
     )
+
+
+def test_secrets__a_mastodon_access_token_appears_in_no_output(mastodon_server, daemon_env, django_user_model, caplog):
+    """The token authorizes the posts (the local instance checks it) but is in no artifact, log, page, JSON or
+    row: through daemon processes (PROOF for approval, a post, a 401 with a revoked token), verify's messages,
+    the console and the admin."""
+    from cryptography.fernet import Fernet
+
+    from orchestration.adapters.platforms import PLATFORMS
+    from orchestration.exceptions import AccountCheckFailed
+    from orchestration.models import Account
+    from orchestration.services.accounts import account_add
+    from tests.platform_servers.mastodon import TOKEN
+
+    revoked = "mastodon-revoked-CANARY-40c1"
+    key = Fernet.generate_key().decode()
+    env = {**daemon_env, "AOL_CREDENTIALS_KEYS": key}
+    control_set_proof_mode(enabled=False, actor="ops", reason="canary")
+    with override_settings(AOL_CREDENTIALS_KEYS=[key]):
+        for name, token in (("brand-main", TOKEN), ("brand-old", revoked)):
+            account_add(
+                name=name, platform="mastodon", base_url=mastodon_server.url, credentials={"access_token": token},
+                actor="ops",
+            )  # fmt: skip
+            action_enqueue(
+                action_type="POST_SOCIAL",
+                payload={"platform": "mastodon", "account": name, "message": "canary post"},
+                idempotency_key=f"canary-{name}",
+            )
+    seen = [run_manage(["run_aol_daemon", "--ticks", "1"], env)]  # the PROOF runs for approval
+    for action in Action.objects.all():
+        review = approval_review(action=action)
+        action_approve(action_id=action.pk, sha256=review.sha256, actor="ops", reason="canary")
+    seen.append(run_manage(["run_aol_daemon", "--ticks", "1"], env))
+    seen.append(run_manage(["check"], env))
+    assert len(mastodon_server.posts) == 1  # the good token was accepted by the instance
+    for account, token in (
+        (Account.objects.get(name="brand-old"), revoked),
+        (Account.objects.get(name="brand-main"), "x"),
+    ):
+        try:
+            PLATFORMS["mastodon"].verify(account=account, credentials={"access_token": token}, timeout=5)
+        except AccountCheckFailed as exc:
+            seen.append(str(exc))
+    staff = django_user_model.objects.create_superuser("canary-mastodon", password="x" * 12)
+    client = Client()
+    client.force_login(staff)
+    with override_settings(AOL_CREDENTIALS_KEYS=[key]):
+        for action in Action.objects.all():
+            seen.append(client.get(f"/console/actions/{action.pk}/").content.decode())
+            seen.append(client.get(f"/admin/orchestration/action/{action.pk}/change/").content.decode())
+            seen.append(client.get(f"/console/approvals/{action.pk}/").content.decode())
+            seen.append(artifact_path(action.approval_artifact_ref).read_text())
+        seen.append(client.get("/console/status.json").content.decode())
+    seen.extend(ExecutionLog.objects.values_list("message", flat=True))
+    seen.extend(str(row) for row in Action.objects.values())
+    seen.append(caplog.text)
+    everything = "\n".join(seen)
+    assert "was refused (revoked, expired or mistyped)" in everything and "/api/v1/statuses" in everything
+    for canary in (TOKEN, revoked, key):
+        assert canary not in everything, "a Mastodon credential leaked:\n" + "\n".join(
+            line for line in everything.splitlines() if canary in line
+        )

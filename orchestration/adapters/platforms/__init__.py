@@ -8,9 +8,12 @@ from orchestration.adapters.platforms.base import (
     Published,
     TextCount,
 )
+from orchestration.adapters.platforms.mastodon import MastodonPlatform
 
 #: Every network with a REAL integration, by name. Each platform module adds its one line here.
-PLATFORMS: dict[str, Platform] = {}
+PLATFORMS: dict[str, Platform] = {
+    "mastodon": MastodonPlatform(),
+}
 
 
 def platform_get(name: str) -> Platform | None:
