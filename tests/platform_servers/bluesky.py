@@ -65,6 +65,7 @@ class BlueskyTestServer:
         self.records: dict[str, dict[str, Any]] = {}  # rkey → {"uri", "cid", "value"} (the account's posts)
         self.deleted: list[str] = []
         self.tokens: set[str] = set()  # access JWTs of open sessions
+        self.issued: list[str] = []  # every access and refresh JWT given (secrets: the canary test looks for them)
         self.remaining = RATE_LIMIT
         self.lock = threading.Lock()
         self.release = threading.Event()
@@ -97,9 +98,10 @@ class BlueskyTestServer:
         if body.get("identifier") not in (HANDLE, DID) or body.get("password") != APP_PASSWORD:
             return 401, {"error": "AuthenticationRequired", "message": "Invalid identifier or password"}
         token = _jwt({"scope": "com.atproto.appPass", "sub": DID, "exp": int(time.time()) + 7200})
+        refresh = _jwt({"scope": "com.atproto.refresh", "sub": DID, "jti": secrets.token_hex(8)})
         with self.lock:
             self.tokens.add(token)
-        refresh = _jwt({"scope": "com.atproto.refresh", "sub": DID, "jti": secrets.token_hex(8)})
+            self.issued.extend((token, refresh))
         return 200, {"accessJwt": token, "refreshJwt": refresh, "handle": HANDLE, "did": DID, "active": True}
 
     def authorised(self, headers: dict[str, str]) -> tuple[int, dict[str, Any]] | None:
