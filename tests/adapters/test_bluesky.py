@@ -16,7 +16,7 @@ from orchestration.adapters.platforms.base import AUTHORIZATION_PLACEHOLDER
 from orchestration.adapters.platforms.bluesky import _sessions, bluesky_facets, bluesky_graphemes, bluesky_rkey
 from orchestration.credentials import account_credentials
 from orchestration.daemon import Daemon, DaemonConfig
-from orchestration.exceptions import AccountCheckFailed, AccountRateLimited, InvalidPayload
+from orchestration.exceptions import AccountCheckFailed, AccountRateLimited, InvalidPayload, OutcomeUnknown
 from orchestration.models import Action, ActionStatus, ExecutionLog
 from orchestration.services.accounts import account_add
 from orchestration.services.control import control_set_proof_mode
@@ -326,3 +326,45 @@ def test_verify__says_clearly_what_is_wrong(account, bluesky_server, case, probl
         BLUESKY.verify(account=account, credentials=credentials, timeout=5)
     assert problem in str(raised.value)
     assert "wrong-CANARY-pass" not in str(raised.value) and APP_PASSWORD not in str(raised.value)
+
+
+def test_real__no_answer_within_the_attempts_time_is_an_unknown_outcome_and_the_retry_posts_once(
+    account, bluesky_server
+):
+    bluesky_server.faults["com.atproto.repo.createRecord"].append("hang")  # stores nothing, never answers
+    action = enqueue()
+    spec = PostSpec(text=action.payload["message"], idempotency_key="sky-1", created_at=action.created_at)
+    credentials = account_credentials(account=account)
+    request = BLUESKY.build_request(account=account, spec=spec)
+    with pytest.raises(OutcomeUnknown) as raised:
+        BLUESKY.publish(
+            account=account,
+            credentials=credentials,
+            request=request,
+            spec=spec,
+            attempt=Attempt(idempotency_key="sky-1", proof=False, deadline=time.monotonic() + 1.0),
+        )
+    assert "no answer to createRecord (ReadTimeout" in str(raised.value)
+    published = BLUESKY.publish(
+        account=account,
+        credentials=credentials,
+        request=request,
+        spec=spec,
+        attempt=Attempt(idempotency_key="sky-1", proof=False, number=2),
+    )
+    [(rkey, record)] = bluesky_server.records.items()
+    assert published.remote_id == record["uri"] and published.remote_url.endswith(f"/post/{rkey}")
+
+
+def test_real__an_email_as_identifier_is_refused_saying_to_use_the_handle(account, bluesky_server):
+    from orchestration.services.accounts import account_change
+
+    account_change(
+        name="brand-sky", actor="ops", reason="test", credentials={"identifier": "ann@example.com", "app_password": "x"}
+    )
+    action = enqueue()
+    tick()
+    action.refresh_from_db()
+    assert action.status == ActionStatus.DLQ
+    assert "'identifier' must be the account's handle (e.g. brand.bsky.social) or DID" in action.last_error
+    assert bluesky_server.requests == []
