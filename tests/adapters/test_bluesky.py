@@ -368,3 +368,20 @@ def test_real__an_email_as_identifier_is_refused_saying_to_use_the_handle(accoun
     assert action.status == ActionStatus.DLQ
     assert "'identifier' must be the account's handle (e.g. brand.bsky.social) or DID" in action.last_error
     assert bluesky_server.requests == []
+
+
+def test_real__a_record_key_holding_another_text_is_not_taken_for_this_post(account, bluesky_server):
+    action = enqueue()
+    rkey = bluesky_rkey(idempotency_key="sky-1", created_at=action.created_at)
+    other = {"$type": "app.bsky.feed.post", "text": "someone else's words", "createdAt": "2026-01-01T00:00:00.000Z"}
+    bluesky_server.records[rkey] = {
+        "uri": f"at://{DID}/app.bsky.feed.post/{rkey}",
+        "cid": "bafyreiother",
+        "value": other,
+    }
+    tick()
+    action.refresh_from_db()
+    assert (
+        action.status == ActionStatus.DLQ and f"the record key {rkey} already holds another post" in action.last_error
+    )
+    assert bluesky_server.calls("com.atproto.repo.createRecord") == []

@@ -200,12 +200,24 @@ class BlueskyPlatform(Platform):
         attempt: "Attempt",
     ) -> Published:
         handle = self._handle(account, credentials)
+        with self._client(account, _timeout(attempt)) as client:
+            return self._publish(client, account, credentials, request, spec, attempt, handle)
+
+    def _publish(
+        self,
+        client: Client,
+        account: "Account",
+        credentials: dict[str, str],
+        request: PlatformRequest,
+        spec: PostSpec,
+        attempt: "Attempt",
+        handle: str,
+    ) -> Published:
         rkey = bluesky_rkey(idempotency_key=spec.idempotency_key, created_at=spec.created_at)
-        client = self._client(account, _timeout(attempt))
         where = self._where(account)
         auth = self._session(client, account, credentials)
         # A post with this key may be there already: an earlier attempt stored it and its answer was lost.
-        found = self._find(client, account, auth, handle, rkey)
+        found = self._find(client, account, auth, handle, rkey, spec.text)
         if found is not None:
             return Published(remote_id=found, remote_url=_post_url(handle, rkey))
         attempt.checkpoint()
@@ -236,7 +248,10 @@ class BlueskyPlatform(Platform):
             raise PermanentAdapterError(f"{remote_id!r} is not the at:// URI of a Bluesky post") from None
         if uri.collection != COLLECTION or not uri.rkey:
             raise PermanentAdapterError(f"{remote_id!r} is not the at:// URI of a Bluesky post")
-        client = self._client(account, timeout)
+        with self._client(account, timeout) as client:
+            self._delete(client, account, credentials, uri)
+
+    def _delete(self, client: Client, account: "Account", credentials: dict[str, str], uri: AtUri) -> None:
         where = self._where(account)
         auth = self._session(client, account, credentials)
         data = models.ComAtprotoRepoDeleteRecord.Data(repo=uri.host, collection=COLLECTION, rkey=uri.rkey)
@@ -257,8 +272,11 @@ class BlueskyPlatform(Platform):
                 f"Account {account.name!r} needs the credentials "
                 '{"identifier": "<handle>", "app_password": "<app password>"}.'
             )
+        with self._client(account, timeout) as client:
+            return self._whoami(client, account, identifier, password)
+
+    def _whoami(self, client: Client, account: "Account", identifier: str, password: str) -> Identity:
         base = self.base_url(account)
-        client = self._client(account, timeout)
         try:
             session = client.com.atproto.server.create_session(
                 models.ComAtprotoServerCreateSession.Data(identifier=identifier, password=password)
@@ -295,15 +313,15 @@ class BlueskyPlatform(Platform):
     def _where(self, account: "Account") -> str:
         return f"Bluesky ({self.base_url(account)}) as {account.name}"
 
-    def _client(self, account: "Account", timeout: float) -> Client:
-        return Client(base_url=self.base_url(account), request=Request(timeout=httpx.Timeout(timeout)))
+    def _client(self, account: "Account", timeout: float) -> "_Connection":
+        return _Connection(self.base_url(account), timeout)
 
     def _resolve_handle(self, base: str, handle: str) -> str | None:
-        client = Client(base_url=base, request=Request(timeout=httpx.Timeout(RESOLVE_TIMEOUT_SECONDS)))
         try:
-            answer = client.com.atproto.identity.resolve_handle(
-                models.ComAtprotoIdentityResolveHandle.Params(handle=handle)
-            )
+            with _Connection(base, RESOLVE_TIMEOUT_SECONDS) as client:
+                answer = client.com.atproto.identity.resolve_handle(
+                    models.ComAtprotoIdentityResolveHandle.Params(handle=handle)
+                )
         except sdk_errors.BadRequestError:
             return None  # no such handle: the mention stays plain text
         except (sdk_errors.AtProtocolError, httpx.HTTPError) as exc:
@@ -340,8 +358,12 @@ class BlueskyPlatform(Platform):
             _sessions[key] = (session.access_jwt, time.monotonic())
         return f"Bearer {session.access_jwt}"
 
-    def _find(self, client: Client, account: "Account", auth: str, handle: str, rkey: str) -> str | None:
-        """The at:// URI of the account's post with key ``rkey``, or None when there is none."""
+    def _find(self, client: Client, account: "Account", auth: str, handle: str, rkey: str, text: str) -> str | None:
+        """The at:// URI of the account's post with key ``rkey``, or None when there is none.
+
+        A post under that key with another text is not this action's (two actions made in the same
+        microsecond whose keys share 10 bits of hash): refused rather than taken for ours.
+        """
         where = self._where(account)
         try:
             answer = client.com.atproto.repo.get_record(
@@ -359,7 +381,27 @@ class BlueskyPlatform(Platform):
             raise _answer_error(exc, account, where, "getRecord") from None
         except httpx.HTTPError as exc:
             raise TransientAdapterError(f"{where}: getRecord failed: {_reason(exc)}") from None
-        return answer.uri
+        value = answer.value
+        found_text = value.get("text") if isinstance(value, dict) else getattr(value, "text", None)
+        if found_text != text:
+            raise PermanentAdapterError(
+                f"{where}: the record key {rkey} already holds another post ({answer.uri}); enqueue this one again "
+                "with another idempotency key"
+            )
+        return str(answer.uri)
+
+
+class _Connection:
+    """An SDK client over its own HTTP connection pool, closed on leaving the ``with`` block."""
+
+    def __init__(self, base: str, timeout: float) -> None:
+        self.client = Client(base_url=base, request=Request(timeout=httpx.Timeout(timeout)))
+
+    def __enter__(self) -> Client:
+        return self.client
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.client.request.close()
 
 
 def _session_key(account: "Account", credentials: dict[str, str], base: str) -> tuple[str, str, str]:
