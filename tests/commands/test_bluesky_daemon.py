@@ -8,7 +8,7 @@ from cryptography.fernet import Fernet
 
 from orchestration.adapters.artifacts import artifact_path
 from orchestration.adapters.platforms.bluesky import bluesky_rkey
-from orchestration.models import Action, ActionStatus
+from orchestration.models import Action, ActionStatus, ExecutionLog
 from orchestration.services.accounts import account_add
 from orchestration.services.approval import action_approve, approval_review
 from orchestration.services.control import control_set_proof_mode
@@ -55,6 +55,8 @@ def test_bluesky_daemon__approved_post_survives_a_dropped_answer_and_is_posted_o
     )
     action.refresh_from_db()
     assert action.attempts == 2, daemon.output()
+    messages = "\n".join(ExecutionLog.objects.filter(action_id=action.pk).values_list("message", flat=True))
+    assert "OutcomeUnknown" in messages and "no answer to createRecord" in messages, messages
     rkey = bluesky_rkey(idempotency_key="spring-sky", created_at=action.created_at)
     assert list(bluesky_server.records) == [rkey]  # exactly one post
     assert action.remote_id == f"at://{DID}/app.bsky.feed.post/{rkey}"
