@@ -157,6 +157,7 @@ def wait_until(predicate, timeout: float = 15, interval: float = 0.05, message: 
 
 
 from tests.openai_server import openai_server  # noqa: E402,F401  (a fixture, shared by the suite)
+from tests.platform_servers.bluesky import bluesky_server  # noqa: E402,F401  (a fixture)
 from tests.platform_servers.local_network import local_network  # noqa: E402,F401  (fixture: retract, verify)
 from tests.platform_servers.mastodon import mastodon_server  # noqa: E402,F401  (a fixture)
 from tests.smtp_server import smtp_server, smtp_settings  # noqa: E402,F401  (fixtures)

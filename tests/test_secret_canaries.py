@@ -459,3 +459,83 @@ def test_secrets__a_mastodon_access_token_appears_in_no_output(mastodon_server, 
         assert canary not in everything, "a Mastodon credential leaked:\n" + "\n".join(
             line for line in everything.splitlines() if canary in line
         )
+
+
+def test_secrets__a_bluesky_app_password_and_its_session_tokens_appear_in_no_output(
+    settings, bluesky_server, start_daemon, caplog
+):
+    """A Bluesky account through PROOF, a refused app password, REAL (with a dropped answer), verify and
+    retract: neither the app password nor any session JWT the PDS gave is in a log line, a stored error, an
+    execution log, an artifact, the daemon's output or an exception's message."""
+    import logging
+
+    from cryptography.fernet import Fernet
+
+    from orchestration.adapters.platforms import platform_get
+    from orchestration.credentials import account_credentials
+    from orchestration.exceptions import AOLError
+    from orchestration.services.accounts import account_add, account_change
+    from tests.platform_servers.bluesky import APP_PASSWORD, HANDLE
+
+    caplog.set_level(logging.DEBUG)  # httpx and httpcore included
+    key = Fernet.generate_key().decode()
+    settings.AOL_CREDENTIALS_KEYS = [key]
+    settings.AOL_APPROVAL_REQUIRED_TYPES = []
+    wrong = "wrong-app-password-CANARY-91"
+    account = account_add(
+        name="brand-sky",
+        platform="bluesky",
+        base_url=bluesky_server.url,
+        credentials={"identifier": HANDLE, "app_password": wrong},
+        actor="ops",
+    )
+    env = {"AOL_CREDENTIALS_KEYS": key, "AOL_APPROVAL_REQUIRED_TYPES": ""}
+    seen = []
+    payload = {"platform": "bluesky", "account": "brand-sky", "message": "Hi @alice.bsky.social #canary"}
+    action_enqueue(action_type="POST_SOCIAL", payload=payload, idempotency_key="sky-proof")
+    seen.append(run_daemon_ticks(start_daemon, env, proof=True))
+    control_set_proof_mode(enabled=False, actor="ops", reason="canary")
+    refused, _ = action_enqueue(action_type="POST_SOCIAL", payload=payload, idempotency_key="sky-refused")
+    seen.append(run_daemon_ticks(start_daemon, env))
+    account_change(
+        name="brand-sky",
+        actor="ops",
+        reason="right one",
+        credentials={"identifier": HANDLE, "app_password": APP_PASSWORD},
+    )
+    bluesky_server.faults["com.atproto.repo.createRecord"].append("drop")
+    posted, _ = action_enqueue(action_type="POST_SOCIAL", payload=payload, idempotency_key="sky-posted")
+    seen.append(run_daemon_ticks(start_daemon, env, ticks=12))
+    posted.refresh_from_db()
+    refused.refresh_from_db()
+    account.refresh_from_db()  # its new credentials
+    bluesky = platform_get("bluesky")
+    for credentials in ({"identifier": HANDLE, "app_password": wrong}, account_credentials(account=account)):
+        try:
+            seen.append(repr(bluesky.verify(account=account, credentials=credentials, timeout=5)))
+        except AOLError as exc:
+            seen.append(str(exc))
+    bluesky.retract(
+        account=account, credentials=account_credentials(account=account), remote_id=posted.remote_id, timeout=5
+    )
+    seen.extend(ExecutionLog.objects.values_list("message", flat=True))
+    seen.extend(str(row) for row in Action.objects.values())
+    for ref in ExecutionLog.objects.exclude(artifact_ref="").values_list("artifact_ref", flat=True):
+        seen.append(artifact_path(ref).read_text())
+    seen.append(caplog.text)
+    everything = "\n".join(seen)
+    # the calls really ran: the refused password, the post after a dropped answer, verify, retract
+    assert "createSession answered 401" in everything and posted.status == ActionStatus.SUCCESS, everything
+    assert refused.status == ActionStatus.DLQ and f"Identity(handle='{HANDLE}'" in everything
+    assert bluesky_server.deleted == [posted.remote_id] and bluesky_server.issued
+    for secret in (APP_PASSWORD, wrong, key, *bluesky_server.issued):
+        assert secret not in everything, "a Bluesky credential leaked:\n" + "\n".join(
+            line for line in everything.splitlines() if secret in line
+        )
+
+
+def run_daemon_ticks(start_daemon, env: dict[str, str], *, proof: bool = False, ticks: int = 1) -> str:
+    """A real daemon process for ``ticks`` ticks; its whole output."""
+    daemon = start_daemon(*(["--proof"] if proof else []), "--ticks", str(ticks), env=env)
+    assert daemon.wait(timeout=120) == 0, daemon.output()
+    return daemon.output()

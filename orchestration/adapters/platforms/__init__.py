@@ -22,3 +22,7 @@ def platform_get(name: str) -> Platform | None:
 
 
 __all__ = ["PLATFORMS", "Identity", "Platform", "PlatformRequest", "PostSpec", "Published", "TextCount", "platform_get"]
+
+from orchestration.adapters.platforms.bluesky import BlueskyPlatform  # noqa: E402  (needs PLATFORMS defined)
+
+PLATFORMS[BlueskyPlatform.name] = BlueskyPlatform()
