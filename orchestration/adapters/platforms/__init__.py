@@ -12,6 +12,11 @@ from orchestration.adapters.platforms.base import (
 #: Every network with a REAL integration, by name. Each platform module adds its one line here.
 PLATFORMS: dict[str, Platform] = {}
 
+from orchestration.adapters.platforms import linkedin as _linkedin, x as _x  # noqa: E402  (after Platform)
+
+PLATFORMS[_x.PLATFORM.name] = _x.PLATFORM  # X: not idempotent, found by lookup or parked for review
+PLATFORMS[_linkedin.PLATFORM.name] = _linkedin.PLATFORM  # LinkedIn: likewise
+
 
 def platform_get(name: str) -> Platform | None:
     """The REAL integration of network ``name`` (lower case), or None when it has none."""
