@@ -19,7 +19,7 @@ from orchestration.models import Account, Action, ActionStatus, ExecutionLog
 from orchestration.services.accounts import account_add
 from orchestration.services.control import control_set_proof_mode
 from orchestration.services.enqueue import action_enqueue
-from tests.platform_servers.linkedin import PERSON_ID, PERSON_URN, TOKEN, linkedin_server  # noqa: F401  (a fixture)
+from tests.platform_servers.linkedin import PERSON_ID, PERSON_URN, TOKEN
 
 # The daemon runs the adapter in a worker thread, on its own connection: it must see the committed account.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -257,7 +257,11 @@ def test_linkedin__verify_says_who_the_token_is_and_what_is_wrong(li_account, li
     assert f"person_id is missing: set person_id to {PERSON_ID!r}" in str(raised.value)
     with pytest.raises(AccountCheckFailed) as raised:
         platform.verify(account=account, credentials={**CREDENTIALS, "access_token": "old-token-canary"}, timeout=5)
-    assert "401" in str(raised.value) and "expired or revoked" in str(raised.value) and "old-token-canary" not in str(raised.value)
+    assert (
+        "401" in str(raised.value)
+        and "expired or revoked" in str(raised.value)
+        and "old-token-canary" not in str(raised.value)
+    )
     linkedin_server.stop()
     with pytest.raises(AccountCheckFailed) as raised:
         platform.verify(account=account, credentials=CREDENTIALS, timeout=5)

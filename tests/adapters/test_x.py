@@ -19,7 +19,7 @@ from orchestration.models import Account, Action, ActionStatus, ExecutionLog
 from orchestration.services.accounts import account_add
 from orchestration.services.control import control_set_proof_mode
 from orchestration.services.enqueue import action_enqueue
-from tests.platform_servers.x import TOKEN, USER_ID, USERNAME, x_server  # noqa: F401  (a fixture)
+from tests.platform_servers.x import TOKEN, USER_ID, USERNAME
 
 # The daemon runs the adapter in a worker thread, on its own connection: it must see the committed account.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,7 +43,9 @@ def x_account(settings, x_server):
 
 def enqueue(key: str = "x-1", message: str = TEXT, account: str = "brand-x") -> Action:
     action, _ = action_enqueue(
-        action_type="POST_SOCIAL", payload={"platform": "x", "account": account, "message": message}, idempotency_key=key
+        action_type="POST_SOCIAL",
+        payload={"platform": "x", "account": account, "message": message},
+        idempotency_key=key,
     )
     return action
 
@@ -278,7 +280,9 @@ def test_x__verify_says_who_the_token_is_and_what_is_wrong(x_account, x_server):
 def test_x__without_a_username_the_url_is_xs_redirecting_one(settings, x_server):
     settings.AOL_CREDENTIALS_KEYS = [KEY]
     settings.AOL_APPROVAL_REQUIRED_TYPES = []
-    account_add(name="brand-x", platform="x", base_url=x_server.base_url, credentials={"access_token": TOKEN}, actor="o")
+    account_add(
+        name="brand-x", platform="x", base_url=x_server.base_url, credentials={"access_token": TOKEN}, actor="o"
+    )
     action = enqueue()
     tick()
     action.refresh_from_db()

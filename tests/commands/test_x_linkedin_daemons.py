@@ -14,8 +14,6 @@ from orchestration.services.enqueue import action_enqueue
 from tests.conftest import wait_until
 from tests.platform_servers import linkedin as li
 from tests.platform_servers import x
-from tests.platform_servers.linkedin import linkedin_server  # noqa: F401  (a fixture)
-from tests.platform_servers.x import x_server  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -18,7 +18,8 @@ with LinkedIn using OpenID Connect (/v2/userinfo):
 - errors: ``{"status", "serviceErrorCode", "code", "message"}`` (401 INVALID_ACCESS_TOKEN, a
   request without LinkedIn-Version → 400 VERSION_MISSING, 429 with Retry-After when scripted).
 
-The fault script applies to POST /rest/posts (see scripted.py).
+The fault script applies to POST /rest/posts (see scripted.py); its error answers echo the
+Authorization header they got (as careless APIs do), to prove it never reaches a message.
 """
 
 import json
@@ -37,7 +38,12 @@ REQUIRED = ("author", "commentary", "visibility", "distribution", "lifecycleStat
 
 
 def error(status: int, message: str, code: str = "") -> dict[str, Any]:
-    return {"status": status, "serviceErrorCode": 100 if status == 403 else 0, "code": code or str(status), "message": message}
+    return {
+        "status": status,
+        "serviceErrorCode": 100 if status == 403 else 0,
+        "code": code or str(status),
+        "message": message,
+    }
 
 
 class LinkedInTestServer(ScriptedServer):
@@ -71,7 +77,7 @@ class LinkedInTestServer(ScriptedServer):
         if headers.get("x-restli-protocol-version") != "2.0.0":
             return json_reply(400, error(400, "X-Restli-Protocol-Version 2.0.0 is required"))
         if method == "POST" and path == "/rest/posts":
-            return self._create(body)
+            return self._create(body, headers)
         if method == "DELETE" and path.startswith("/rest/posts/"):
             urn = unquote(path.removeprefix("/rest/posts/"))
             with self.lock:
@@ -81,7 +87,9 @@ class LinkedInTestServer(ScriptedServer):
             return Reply(204) if found else json_reply(404, error(404, f"Post {urn} not found"))
         if method == "GET" and path == "/rest/posts" and query.get("q") == ["author"]:
             if not self.can_read_posts:
-                return json_reply(403, error(403, "Not enough permissions to access: partnerApiPostsExternal.FINDER-author"))
+                return json_reply(
+                    403, error(403, "Not enough permissions to access: partnerApiPostsExternal.FINDER-author")
+                )
             author = (query.get("author") or [""])[0]
             count = int((query.get("count") or ["10"])[0])
             elements = [p for p in reversed(self.live_posts()) if p["author"] == author][:count]
@@ -89,7 +97,7 @@ class LinkedInTestServer(ScriptedServer):
             return json_reply(200, {"elements": elements, "paging": {"start": 0, "count": count, "links": []}})
         return json_reply(404, error(404, f"No route {method} {path}"))
 
-    def _create(self, body: bytes) -> Reply | None:
+    def _create(self, body: bytes, headers: dict[str, str]) -> Reply | None:
         step = self.next_step()
         if step == "hang":
             self.release.wait(60)
@@ -98,14 +106,18 @@ class LinkedInTestServer(ScriptedServer):
             return None
         if step not in ("ok", "drop"):
             status, extra = step if isinstance(step, tuple) else (step, {})
-            return json_reply(status, error(status, f"scripted {status}"), extra)
+            return json_reply(
+                status, error(status, f"scripted {status} (the request said: {headers.get('authorization')})"), extra
+            )
         try:
             post = json.loads(body)
         except ValueError:
             return json_reply(400, error(400, "Request body could not be converted to data map", "ILLEGAL_ARGUMENT"))
         missing = [name for name in REQUIRED if name not in post]
         if missing:
-            message = "".join(f"ERROR :: /{name} :: field is required but not found and has no default value\n" for name in missing)
+            message = "".join(
+                f"ERROR :: /{name} :: field is required but not found and has no default value\n" for name in missing
+            )
             return json_reply(422, {"message": message, "status": 422})
         if post["author"] != PERSON_URN:
             return json_reply(403, error(403, f"Not enough permissions to post as {post['author']}"))

@@ -17,7 +17,8 @@ users/client.py ``get_me`` → GET /2/users/me, ``get_posts`` → GET /2/users/{
 - errors are problem documents ``{"title", "detail", "type", "status"}``; every answer has
   ``x-rate-limit-limit``, ``x-rate-limit-remaining`` and ``x-rate-limit-reset`` (epoch seconds).
 
-A request without ``Authorization: Bearer <the token>`` is answered 401. The fault script applies
+Scripted error answers echo the Authorization header they got (as careless APIs do), to prove it never
+reaches a message. A request without ``Authorization: Bearer <the token>`` is answered 401. The fault script applies
 to POST /2/tweets (see scripted.py).
 """
 
@@ -40,8 +41,19 @@ _URL = re.compile(r"https?://[^\s<>\"]+")
 
 
 def problem(status: int, detail: str, title: str = "") -> dict[str, Any]:
-    titles = {400: "Invalid Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found Error", 429: "Too Many Requests"}
-    return {"title": title or titles.get(status, "Service Unavailable"), "detail": detail, "type": "about:blank", "status": status}
+    titles = {
+        400: "Invalid Request",
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "Not Found Error",
+        429: "Too Many Requests",
+    }
+    return {
+        "title": title or titles.get(status, "Service Unavailable"),
+        "detail": detail,
+        "type": "about:blank",
+        "status": status,
+    }
 
 
 class XTestServer(ScriptedServer):
@@ -83,7 +95,7 @@ class XTestServer(ScriptedServer):
         if headers.get("authorization") != f"Bearer {self.token}":
             return json_reply(401, problem(401, "Unauthorized"), limits)
         if method == "POST" and path == "/2/tweets":
-            return self._create(body, limits)
+            return self._create(body, headers, limits)
         if method == "DELETE" and path.startswith("/2/tweets/"):
             post_id = path.removeprefix("/2/tweets/")
             with self.lock:
@@ -100,7 +112,7 @@ class XTestServer(ScriptedServer):
             return self._timeline(match.group(1), query, limits)
         return json_reply(404, problem(404, f"no route {method} {path}"), limits)
 
-    def _create(self, body: bytes, limits: dict[str, str]) -> Reply | None:
+    def _create(self, body: bytes, headers: dict[str, str], limits: dict[str, str]) -> Reply | None:
         step = self.next_step()
         if step == "hang":
             self.release.wait(60)
@@ -109,7 +121,11 @@ class XTestServer(ScriptedServer):
             return None
         if step not in ("ok", "drop"):
             status, extra = step if isinstance(step, tuple) else (step, {})
-            return json_reply(status, problem(status, f"scripted {status}"), {**limits, **extra})
+            return json_reply(
+                status,
+                problem(status, f"scripted {status} (the request said: {headers.get('authorization')})"),
+                {**limits, **extra},
+            )
         try:
             text = json.loads(body)["text"]
         except (ValueError, KeyError, TypeError):
@@ -127,7 +143,9 @@ class XTestServer(ScriptedServer):
     def _timeline(self, user_id: str, query: dict[str, list[str]], limits: dict[str, str]) -> Reply:
         max_results = int((query.get("max_results") or ["10"])[0])
         if not 5 <= max_results <= 100:
-            return json_reply(400, problem(400, "The `max_results` query parameter value is not between 5 and 100"), limits)
+            return json_reply(
+                400, problem(400, "The `max_results` query parameter value is not between 5 and 100"), limits
+            )
         if user_id != USER_ID:
             return json_reply(200, {"meta": {"result_count": 0}}, limits)
         start = (query.get("start_time") or [""])[0]
@@ -153,9 +171,15 @@ class XTestServer(ScriptedServer):
                 {"start": start, "end": start + len(short), "url": short, "expanded_url": match.group(),
                  "display_url": match.group().split("://", 1)[1][:26]}
             )  # fmt: skip
-        tweet: dict[str, Any] = {"id": post["id"], "text": html.escape(text, quote=False), "edit_history_tweet_ids": [post["id"]]}
+        tweet: dict[str, Any] = {
+            "id": post["id"],
+            "text": html.escape(text, quote=False),
+            "edit_history_tweet_ids": [post["id"]],
+        }
         if "created_at" in fields:
-            tweet["created_at"] = post["created_at"].strftime("%Y-%m-%dT%H:%M:%S.") + f"{post['created_at'].microsecond // 1000:03d}Z"
+            tweet["created_at"] = (
+                post["created_at"].strftime("%Y-%m-%dT%H:%M:%S.") + f"{post['created_at'].microsecond // 1000:03d}Z"
+            )
         if "entities" in fields and urls:
             tweet["entities"] = {"urls": urls}
         return tweet

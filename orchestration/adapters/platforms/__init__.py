@@ -1,5 +1,7 @@
 """Social networks POST_SOCIAL can publish to in REAL mode: platform name → Platform (see base.py)."""
 
+from orchestration.adapters.platforms import linkedin as _linkedin
+from orchestration.adapters.platforms import x as _x
 from orchestration.adapters.platforms.base import (
     Identity,
     Platform,
@@ -11,8 +13,6 @@ from orchestration.adapters.platforms.base import (
 
 #: Every network with a REAL integration, by name. Each platform module adds its one line here.
 PLATFORMS: dict[str, Platform] = {}
-
-from orchestration.adapters.platforms import linkedin as _linkedin, x as _x  # noqa: E402  (after Platform)
 
 PLATFORMS[_x.PLATFORM.name] = _x.PLATFORM  # X: not idempotent, found by lookup or parked for review
 PLATFORMS[_linkedin.PLATFORM.name] = _linkedin.PLATFORM  # LinkedIn: likewise

@@ -115,7 +115,11 @@ class LinkedInPlatform(Platform):
             "author": author,
             "commentary": linkedin_commentary(spec.text),
             "visibility": "PUBLIC",
-            "distribution": {"feedDistribution": "MAIN_FEED", "targetEntities": [], "thirdPartyDistributionChannels": []},
+            "distribution": {
+                "feedDistribution": "MAIN_FEED",
+                "targetEntities": [],
+                "thirdPartyDistributionChannels": [],
+            },
             "lifecycleState": "PUBLISHED",
             "isReshareDisabledByAuthor": False,
         }
@@ -142,7 +146,11 @@ class LinkedInPlatform(Platform):
         headers = {**dict(request.headers), "Authorization": _bearer(credentials)}
         try:
             answer = rest_send(
-                method=request.method, url=request.url, headers=headers, body=request.body, timeouts=rest_timeouts(attempt)
+                method=request.method,
+                url=request.url,
+                headers=headers,
+                body=request.body,
+                timeouts=rest_timeouts(attempt),
             )
         except RequestNotSent as exc:
             raise TransientAdapterError(f"{where}: could not connect ({exc}); nothing was posted") from None
@@ -287,7 +295,7 @@ def _retry_seconds(answer: Answer, now: datetime | None = None) -> float:
 
 def _advice(answer: Answer, where: str, *, doing: str) -> str:
     body: Any = answer.json()
-    said = str(body.get("message")) if isinstance(body, dict) and body.get("message") else answer.said()
+    said = answer.scrub(str(body["message"])) if isinstance(body, dict) and body.get("message") else answer.said()
     detail = f"{where} refused to {doing}: {answer.status} {answer.reason}" + (f": {said}" if said else "")
     if answer.status == 401:
         return f"{detail}. The access token is expired or revoked: {TOKEN_HELP}"

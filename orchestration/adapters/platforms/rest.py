@@ -41,6 +41,8 @@ class Answer:
     #: Header names in lower case.
     headers: dict[str, str]
     body: bytes
+    #: What to blank out of ``said``: the credentials sent, in case an error body echoes them.
+    redact: tuple[str, ...] = ()
 
     def json(self) -> Any:
         """The body as JSON, or None when it is not JSON."""
@@ -50,8 +52,14 @@ class Answer:
             return None
 
     def said(self, limit: int = 300) -> str:
-        """The start of the body on one line, for an error message (platforms' error bodies hold no secrets)."""
-        return " ".join(self.body[:limit].decode("utf-8", "replace").split())
+        """The start of the body on one line, for an error message, without the credentials sent."""
+        return " ".join(self.scrub(self.body.decode("utf-8", "replace")).split())[:limit]
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the credentials sent blanked out."""
+        for secret in self.redact:
+            text = text.replace(secret, "<redacted>")
+        return text
 
 
 def rest_timeouts(attempt: "Attempt | None") -> tuple[float, float]:
@@ -99,7 +107,9 @@ def rest_send(
         except (OSError, http.client.HTTPException) as exc:
             raise AnswerLost(f"the connection failed after the request was sent ({_reason(exc)})") from None
         answer_headers = {name.lower(): value for name, value in response.getheaders()}
-        return Answer(status=response.status, reason=response.reason, headers=answer_headers, body=data)
+        authorization = headers.get("Authorization", "")
+        redact = tuple(part for part in (authorization, authorization.partition(" ")[2]) if len(part) >= 8)
+        return Answer(status=response.status, reason=response.reason, headers=answer_headers, body=data, redact=redact)
     finally:
         connection.close()
 

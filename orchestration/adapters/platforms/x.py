@@ -186,7 +186,11 @@ class XPlatform(Platform):
         headers = {**dict(request.headers), "Authorization": _bearer(credentials)}
         try:
             answer = rest_send(
-                method=request.method, url=request.url, headers=headers, body=request.body, timeouts=rest_timeouts(attempt)
+                method=request.method,
+                url=request.url,
+                headers=headers,
+                body=request.body,
+                timeouts=rest_timeouts(attempt),
             )
         except RequestNotSent as exc:
             raise TransientAdapterError(f"{where}: could not connect ({exc}); nothing was posted") from None
@@ -202,14 +206,18 @@ class XPlatform(Platform):
     def find_published(
         self, *, account: "Account", credentials: dict[str, str], spec: PostSpec, attempt: "Attempt"
     ) -> Published | None:
-        """The account's posts since the action was created, searched for the exact text; OutcomeUnknown if unreadable."""
+        """The account's posts since the action was created, searched for the exact text; OutcomeUnknown if unread."""
         base = self.base_url(account)
         where = f"X ({origin(base)})"
         timeouts = rest_timeouts(attempt)
         try:
             user_id = credentials.get("user_id") or self._me(base, credentials, timeouts)["id"]
             query = urlencode(
-                {"max_results": LOOKUP_MAX_RESULTS, "start_time": _utc_seconds(spec), "tweet.fields": "created_at,entities"}
+                {
+                    "max_results": LOOKUP_MAX_RESULTS,
+                    "start_time": _utc_seconds(spec),
+                    "tweet.fields": "created_at,entities",
+                }
             )
             answer = rest_send(
                 method="GET",
@@ -221,7 +229,8 @@ class XPlatform(Platform):
             raise OutcomeUnknown(f"the post's answer was lost and looking it up failed: {where}: {exc}") from None
         if answer.status != 200:
             raise OutcomeUnknown(
-                f"the post's answer was lost and looking it up failed: {where} answered {answer.status}: {answer.said()}"
+                f"the post's answer was lost and looking it up failed: {where} answered {answer.status}: "
+                + answer.said()
             )
         wanted = x_text_normalized(spec.text)
         for tweet in (answer.json() or {}).get("data") or []:
@@ -265,7 +274,8 @@ class XPlatform(Platform):
         stored = credentials.get("username")
         if stored and stored.lower() != username.lower():
             raise AccountCheckFailed(
-                f"The credentials' username {stored!r} is not the token's user (@{username}); set username to {username!r}."
+                f"The credentials' username {stored!r} is not the token's user (@{username}); "
+                f"set username to {username!r}."
             )
         if credentials.get("user_id") and credentials["user_id"] != str(me.get("id")):
             raise AccountCheckFailed(
@@ -294,9 +304,10 @@ class XPlatform(Platform):
         """The error for an answer that is not a success (nothing was posted or deleted)."""
         if answer.status == 429:
             wait = _reset_seconds(answer)
+            limit = answer.headers.get("x-rate-limit-limit", "?")
             return AccountRateLimited(
-                f"{where} rate-limited account {account.name!r} (429; limit {answer.headers.get('x-rate-limit-limit', '?')}"
-                f", resets in {wait:g}s); nothing was posted",
+                f"{where} rate-limited account {account.name!r} (429; limit {limit}, resets in {wait:g}s); "
+                "nothing was posted",
                 retry_after_seconds=wait,
                 account=account.name,
             )
