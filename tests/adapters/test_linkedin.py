@@ -145,6 +145,7 @@ def test_linkedin__answer_lost_and_nothing_stored__parked_for_review_not_retried
     tick(0)
     action.refresh_from_db()
     assert (action.status, action.attempts) == (ActionStatus.NEEDS_REVIEW, 1)
+    assert "no post with this text was found among brand-li's posts since the action was created" in action.last_error
     make_due(action)
     tick(1)
     action.refresh_from_db()

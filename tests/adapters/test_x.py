@@ -159,6 +159,7 @@ def test_x__answer_lost_and_nothing_stored__parked_for_review_not_retried(x_acco
     tick(0)
     action.refresh_from_db()
     assert (action.status, action.attempts) == (ActionStatus.NEEDS_REVIEW, 1)
+    assert "no post with this text was found among brand-x's posts since the action was created" in action.last_error
     assert "the post may have been made" in action.last_error
     make_due(action)
     tick(1)

@@ -169,7 +169,10 @@ class LinkedInPlatform(Platform):
         """The author's posts since the action was created, searched for the exact commentary."""
         base = self.base_url(account)
         where = f"LinkedIn ({origin(base)})"
-        author = linkedin_person_urn(credentials)
+        try:
+            author = linkedin_person_urn(credentials)
+        except PermanentAdapterError as exc:  # the post may be out: never a DLQ from here
+            raise OutcomeUnknown(f"the post's answer was lost and it cannot be looked up: {exc}") from None
         query = urlencode({"author": author, "q": "author", "count": LOOKUP_COUNT, "sortBy": "CREATED"})
         try:
             answer = rest_send(
