@@ -14,7 +14,7 @@ from orchestration.adapters.platforms import platform_get
 from orchestration.adapters.platforms.base import AUTHORIZATION_PLACEHOLDER, PostSpec
 from orchestration.adapters.platforms.x import x_text_count
 from orchestration.daemon import Daemon, DaemonConfig
-from orchestration.exceptions import AccountCheckFailed, AccountRateLimited, InvalidPayload
+from orchestration.exceptions import AccountCheckFailed, AccountRateLimited, InvalidPayload, OutcomeUnknown
 from orchestration.models import Account, Action, ActionStatus, ExecutionLog
 from orchestration.services.accounts import account_add
 from orchestration.services.control import control_set_proof_mode
@@ -288,3 +288,19 @@ def test_x__without_a_username_the_url_is_xs_redirecting_one(settings, x_server)
     tick()
     action.refresh_from_db()
     assert action.remote_url == f"https://x.com/i/web/status/{action.remote_id}"
+
+
+def test_x__no_answer_before_the_attempts_deadline_is_an_unknown_outcome(x_account, x_server):
+    x_server.script.append("hang")
+    account = Account.objects.get(name="brand-x")
+    platform = platform_get("x")
+    spec = PostSpec(text=TEXT, idempotency_key="k", created_at=timezone.now())
+    with pytest.raises(OutcomeUnknown) as raised:
+        platform.publish(
+            account=account,
+            credentials={"access_token": TOKEN},
+            request=platform.build_request(account=account, spec=spec),
+            spec=spec,
+            attempt=Attempt(idempotency_key="k", proof=False, deadline=time.monotonic() + 0.5),
+        )
+    assert "no answer within" in str(raised.value) and "the post may have been made" in str(raised.value)
