@@ -1,9 +1,11 @@
 """POST_SOCIAL on LinkedIn: little-text escaping, the exact request as PROOF, REAL once, each answer of a local API."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.fernet import Fernet
+from django.db import connections
 from django.utils import timezone
 
 from orchestration.adapters import adapter_get
@@ -50,7 +52,13 @@ def enqueue(key: str = "li-1", message: str = TEXT) -> Action:
 
 def tick(number: int = 0, *, real: bool = True) -> None:
     control_set_proof_mode(enabled=not real, actor="ops", reason="linkedin test")
-    Daemon(DaemonConfig.from_settings(owner="test:1", interval_seconds=0.01), out=lambda line: None).tick(number)
+    daemon = Daemon(DaemonConfig.from_settings(owner="test:1", interval_seconds=0.01), out=lambda line: None)
+    try:
+        daemon.tick(number)
+    finally:
+        # The adapter read the account on the daemon's worker thread: close that thread's connection, or
+        # PostgreSQL cannot drop the test database at the end.
+        daemon._runner.call(connections.close_all, deadline=time.monotonic() + 10)
 
 
 def make_due(action: Action) -> None:

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from cryptography.fernet import Fernet
+from django.db import connections
 from django.utils import timezone
 
 from orchestration.adapters import adapter_get
@@ -52,7 +53,13 @@ def enqueue(key: str = "x-1", message: str = TEXT, account: str = "brand-x") -> 
 
 def tick(number: int = 0, *, real: bool = True) -> None:
     control_set_proof_mode(enabled=not real, actor="ops", reason="x test")
-    Daemon(DaemonConfig.from_settings(owner="test:1", interval_seconds=0.01), out=lambda line: None).tick(number)
+    daemon = Daemon(DaemonConfig.from_settings(owner="test:1", interval_seconds=0.01), out=lambda line: None)
+    try:
+        daemon.tick(number)
+    finally:
+        # The adapter read the account on the daemon's worker thread: close that thread's connection, or
+        # PostgreSQL cannot drop the test database at the end.
+        daemon._runner.call(connections.close_all, deadline=time.monotonic() + 10)
 
 
 def make_due(action: Action) -> None:
