@@ -311,3 +311,14 @@ def test_x__no_answer_before_the_attempts_deadline_is_an_unknown_outcome(x_accou
             attempt=Attempt(idempotency_key="k", proof=False, deadline=time.monotonic() + 0.5),
         )
     assert "no answer within" in str(raised.value) and "the post may have been made" in str(raised.value)
+
+
+def test_x__answer_lost_and_the_lookup_fails__parked_for_review_saying_why(x_account, x_server):
+    x_server.script.append("drop")
+    x_server.lookup_fault = 503
+    action = enqueue()
+    tick()
+    action.refresh_from_db()
+    assert (action.status, action.attempts) == (ActionStatus.NEEDS_REVIEW, 1)
+    assert "looking it up failed" in action.last_error and "answered 503" in action.last_error
+    assert len(posted(x_server)) == 1 and len(x_server.live_posts()) == 1  # it is out: a person resolves it

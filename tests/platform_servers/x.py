@@ -64,6 +64,8 @@ class XTestServer(ScriptedServer):
         self.token = token
         self.posts: list[dict[str, Any]] = []  # what it stored: id, text, created_at, deleted
         self.remaining = 100
+        #: When set, GET /2/users/:id/tweets answers this status (a lookup that fails).
+        self.lookup_fault: int | None = None
 
     def live_posts(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -141,6 +143,8 @@ class XTestServer(ScriptedServer):
         return json_reply(201, {"data": data}, limits)
 
     def _timeline(self, user_id: str, query: dict[str, list[str]], limits: dict[str, str]) -> Reply:
+        if self.lookup_fault:
+            return json_reply(self.lookup_fault, problem(self.lookup_fault, "scripted lookup failure"), limits)
         max_results = int((query.get("max_results") or ["10"])[0])
         if not 5 <= max_results <= 100:
             return json_reply(
