@@ -4,9 +4,10 @@ import signal
 
 import pytest
 from cryptography.fernet import Fernet
+from django.utils import timezone
 
 from orchestration.adapters.artifacts import artifact_path
-from orchestration.models import ActionStatus
+from orchestration.models import ActionStatus, Lease
 from orchestration.services.accounts import account_add
 from orchestration.services.approval import action_approve, approval_review
 from orchestration.services.control import control_set_proof_mode
@@ -94,6 +95,10 @@ def test_x_daemon__killed_while_its_post_is_in_flight__recovery_parks_it_for_rev
     first.wait(timeout=10)
     action.refresh_from_db()
     assert action.status == ActionStatus.RUNNING
+    # A one-tick daemon leaves at once while the dead one's lease is unexpired: start it after the TTL.
+    wait_until(
+        lambda: not Lease.objects.filter(expires_at__gt=timezone.now()).exists(), timeout=30, message="lease expiry"
+    )
     second = start_daemon("--ticks", "1", env=env)
     assert second.wait(timeout=60) == 0, second.output()
     action.refresh_from_db()
