@@ -158,8 +158,10 @@ def wait_until(predicate, timeout: float = 15, interval: float = 0.05, message: 
 
 from tests.openai_server import openai_server  # noqa: E402,F401  (a fixture, shared by the suite)
 from tests.platform_servers.bluesky import bluesky_server  # noqa: E402,F401  (a fixture)
+from tests.platform_servers.linkedin import linkedin_server  # noqa: E402,F401  (a fixture)
 from tests.platform_servers.local_network import local_network  # noqa: E402,F401  (fixture: retract, verify)
 from tests.platform_servers.mastodon import mastodon_server  # noqa: E402,F401  (a fixture)
+from tests.platform_servers.x import x_server  # noqa: E402,F401  (a fixture)
 from tests.smtp_server import smtp_server, smtp_settings  # noqa: E402,F401  (fixtures)
 from tests.web_server import database_switch, start_web_server  # noqa: E402,F401  (fixtures)
 from tests.webhook_server import webhook_server, webhook_settings  # noqa: E402,F401  (fixtures)

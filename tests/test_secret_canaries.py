@@ -539,3 +539,68 @@ def run_daemon_ticks(start_daemon, env: dict[str, str], *, proof: bool = False, 
     daemon = start_daemon(*(["--proof"] if proof else []), "--ticks", str(ticks), env=env)
     assert daemon.wait(timeout=120) == 0, daemon.output()
     return daemon.output()
+
+
+def test_secrets__x_and_linkedin_tokens_appear_in_no_output(x_server, linkedin_server, daemon_env, django_user_model):
+    """Posting, refusals that echo the token back, a lost answer and its lookup, through daemon processes: the
+    tokens are in no artifact, log, page, JSON or row."""
+    from cryptography.fernet import Fernet
+
+    from orchestration.services.accounts import account_add
+    from tests.platform_servers import linkedin, x
+
+    key = Fernet.generate_key().decode()
+    env = {
+        **daemon_env,
+        "AOL_CREDENTIALS_KEYS": key,
+        "AOL_APPROVAL_REQUIRED_TYPES": "POST_SOCIAL",
+        "AOL_MAX_ACTIONS_PER_TICK": "10",
+    }
+    control_set_proof_mode(enabled=False, actor="ops", reason="canary")
+    with override_settings(AOL_CREDENTIALS_KEYS=[key]):
+        x_credentials = {"access_token": x.TOKEN}
+        li_credentials = {"access_token": linkedin.TOKEN, "person_id": linkedin.PERSON_ID}
+        account_add(name="brand-x", platform="x", base_url=x_server.base_url, credentials=x_credentials, actor="o")
+        account_add(
+            name="brand-li",
+            platform="linkedin",
+            base_url=linkedin_server.base_url,
+            credentials=li_credentials,
+            actor="o",
+        )
+        for account, platform in (("brand-x", "x"), ("brand-li", "linkedin")):
+            for number in range(3):
+                action_enqueue(
+                    action_type="POST_SOCIAL",
+                    payload={"platform": platform, "account": account, "message": f"canary post {number}"},
+                    idempotency_key=f"canary-{platform}-{number}",
+                )
+    seen = [run_manage(["run_aol_daemon", "--ticks", "1"], env)]  # the PROOF runs for approval
+    with override_settings(AOL_CREDENTIALS_KEYS=[key]):
+        for action in Action.objects.order_by("pk"):
+            review = approval_review(action=action)
+            action_approve(action_id=action.pk, sha256=review.sha256, actor="ops", reason="canary")
+    for server in (x_server, linkedin_server):
+        server.script.extend(["ok", 401, "drop"])
+    seen.append(run_manage(["run_aol_daemon", "--ticks", "1"], env))
+    seen.append(run_manage(["aol_accounts", "list"], env))
+    staff = django_user_model.objects.create_superuser("canary-social", password="x" * 12)
+    client = Client()
+    client.force_login(staff)
+    with override_settings(AOL_CREDENTIALS_KEYS=[key]):
+        for action in Action.objects.all():
+            seen.append(client.get(f"/console/actions/{action.pk}/").content.decode())
+            seen.append(client.get(f"/admin/orchestration/action/{action.pk}/change/").content.decode())
+            seen.append(artifact_path(action.approval_artifact_ref).read_text())
+        seen.append(client.get("/console/").content.decode())
+        seen.append(client.get("/console/status.json").content.decode())
+    seen.extend(ExecutionLog.objects.values_list("message", flat=True))
+    seen.extend(str(row) for row in Action.objects.values())
+    everything = "\n".join(seen)
+    statuses = sorted(Action.objects.values_list("status", flat=True))
+    assert statuses == sorted([ActionStatus.SUCCESS] * 4 + [ActionStatus.DLQ] * 2), everything[-3000:]
+    assert "<redacted>" in everything  # the refusals did echo the token, and it was blanked out
+    for token in (x.TOKEN, linkedin.TOKEN):
+        assert token not in everything, "a platform token leaked:\n" + "\n".join(
+            line for line in everything.splitlines() if token in line
+        )

@@ -184,12 +184,14 @@ class PostSocialAdapter(ActionAdapter):
             published = platform.publish(
                 account=account, credentials=credentials, request=request, spec=spec, attempt=attempt
             )
-        except OutcomeUnknown:
+        except OutcomeUnknown as exc:
             if platform.is_idempotent:
                 raise  # the retry carries what lets the network recognise it
             found = platform.find_published(account=account, credentials=credentials, spec=spec, attempt=attempt)
             if found is None:
-                raise
+                raise OutcomeUnknown(
+                    f"{exc}; no post with this text was found among {account.name}'s posts since the action was created"
+                ) from None
             return _result(platform, account, found, note=" (found among its recent posts after an unknown outcome)")
         return _result(platform, account, published)
 

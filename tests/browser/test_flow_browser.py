@@ -24,7 +24,7 @@ def test_approvals__a_real_post_appears_for_review_and_goes_out_once_approved(
     log_in(page, console_server, "editor")
     action = action_enqueue(
         action_type="POST_SOCIAL",
-        payload={"platform": "linkedin", "account": "acme", "message": "Our <new> office opens Monday"},
+        payload={"platform": "facebook", "account": "acme", "message": "Our <new> office opens Monday"},
         idempotency_key="office-1",
     )[0]
     # The Overview counts it by its own refresh, without a reload, and links to Approvals.

@@ -41,7 +41,7 @@ def test_rate_limit__twenty_posts_for_one_account_under_five_per_hour__five_run_
     posts = [
         action_enqueue(
             action_type="POST_SOCIAL",
-            payload={"platform": "twitter", "account": "acme", "message": f"post {n}"},
+            payload={"platform": "threads", "account": "acme", "message": f"post {n}"},
             idempotency_key=f"acme-{n}",
         )[0]
         for n in range(20)
@@ -84,7 +84,7 @@ def test_approval__real_post_never_runs_before_approval_and_once_after__across_r
     control_set_proof_mode(enabled=False, actor="test", reason="REAL, with an approval gate")
     action = action_enqueue(
         action_type="POST_SOCIAL",
-        payload={"platform": "linkedin", "account": "acme", "message": "We are hiring"},
+        payload={"platform": "facebook", "account": "acme", "message": "We are hiring"},
         idempotency_key="hiring-1",
     )[0]
 

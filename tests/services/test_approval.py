@@ -31,7 +31,7 @@ def tick(n: int = 0):
 def enqueue(key: str = "launch-1", **extra) -> Action:
     return action_enqueue(
         action_type="POST_SOCIAL",
-        payload={"platform": "twitter", "account": "acme", "message": MESSAGE},
+        payload={"platform": "threads", "account": "acme", "message": MESSAGE},
         idempotency_key=key,
         **extra,
     )[0]
@@ -96,7 +96,7 @@ def test_gate__approved_action_runs_for_real_once_with_the_approved_hash(artifac
 def test_gate__content_changed_after_approval__refused_before_acting_nothing_sent(artifacts_dir):
     action = awaiting()
     action_approve(action_id=action.pk, sha256=action.approval_sha256, actor="alice", reason="ok")
-    Action.objects.filter(pk=action.pk).update(payload={"platform": "twitter", "account": "acme", "message": "EDITED"})
+    Action.objects.filter(pk=action.pk).update(payload={"platform": "threads", "account": "acme", "message": "EDITED"})
     tick(1)
     action.refresh_from_db()
     assert action.status == ActionStatus.DLQ
@@ -177,7 +177,7 @@ def test_approve__artifact_file_missing__refused_nothing_changed():
 
 def test_approve__action_content_changed__refused_nothing_changed():
     action = awaiting()
-    Action.objects.filter(pk=action.pk).update(payload={"platform": "twitter", "account": "acme", "message": "new"})
+    Action.objects.filter(pk=action.pk).update(payload={"platform": "threads", "account": "acme", "message": "new"})
     before = snapshot(action)
     with pytest.raises(ApprovalRefused, match="content changed since its artifact was made"):
         action_approve(action_id=action.pk, sha256=action.approval_sha256, actor="alice", reason="ok")

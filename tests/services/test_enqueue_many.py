@@ -108,7 +108,7 @@ def test_action_enqueue_many__nothing_to_do():
 
 
 def test_action_enqueue_many__payload_text_round_trips_exactly_and_is_found_again_one_at_a_time():
-    payload = {**VALID, "message": 'Café "crème" \\ naïve ✓ — 10% off', "account": "ünïcode"}
+    payload = {**VALID, "platform": "threads", "message": 'Café "crème" \\ naïve ✓ — 10% off', "account": "ünïcode"}
     report = action_enqueue_many(items=[item("text", **payload)])
     assert Action.objects.get(pk=report.created[0]).payload == payload
     action, created = action_enqueue(action_type="POST_SOCIAL", payload=payload, idempotency_key="text")

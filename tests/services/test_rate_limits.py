@@ -27,7 +27,7 @@ def limit(max_count: int, period: int, fields=("platform", "account")) -> Limit:
     )
 
 
-def post(n: int, account: str = "acme", platform: str = "twitter") -> Action:
+def post(n: int, account: str = "acme", platform: str = "threads") -> Action:
     return action_enqueue(
         action_type="POST_SOCIAL",
         payload={"platform": platform, "account": account, "message": f"post {n}"},
@@ -111,7 +111,7 @@ def test_claim__twenty_posts_for_one_account_under_five_per_hour__five_run_fifte
     expected = [runs[i] + timedelta(hours=k) for k in (1, 2, 3) for i in range(5)]
     assert [a.not_before for a in deferred] == expected
     assert all(a.deferred_note.startswith("deferred: rate limit 5 per 1h per platform+account") for a in deferred)
-    assert "'twitter|acme'" in deferred[0].deferred_note and "rate limit #" in deferred[0].deferred_note
+    assert "'threads|acme'" in deferred[0].deferred_note and "rate limit #" in deferred[0].deferred_note
     assert ExecutionLog.objects.filter(message__startswith="deferred: rate limit").count() == 15
     assert not Action.objects.due().exists()
 
@@ -152,7 +152,7 @@ def test_claim__a_deferred_action_runs_when_its_time_comes_and_its_note_is_clear
     [claimed] = action_claim_due(owner=OWNER, token=token, limit=1, proof=True)
     assert claimed.pk == second.pk
     second.refresh_from_db()
-    assert (second.status, second.deferred_note, second.rate_key) == (ActionStatus.RUNNING, "", "twitter|acme")
+    assert (second.status, second.deferred_note, second.rate_key) == (ActionStatus.RUNNING, "", "threads|acme")
 
 
 def test_claim__settings_defaults_apply_until_the_type_has_rows_and_a_disabled_row_switches_them_off(settings):

@@ -102,7 +102,7 @@ def test_schedule_clean__rendered_template_is_what_the_adapter_checks():
         payload_template={"platform": "twitter", "message": "x" * 270 + "{period}"},
         interval_seconds=60,
     )
-    with pytest.raises(ValidationError, match="twitter allows at most 280"):
+    with pytest.raises(ValidationError, match="X allows at most 280"):
         schedule_clean(schedule=schedule)
 
 

@@ -38,7 +38,7 @@ def awaiting(settings):
     control_set_proof_mode(enabled=False, actor="setup", reason="REAL")
     action = action_enqueue(
         action_type="POST_SOCIAL",
-        payload={"platform": "twitter", "account": "acme", "message": MESSAGE},
+        payload={"platform": "threads", "account": "acme", "message": MESSAGE},
         idempotency_key="sale-1",
     )[0]
     Daemon(DaemonConfig.from_settings(owner="test:1"), out=lambda line: None).tick(0)
@@ -289,12 +289,14 @@ def test_enqueue__priority_out_of_range__form_error_nothing_written(operator):
 def test_schedules_view__shows_deferrals_the_limits_in_force_and_the_new_counts(viewer):
     RateLimit.objects.create(action_type="POST_SOCIAL", key_fields="platform,account", max_count=1, period_seconds=3600)
     for n in range(2):
-        action_enqueue(action_type="POST_SOCIAL", payload={"platform": "x", "account": "acme", "message": f"m{n}"})
+        action_enqueue(
+            action_type="POST_SOCIAL", payload={"platform": "threads", "account": "acme", "message": f"m{n}"}
+        )
     action_claim_due(owner=OWNER, token=hold_lease(), limit=2, proof=True)
     control_pause_type(action_type="SLEEP", actor="alice", reason="drill over")
     data = client_for(viewer).get(STATUS_JSON).json()
     [deferred] = data["deferred"]
-    assert deferred["rate_key"] == "x|acme" and deferred["note"].startswith("deferred: rate limit 1 per 1h")
+    assert deferred["rate_key"] == "threads|acme" and deferred["note"].startswith("deferred: rate limit 1 per 1h")
     assert data["rate_limits"][0]["description"] == "1 per 1h per platform+account"
     assert {"AWAITING_APPROVAL", "CANCELLED", "REJECTED"} <= set(data["counts"])
     page = client_for(viewer).get(reverse("orchestration:schedules")).content.decode()

@@ -8,11 +8,20 @@ from orchestration.adapters.platforms.base import (
     Published,
     TextCount,
 )
+from orchestration.adapters.platforms.bluesky import BlueskyPlatform
+from orchestration.adapters.platforms.linkedin import LinkedInPlatform
 from orchestration.adapters.platforms.mastodon import MastodonPlatform
+from orchestration.adapters.platforms.x import XPlatform
 
-#: Every network with a REAL integration, by name. Each platform module adds its one line here.
+#: Every network with a REAL integration, by name: one instance each.
 PLATFORMS: dict[str, Platform] = {
-    "mastodon": MastodonPlatform(),
+    platform.name: platform
+    for platform in (
+        MastodonPlatform(),  # idempotent: an Idempotency-Key
+        BlueskyPlatform(),  # idempotent: a record key derived from the action
+        XPlatform(),  # not idempotent: a lost answer is looked up, else parked for review
+        LinkedInPlatform(),  # likewise
+    )
 }
 
 
@@ -22,7 +31,3 @@ def platform_get(name: str) -> Platform | None:
 
 
 __all__ = ["PLATFORMS", "Identity", "Platform", "PlatformRequest", "PostSpec", "Published", "TextCount", "platform_get"]
-
-from orchestration.adapters.platforms.bluesky import BlueskyPlatform  # noqa: E402  (needs PLATFORMS defined)
-
-PLATFORMS[BlueskyPlatform.name] = BlueskyPlatform()

@@ -1,0 +1,324 @@
+"""POST_SOCIAL on X: text as X counts it, the exact request as PROOF, REAL once, and each answer of a local X API."""
+
+import time
+from datetime import timedelta
+
+import pytest
+from cryptography.fernet import Fernet
+from django.db import connections
+from django.utils import timezone
+
+from orchestration.adapters import adapter_get
+from orchestration.adapters.artifacts import artifact_path, sha256_bytes
+from orchestration.adapters.base import Attempt
+from orchestration.adapters.platforms import platform_get
+from orchestration.adapters.platforms.base import AUTHORIZATION_PLACEHOLDER, PostSpec
+from orchestration.adapters.platforms.x import x_text_count
+from orchestration.daemon import Daemon, DaemonConfig
+from orchestration.exceptions import AccountCheckFailed, AccountRateLimited, InvalidPayload, OutcomeUnknown
+from orchestration.models import Account, Action, ActionStatus, ExecutionLog
+from orchestration.services.accounts import account_add
+from orchestration.services.control import control_set_proof_mode
+from orchestration.services.enqueue import action_enqueue
+from tests.platform_servers.x import TOKEN, USER_ID, USERNAME
+
+# The daemon runs the adapter in a worker thread, on its own connection: it must see the committed account.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+KEY = Fernet.generate_key().decode()
+TEXT = "Spring launch: 20% off everything & free shipping <today> https://shop.example.com/spring?utm=x"
+
+
+@pytest.fixture
+def x_account(settings, x_server):
+    settings.AOL_CREDENTIALS_KEYS = [KEY]
+    settings.AOL_APPROVAL_REQUIRED_TYPES = []
+    return account_add(
+        name="brand-x",
+        platform="x",
+        base_url=x_server.base_url,
+        credentials={"access_token": TOKEN, "username": USERNAME},
+        actor="ops",
+    )
+
+
+def enqueue(key: str = "x-1", message: str = TEXT, account: str = "brand-x") -> Action:
+    action, _ = action_enqueue(
+        action_type="POST_SOCIAL",
+        payload={"platform": "x", "account": account, "message": message},
+        idempotency_key=key,
+    )
+    return action
+
+
+def tick(number: int = 0, *, real: bool = True) -> None:
+    control_set_proof_mode(enabled=not real, actor="ops", reason="x test")
+    daemon = Daemon(DaemonConfig.from_settings(owner="test:1", interval_seconds=0.01), out=lambda line: None)
+    try:
+        daemon.tick(number)
+    finally:
+        # The adapter read the account on the daemon's worker thread: close that thread's connection, or
+        # PostgreSQL cannot drop the test database at the end.
+        daemon._runner.call(connections.close_all, deadline=time.monotonic() + 10)
+
+
+def make_due(action: Action) -> None:
+    Action.objects.filter(pk=action.pk).update(not_before=timezone.now() - timedelta(seconds=1))
+
+
+def posted(x_server) -> list:
+    return x_server.received("POST", "/2/tweets")
+
+
+@pytest.mark.parametrize(
+    ("text", "count"),
+    [
+        ("a" * 280, 280),
+        ("漢" * 140, 280),  # CJK weighs 2
+        ("👍" * 140, 280),  # an emoji weighs 2
+        ("👨\u200d👩\u200d👧", 2),  # one ZWJ sequence is one emoji
+        ("👍🏽", 2),  # with a skin tone
+        ("🇫🇷", 2),  # a flag
+        ("e\u0301", 1),  # counted after NFC: é
+        ("read https://example.com/" + "a" * 100, 5 + 23),  # a URL counts 23 however long
+        ("see example.com.", 4 + 23 + 1),  # a bare domain is a URL; the full stop is not
+        ("“quotes” – fine", 15),  # U+2013, U+201C/D are in the light ranges
+        ("ann@example.com", 15),  # an email address is not a link
+    ],
+)
+def test_x_text_count__weighs_as_twitter_text_config_v3(text, count):
+    assert x_text_count(text) == count
+
+
+def test_x__too_long_for_x_is_refused_at_enqueue_naming_the_weighted_count(x_account):
+    with pytest.raises(InvalidPayload) as raised:
+        enqueue(message="漢" * 141)
+    assert "'message' is 282 weighted characters; X allows at most 280" in str(raised.value)
+    assert not Action.objects.exists()
+    enqueue(message="漢" * 140)  # 280: fits
+
+
+def test_x__is_not_idempotent_and_supports_real_with_an_account(x_account):
+    adapter = adapter_get("POST_SOCIAL")
+    payload = {"platform": "x", "account": "brand-x", "message": "hi"}
+    assert adapter.idempotent_for(payload) is False and adapter.supports_real_for(payload)
+    assert adapter.idempotent_for({**payload, "platform": "twitter"}) is False
+
+
+def test_x__proof_writes_the_exact_request_without_the_token(x_account, x_server):
+    action = enqueue()
+    tick(real=False)
+    action.refresh_from_db()
+    assert action.status == ActionStatus.SUCCESS and x_server.requests == []
+    log = ExecutionLog.objects.get(action_id=action.pk)
+    artifact = artifact_path(log.artifact_ref).read_bytes()
+    assert sha256_bytes(artifact) == log.artifact_sha256
+    head, body = artifact.split(b"\n\n", 1)
+    assert head.decode().split("\n") == [
+        f"POST {x_server.base_url}/2/tweets",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "User-Agent: aicmo-aol/1",
+        f"Authorization: {AUTHORIZATION_PLACEHOLDER}",
+    ]
+    assert body.decode() == '{"text":"' + TEXT + '"}'
+    assert TOKEN.encode() not in artifact
+
+
+def test_x__real_posts_once_exactly_the_rendered_bytes_and_records_the_url(x_account, x_server):
+    action = enqueue()
+    rendered = adapter_get("POST_SOCIAL").proof_render(action).content
+    tick()
+    action.refresh_from_db()
+    assert action.status == ActionStatus.SUCCESS, action.last_error
+    [received] = posted(x_server)
+    head, body = rendered.split(b"\n\n", 1)
+    assert received.body == body
+    for line in head.decode().split("\n")[1:-1]:  # every header but the Authorization placeholder
+        name, value = line.split(": ", 1)
+        assert received.headers[name.lower()] == value
+    assert received.headers["authorization"] == f"Bearer {TOKEN}"
+    [post] = x_server.live_posts()
+    assert post["text"] == TEXT
+    assert (action.remote_id, action.remote_url) == (post["id"], f"https://x.com/{USERNAME}/status/{post['id']}")
+    log = ExecutionLog.objects.filter(action_id=action.pk).last()
+    assert log.message == f"REAL: posted to X as brand-x, id {post['id']}" and TOKEN not in log.message
+
+
+def test_x__answer_lost_after_x_stored_it__the_lookup_finds_it__success_with_one_post(x_account, x_server):
+    x_server.script.append("drop")
+    action = enqueue()
+    tick()
+    action.refresh_from_db()
+    [post] = x_server.live_posts()
+    assert action.status == ActionStatus.SUCCESS, action.last_error
+    assert (action.remote_id, action.attempts) == (post["id"], 1)
+    assert len(posted(x_server)) == 1  # looked up, not posted again
+    [lookup] = x_server.received("GET", f"/2/users/{USER_ID}/tweets")
+    assert "start_time=" in lookup.path and "max_results=100" in lookup.path
+    log = ExecutionLog.objects.filter(action_id=action.pk).last()
+    assert "found among its recent posts after an unknown outcome" in log.message
+
+
+def test_x__answer_lost_and_nothing_stored__parked_for_review_not_retried(x_account, x_server):
+    x_server.script.append("drop-unstored")
+    action = enqueue()
+    tick(0)
+    action.refresh_from_db()
+    assert (action.status, action.attempts) == (ActionStatus.NEEDS_REVIEW, 1)
+    assert "no post with this text was found among brand-x's posts since the action was created" in action.last_error
+    assert "the post may have been made" in action.last_error
+    make_due(action)
+    tick(1)
+    action.refresh_from_db()
+    assert action.status == ActionStatus.NEEDS_REVIEW
+    assert len(posted(x_server)) == 1 and x_server.live_posts() == []
+
+
+def test_x__a_post_with_the_same_text_made_before_the_action_is_not_taken_for_it(x_account, x_server):
+    x_server._store(TEXT)  # the same text, posted earlier by someone else's tool
+    for post in x_server.posts:
+        post["created_at"] -= timedelta(minutes=5)
+    x_server.posts[0]["deleted"] = True  # (deleted, or X would refuse the duplicate)
+    x_server.script.append("drop-unstored")
+    action = enqueue()
+    tick()
+    action.refresh_from_db()
+    assert action.status == ActionStatus.NEEDS_REVIEW
+
+
+def test_x__429_defers_the_account_until_the_reset_and_posts_nothing(x_account, x_server):
+    reset = int(time.time()) + 600
+    x_server.script.append((429, {"x-rate-limit-reset": str(reset), "x-rate-limit-remaining": "0"}))
+    action = enqueue()
+    account = Account.objects.get(name="brand-x")
+    platform = platform_get("x")
+    spec = PostSpec(text=TEXT, idempotency_key="k", created_at=timezone.now())
+    with pytest.raises(AccountRateLimited) as raised:
+        platform.publish(
+            account=account,
+            credentials={"access_token": TOKEN},
+            request=platform.build_request(account=account, spec=spec),
+            spec=spec,
+            attempt=Attempt(idempotency_key="k", proof=False),
+        )
+    assert raised.value.account == "brand-x" and 590 <= raised.value.retry_after_seconds <= 600
+    x_server.script.append((429, {"x-rate-limit-reset": str(reset), "x-rate-limit-remaining": "0"}))
+    tick()
+    action.refresh_from_db()
+    assert action.status == ActionStatus.RETRY and action.last_error.startswith("AccountRateLimited: ")
+    assert 590 <= (action.not_before - timezone.now()).total_seconds() <= 601
+    assert x_server.live_posts() == []
+
+
+@pytest.mark.parametrize(
+    ("status", "advice"),
+    [
+        (401, "The access token is expired, revoked or not a user token"),
+        (403, "The token lacks a scope (posting needs tweet.write"),
+        (400, "Fix the text or the account"),
+    ],
+)
+def test_x__refusals_go_to_the_dlq_at_once_saying_what_to_do(x_account, x_server, status, advice):
+    x_server.script.append(status)
+    action = enqueue()
+    tick()
+    action.refresh_from_db()
+    assert (action.status, action.attempts) == (ActionStatus.DLQ, 1)
+    assert f"refused to post: {status}" in action.last_error and advice in action.last_error
+    assert TOKEN not in action.last_error
+
+
+def test_x__a_wrong_token_is_refused_with_401_and_never_shown(x_account, x_server):
+    x_server.token = "another-token"
+    action = enqueue()
+    tick()
+    action.refresh_from_db()
+    assert action.status == ActionStatus.DLQ and "401" in action.last_error and TOKEN not in action.last_error
+
+
+def test_x__500_is_retried_and_the_retry_posts_once(x_account, x_server):
+    x_server.script.append(500)
+    action = enqueue()
+    tick(0)
+    action.refresh_from_db()
+    assert (action.status, action.attempts) == (ActionStatus.RETRY, 1) and "answered 500" in action.last_error
+    make_due(action)
+    tick(1)
+    action.refresh_from_db()
+    assert action.status == ActionStatus.SUCCESS and len(x_server.live_posts()) == 1
+
+
+def test_x__nobody_listening_is_transient_and_nothing_was_posted(x_account, x_server):
+    x_server.stop()
+    action = enqueue()
+    tick()
+    action.refresh_from_db()
+    assert action.status == ActionStatus.RETRY and "could not connect" in action.last_error
+
+
+def test_x__retract_deletes_the_post_and_a_second_retract_has_nothing_to_do(x_account, x_server):
+    action = enqueue()
+    tick()
+    action.refresh_from_db()
+    account = Account.objects.get(name="brand-x")
+    platform = platform_get("x")
+    platform.retract(account=account, credentials={"access_token": TOKEN}, remote_id=action.remote_id, timeout=5)
+    assert x_server.live_posts() == []
+    platform.retract(account=account, credentials={"access_token": TOKEN}, remote_id=action.remote_id, timeout=5)
+
+
+def test_x__verify_says_who_the_token_is_and_what_is_wrong(x_account, x_server):
+    account = Account.objects.get(name="brand-x")
+    platform = platform_get("x")
+    identity = platform.verify(account=account, credentials={"access_token": TOKEN}, timeout=5)
+    assert (identity.handle, identity.remote_id, identity.url) == (f"@{USERNAME}", USER_ID, f"https://x.com/{USERNAME}")
+    with pytest.raises(AccountCheckFailed) as raised:
+        platform.verify(account=account, credentials={"access_token": "expired"}, timeout=5)
+    assert "refused to read who the token is: 401" in str(raised.value) and "expired, revoked" in str(raised.value)
+    with pytest.raises(AccountCheckFailed) as raised:
+        platform.verify(account=account, credentials={"access_token": TOKEN, "username": "someone"}, timeout=5)
+    assert f"set username to {USERNAME!r}" in str(raised.value)
+    x_server.stop()
+    with pytest.raises(AccountCheckFailed) as raised:
+        platform.verify(account=account, credentials={"access_token": TOKEN}, timeout=5)
+    assert "Could not reach X at http://127.0.0.1:" in str(raised.value) and "check the base URL" in str(raised.value)
+
+
+def test_x__without_a_username_the_url_is_xs_redirecting_one(settings, x_server):
+    settings.AOL_CREDENTIALS_KEYS = [KEY]
+    settings.AOL_APPROVAL_REQUIRED_TYPES = []
+    account_add(
+        name="brand-x", platform="x", base_url=x_server.base_url, credentials={"access_token": TOKEN}, actor="o"
+    )
+    action = enqueue()
+    tick()
+    action.refresh_from_db()
+    assert action.remote_url == f"https://x.com/i/web/status/{action.remote_id}"
+
+
+def test_x__no_answer_before_the_attempts_deadline_is_an_unknown_outcome(x_account, x_server):
+    x_server.script.append("hang")
+    account = Account.objects.get(name="brand-x")
+    platform = platform_get("x")
+    spec = PostSpec(text=TEXT, idempotency_key="k", created_at=timezone.now())
+    with pytest.raises(OutcomeUnknown) as raised:
+        platform.publish(
+            account=account,
+            credentials={"access_token": TOKEN},
+            request=platform.build_request(account=account, spec=spec),
+            spec=spec,
+            attempt=Attempt(idempotency_key="k", proof=False, deadline=time.monotonic() + 0.5),
+        )
+    assert "no answer within" in str(raised.value) and "the post may have been made" in str(raised.value)
+
+
+def test_x__answer_lost_and_the_lookup_fails__parked_for_review_saying_why(x_account, x_server):
+    x_server.script.append("drop")
+    x_server.lookup_fault = 503
+    action = enqueue()
+    tick()
+    action.refresh_from_db()
+    assert (action.status, action.attempts) == (ActionStatus.NEEDS_REVIEW, 1)
+    assert "looking it up failed" in action.last_error and "answered 503" in action.last_error
+    assert len(posted(x_server)) == 1 and len(x_server.live_posts()) == 1  # it is out: a person resolves it
