@@ -46,7 +46,7 @@ def realistic_console_data() -> dict[str, int]:
             Action(
                 idempotency_key=long_key(n),
                 action_type="POST_SOCIAL" if n % 2 else "DRAFT_SOCIAL",
-                payload={"platform": "linkedin", "account": "acme", "message": "Spring launch " + "words " * 80},
+                payload={"platform": "threads", "account": "acme", "message": "Spring launch " + "words " * 80},
                 status=status,
                 attempts=3 if failed else 1,
                 lease_token=1 if status == ActionStatus.RUNNING else None,

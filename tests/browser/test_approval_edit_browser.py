@@ -40,7 +40,7 @@ def test_approval__notified_approver_edits_the_text_approves_and_the_real_run_se
     )
     action = action_enqueue(
         action_type="POST_SOCIAL",
-        payload={"platform": "mastodon", "account": "acme", "message": ORIGINAL},
+        payload={"platform": "threads", "account": "acme", "message": ORIGINAL},
         idempotency_key="office-2",
     )[0]
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 MESSAGE = "Launch day: we ship at noon"
 EDITED = "Launch day: we ship at 1pm, see you there"
-PAYLOAD = {"platform": "mastodon", "account": "acme", "message": MESSAGE}
+PAYLOAD = {"platform": "threads", "account": "acme", "message": MESSAGE}
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +101,7 @@ def test_edit__twice__keeps_the_planners_first_payload(artifacts_dir):
 @pytest.mark.parametrize(
     "changes, error",
     [
-        ({"message": "x" * 501}, "501 characters; mastodon allows at most 500"),
+        ({"message": "x" * 501}, "501 characters; threads allows at most 500"),
         ({"message": "   "}, "'message' must not be empty"),
         ({"platform": "x"}, "'platform' cannot be edited before approval (editable: 'message')"),
         ({"message": 5}, "'message' must be text"),

@@ -55,7 +55,7 @@ def park(count: int = 1) -> list[Action]:
     actions = [
         action_enqueue(
             action_type="POST_SOCIAL",
-            payload={"platform": "mastodon", "account": "acme", "message": f"{MESSAGE} ({n})"},
+            payload={"platform": "threads", "account": "acme", "message": f"{MESSAGE} ({n})"},
             idempotency_key=f"launch-{n}",
         )[0]
         for n in range(count)
@@ -91,7 +91,7 @@ def test_notify__one_email_per_approver_says_what_would_be_posted_and_links_to_t
     mail = parsed(smtp_server.messages[0].data)
     assert mail["Subject"] == f"[AOL] Action #{action.pk} (POST_SOCIAL) waits for your approval"
     body = mail.get_content()
-    assert f"{MESSAGE} (0)" in body and "Post to mastodon as acme" in body
+    assert f"{MESSAGE} (0)" in body and "Post to threads as acme" in body
     assert link(action.pk) in body
     action.refresh_from_db()
     assert action.approval_notified_at is not None
@@ -158,7 +158,7 @@ def test_notify__signed_webhook_with_the_actions_and_links(approvers, smtp_setti
         {
             "id": action.pk,
             "action_type": "POST_SOCIAL",
-            "summary": f"Post to mastodon as acme:\n{MESSAGE} (0)",
+            "summary": f"Post to threads as acme:\n{MESSAGE} (0)",
             "url": link(action.pk),
         }
     ]
@@ -186,7 +186,7 @@ def test_notify__webhook_without_its_secret_or_failing__says_why_never_raises(ap
 def test_daemon__announces_a_parked_action_once_by_email(approvers, smtp_server, start_daemon):
     action = action_enqueue(
         action_type="POST_SOCIAL",
-        payload={"platform": "mastodon", "account": "acme", "message": MESSAGE},
+        payload={"platform": "threads", "account": "acme", "message": MESSAGE},
         idempotency_key="launch-daemon",
     )[0]
     env = {

@@ -35,7 +35,7 @@ def park(payload: dict, key: str = "sale-1", action_type: str = "POST_SOCIAL") -
 def awaiting(settings):
     settings.AOL_EXTRA_ADAPTERS = FLOW_ADAPTERS
     control_set_proof_mode(enabled=False, actor="setup", reason="REAL")
-    return park({"platform": "mastodon", "account": "acme", "message": MESSAGE})
+    return park({"platform": "threads", "account": "acme", "message": MESSAGE})
 
 
 def page_of(client, action: Action) -> str:
@@ -62,7 +62,7 @@ def test_approval_page__shows_the_post_as_it_will_read_with_its_character_count(
 def test_approval_page__over_the_limit_says_so(awaiting, approver):
     Action.objects.filter(pk=awaiting.pk).update(payload={**awaiting.payload, "message": "x" * 501})
     page = page_of(client_for(approver), awaiting)
-    assert "501 / 500 characters: too long for mastodon" in page
+    assert "501 / 500 characters: too long for threads" in page
 
 
 def test_edit__rebinds_the_hash_shows_the_new_text_and_audits(awaiting, approver):
@@ -90,7 +90,7 @@ def test_edit__too_long__clear_error_nothing_written(awaiting, approver):
     response = edit(client_for(approver), awaiting, "y" * 501)
     page = response.content.decode()
     assert response.status_code == 200
-    assert "the edited text is not valid: &#x27;message&#x27; is 501 characters; mastodon allows at most 500" in page
+    assert "the edited text is not valid: &#x27;message&#x27; is 501 characters; threads allows at most 500" in page
     assert frozen(awaiting) == before and not AuditEntry.objects.filter(verb="edit before approval").exists()
 
 
