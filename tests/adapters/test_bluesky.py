@@ -237,7 +237,8 @@ def test_real__429_defers_the_account_until_the_ratelimit_reset(account, bluesky
     bluesky_server.faults["com.atproto.repo.createRecord"].append((429, {"RateLimit-Reset": str(reset)}))
     tick()
     action.refresh_from_db()
-    assert action.status == ActionStatus.RETRY and action.last_error.startswith("AccountRateLimited: ")
+    assert (action.status, action.attempts) == (ActionStatus.PENDING, 0)  # not counted: the account waits
+    assert "(attempt not counted): AccountRateLimited: " in action.deferred_note
     assert 110 <= (action.not_before - timezone.now()).total_seconds() <= 121
     assert bluesky_server.records == {}
 

@@ -174,8 +174,9 @@ def test_real__429_defers_the_account_until_x_ratelimit_reset(account, mastodon_
     action = enqueue()
     tick()
     action.refresh_from_db()
-    assert action.status == ActionStatus.RETRY and action.last_error.startswith("AccountRateLimited: ")
-    assert "answered 429" in action.last_error
+    assert (action.status, action.attempts) == (ActionStatus.PENDING, 0)  # not counted: the account waits
+    assert "(attempt not counted): AccountRateLimited: " in action.deferred_note
+    assert "answered 429" in action.deferred_note
     assert abs((action.not_before - reset).total_seconds()) <= 5
     assert mastodon_server.posts == []
 

@@ -59,7 +59,7 @@ def tick(number: int = 0, *, real: bool = True) -> None:
     finally:
         # The adapter read the account on the daemon's worker thread: close that thread's connection, or
         # PostgreSQL cannot drop the test database at the end.
-        daemon._runner.call(connections.close_all, deadline=time.monotonic() + 10)
+        daemon._runners.first.call(connections.close_all, deadline=time.monotonic() + 10)
 
 
 def make_due(action: Action) -> None:
@@ -206,7 +206,8 @@ def test_x__429_defers_the_account_until_the_reset_and_posts_nothing(x_account, 
     x_server.script.append((429, {"x-rate-limit-reset": str(reset), "x-rate-limit-remaining": "0"}))
     tick()
     action.refresh_from_db()
-    assert action.status == ActionStatus.RETRY and action.last_error.startswith("AccountRateLimited: ")
+    assert (action.status, action.attempts) == (ActionStatus.PENDING, 0)  # not counted: the account waits
+    assert "(attempt not counted): AccountRateLimited: " in action.deferred_note
     assert 590 <= (action.not_before - timezone.now()).total_seconds() <= 601
     assert x_server.live_posts() == []
 

@@ -38,6 +38,7 @@ from orchestration.adapters.platforms.rest import (
     AnswerLost,
     RequestNotSent,
     origin,
+    rest_publish,
     rest_send,
     rest_timeouts,
 )
@@ -143,19 +144,7 @@ class LinkedInPlatform(Platform):
         attempt: "Attempt",
     ) -> Published:
         where = f"LinkedIn ({origin(request.url)})"
-        headers = {**dict(request.headers), "Authorization": _bearer(credentials)}
-        try:
-            answer = rest_send(
-                method=request.method,
-                url=request.url,
-                headers=headers,
-                body=request.body,
-                timeouts=rest_timeouts(attempt),
-            )
-        except RequestNotSent as exc:
-            raise TransientAdapterError(f"{where}: could not connect ({exc}); nothing was posted") from None
-        except AnswerLost as exc:
-            raise OutcomeUnknown(f"{where}: {exc}; the post may have been made") from None
+        answer = rest_publish(request=request, authorization=_bearer(credentials), attempt=attempt, where=where)
         if answer.status in (200, 201):
             urn = answer.headers.get("x-restli-id", "")
             if not urn:

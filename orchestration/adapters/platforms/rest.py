@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from orchestration.exceptions import OutcomeUnknown, TransientAdapterError
+
 if TYPE_CHECKING:
     from orchestration.adapters.base import Attempt
+    from orchestration.adapters.platforms.base import PlatformRequest
 
 USER_AGENT = "aicmo-aol/1"
 #: The most of an answer read: a page of recent posts fits many times over.
@@ -112,6 +115,23 @@ def rest_send(
         return Answer(status=response.status, reason=response.reason, headers=answer_headers, body=data, redact=redact)
     finally:
         connection.close()
+
+
+def rest_publish(*, request: "PlatformRequest", authorization: str, attempt: "Attempt", where: str) -> Answer:
+    """Send a post's approved request once, as the account: TransientAdapterError when it never left (nothing
+    was posted), OutcomeUnknown when it left and no answer came (the post may exist)."""
+    try:
+        return rest_send(
+            method=request.method,
+            url=request.url,
+            headers={**dict(request.headers), "Authorization": authorization},
+            body=request.body,
+            timeouts=rest_timeouts(attempt),
+        )
+    except RequestNotSent as exc:
+        raise TransientAdapterError(f"{where}: could not connect ({exc}); nothing was posted") from None
+    except AnswerLost as exc:
+        raise OutcomeUnknown(f"{where}: {exc}; the post may have been made") from None
 
 
 def origin(url: str) -> str:
