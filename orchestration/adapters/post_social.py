@@ -100,8 +100,12 @@ class PostSocialAdapter(ActionAdapter):
                 raise InvalidPayload(f"'account' {account!r} is a {found.platform} account, not a {platform.name} one.")
 
     def idempotent_for(self, payload: dict[str, Any]) -> bool:
-        platform = platform_get(_platform_name(payload)) if "platform" in payload else None
-        return True if platform is None else platform.is_idempotent
+        """A post that cannot run REAL (no account, or a network without an integration) has no effect
+        to repeat; otherwise the platform decides (Mastodon and Bluesky are, X and LinkedIn are not)."""
+        if "platform" not in payload or not self.supports_real_for(payload):
+            return True
+        platform = platform_get(_platform_name(payload))
+        return platform is None or platform.is_idempotent
 
     def supports_real_for(self, payload: dict[str, Any]) -> bool:
         return bool(payload.get("account")) and platform_get(_platform_name(payload)) is not None

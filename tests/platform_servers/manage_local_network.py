@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+# Python put this script's folder first on the path, where mastodon.py and bluesky.py (the local servers)
+# would shadow the SDKs of those names: the project root takes its place.
+sys.path[0] = str(ROOT)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aicmo_site.settings")
 
 import django  # noqa: E402
