@@ -11,6 +11,7 @@ SQLite has no notifications; there the daemon only polls.
 """
 
 import logging
+import os
 import select
 import threading
 from collections.abc import Callable
@@ -24,8 +25,8 @@ from orchestration.dburl import redact
 logger = logging.getLogger("orchestration")
 
 CHANNEL = "aol_actions"
-#: How long one wait for the socket lasts, so that ``stop()`` is noticed.
-POLL_SECONDS = 0.5
+#: The longest one wait for the socket lasts (``stop()`` wakes it at once through a pipe).
+POLL_SECONDS = 5.0
 #: Pause before reconnecting after the connection broke (the database restarted, say).
 RECONNECT_SECONDS = 2.0
 
@@ -42,11 +43,19 @@ class WakeupListener(threading.Thread):
         self.on_notify = on_notify
         self.alias = alias
         self._halt = threading.Event()
+        # stop() writes to this pipe, which the select() below watches beside the connection: the
+        # thread ends at once instead of after its current wait (the daemon's exit must take < 1 s).
+        self._stop_read, self._stop_write = os.pipe()
         self.listening = threading.Event()  # set while LISTEN is in effect (for tests and logs)
 
     def stop(self) -> None:
-        self._halt.set()
+        if not self._halt.is_set():
+            self._halt.set()
+            os.write(self._stop_write, b"x")
         self.join(timeout=5)
+        if not self.is_alive():
+            os.close(self._stop_read)
+            os.close(self._stop_write)
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -75,8 +84,8 @@ class WakeupListener(threading.Thread):
         raw = wrapper.connection
         self.listening.set()
         while not self._halt.is_set():
-            readable, _, _ = select.select([raw], [], [], POLL_SECONDS)
-            if readable and _drain(raw):
+            readable, _, _ = select.select([raw, self._stop_read], [], [], POLL_SECONDS)
+            if raw in readable and _drain(raw):
                 self.on_notify()
 
 

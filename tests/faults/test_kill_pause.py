@@ -53,9 +53,7 @@ def test_kill__flag_set_mid_action__process_exits_within_1s_of_the_action_finish
     ("mode", "in_flight"),
     [
         ("--proof", 1),
-        # On PostgreSQL the 4-in-flight exit took 1.0-1.6 s on the development machine: an open defect
-        # (noted on issue #13), so this case runs on SQLite only until it is found.
-        pytest.param("REAL", 4, id="REAL-concurrency-4", marks=pytest.mark.sqlite_only),
+        pytest.param("REAL", 4, id="REAL-concurrency-4"),
     ],
 )
 def test_kill__flag_set_mid_sleep__cooperative_action_stops_holder_and_standby_exit_within_1s(

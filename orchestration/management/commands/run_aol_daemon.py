@@ -1,6 +1,7 @@
 """``manage.py run_aol_daemon``: run the AOL tick loop (see orchestration/daemon/)."""
 
 import contextlib
+import gc
 import os
 import queue
 import signal
@@ -54,6 +55,16 @@ class Command(BaseCommand):
         "again, instead of exits 3 and 4. With --wait-when-killed, the kill flag stops the work but not the "
         "process: it waits, keeping its lease, and resumes on revive (how `make run` starts it)."
     )
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        """As a process (not ``call_command``): once the daemon has stopped (lease released, output
+        flushed), spare the exit the interpreter's final garbage collection over every loaded module
+        (a platform SDK such as atproto makes that take a fifth of a second): kill and SIGTERM promise
+        an exit within 1 s. ``gc.freeze`` moves what is alive to a generation the collector skips."""
+        try:
+            super().run_from_argv(argv)
+        finally:
+            gc.freeze()
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--proof", action="store_true", help="Force PROOF mode (write artifacts, act on nothing).")
