@@ -196,10 +196,10 @@ def test_daemon__announces_a_parked_action_once_by_email(approvers, smtp_server,
     }
     daemon = start_daemon(env=env)
     wait_until(lambda: len(smtp_server.messages) >= 3, timeout=30, message="three approval emails")
-    daemon.stop()
+    daemon.stop()  # SIGKILL: the lease stays held until its TTL
     assert Action.objects.get(pk=action.pk).status == ActionStatus.AWAITING_APPROVAL
-    again = start_daemon(env=env)  # a restart does not announce it again
-    again.wait_for_output("[AOL Tick 1]", timeout=30)
+    again = start_daemon("--standby", env=env)  # a restart does not announce it again
+    again.wait_for_output("[AOL Tick 3]", timeout=30)  # every tick looks for unannounced actions
     again.stop()
     assert len(smtp_server.messages) == 3
     assert link(action.pk) in parsed(smtp_server.messages[0].data).get_content()
