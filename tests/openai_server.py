@@ -12,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.loopback import SHUTDOWN_POLL_SECONDS
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: "FakeOpenAIServer"
@@ -71,7 +73,9 @@ class FakeOpenAIServer(ThreadingHTTPServer):
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.release = threading.Event()  # set at teardown to end hanging requests
-        self._thread = threading.Thread(target=self.serve_forever, name="fake-openai", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS}, name="fake-openai", daemon=True
+        )
 
     @property
     def base_url(self) -> str:

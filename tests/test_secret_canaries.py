@@ -46,6 +46,10 @@ def reachable_url() -> str:
     return url
 
 
+#: A credential's path through the AOL is the same on both databases: those tests run once, on SQLite.
+#: The first test, whose canary is also the database password, runs on both.
+credentials_once = pytest.mark.sqlite_only
+
 UNREACHABLE = f"postgres://postgres:{DB_CANARY}@127.0.0.1:1/aicmo"
 ASYNC = f"postgresql+asyncpg://aicmo:{DB_CANARY}@127.0.0.1:5432/aicmo"
 
@@ -134,6 +138,7 @@ def test_secrets__canaries_appear_in_no_output(openai_server, start_web_server, 
         (ROOT / "test-output" / "canary-outputs.txt").write_text(everything)
 
 
+@credentials_once
 def test_secrets__an_api_token_secret_appears_only_where_it_is_created(
     start_web_server, daemon_env, django_user_model, caplog
 ):
@@ -194,6 +199,7 @@ def test_secrets__an_api_token_secret_appears_only_where_it_is_created(
     assert secret[12:30] not in everything  # nor a part of it beyond the shown prefix
 
 
+@credentials_once
 def test_secrets__a_webhook_signing_secret_appears_in_no_output(webhook_server, daemon_env, django_user_model):
     """The secret signs requests (the receiver verifies them) but is in no artifact, log, page, JSON or row:
     through daemon processes, a refusal by the receiver, the console, the admin and ``manage.py check``."""
@@ -237,6 +243,7 @@ def test_secrets__a_webhook_signing_secret_appears_in_no_output(webhook_server, 
     )
 
 
+@credentials_once
 def test_secrets__a_connected_accounts_credentials_appear_in_no_output(daemon_env, django_user_model, caplog):
     """Added through the command (standard input), the credentials are in no output of the commands, the
     daemon, the admin, the console or its JSON, the audit trail or the database row (encrypted at rest)."""
@@ -296,6 +303,7 @@ def test_secrets__a_connected_accounts_credentials_appear_in_no_output(daemon_en
     )
 
 
+@credentials_once
 def test_secrets__verify_and_retract_show_no_credential_even_when_the_network_quotes_it(
     local_network, daemon_env, django_user_model, caplog
 ):
@@ -353,6 +361,7 @@ def test_secrets__verify_and_retract_show_no_credential_even_when_the_network_qu
     )
 
 
+@credentials_once
 def test_secrets__the_approval_webhooks_secret_and_url_token_appear_in_no_output(
     webhook_server, smtp_server, daemon_env, django_user_model, caplog
 ):
@@ -398,6 +407,7 @@ def test_secrets__the_approval_webhooks_secret_and_url_token_appear_in_no_output
     )
 
 
+@credentials_once
 def test_secrets__a_mastodon_access_token_appears_in_no_output(mastodon_server, daemon_env, django_user_model, caplog):
     """The token authorizes the posts (the local instance checks it) but is in no artifact, log, page, JSON or
     row: through daemon processes (PROOF for approval, a post, a 401 with a revoked token), verify's messages,
@@ -461,6 +471,7 @@ def test_secrets__a_mastodon_access_token_appears_in_no_output(mastodon_server, 
         )
 
 
+@credentials_once
 def test_secrets__a_bluesky_app_password_and_its_session_tokens_appear_in_no_output(
     settings, bluesky_server, start_daemon, caplog
 ):
@@ -541,6 +552,7 @@ def run_daemon_ticks(start_daemon, env: dict[str, str], *, proof: bool = False, 
     return daemon.output()
 
 
+@credentials_once
 def test_secrets__x_and_linkedin_tokens_appear_in_no_output(x_server, linkedin_server, daemon_env, django_user_model):
     """Posting, refusals that echo the token back, a lost answer and its lookup, through daemon processes: the
     tokens are in no artifact, log, page, JSON or row."""

@@ -30,6 +30,8 @@ from typing import Any
 
 import pytest
 
+from tests.loopback import SHUTDOWN_POLL_SECONDS
+
 SECRET = "whsec-test-canary-7781"
 SECRET_ENV = "AOL_TEST_WEBHOOK_SECRET"
 #: Oldest signature timestamp a receiver accepts, in seconds (Stripe's default tolerance).
@@ -102,7 +104,12 @@ class WebhookTestServer:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/hooks/aol"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="webhook-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS},
+            name="webhook-server",
+            daemon=True,
+        )
 
     def start(self) -> "WebhookTestServer":
         self._thread.start()

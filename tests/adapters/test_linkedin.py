@@ -24,7 +24,9 @@ from orchestration.services.enqueue import action_enqueue
 from tests.platform_servers.linkedin import PERSON_ID, PERSON_URN, TOKEN
 
 # The daemon runs the adapter in a worker thread, on its own connection: it must see the committed account.
-pytestmark = pytest.mark.django_db(transaction=True)
+# The platform's rules and its API, not the database: once, like test_mastodon.py and test_bluesky.py
+# (the daemon tests in tests/commands/test_x_linkedin_daemons.py run on PostgreSQL).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite_only]
 
 KEY = Fernet.generate_key().decode()
 TEXT = "We're hiring (remote) [EU]: ping @ann_b or see <careers> ~ 2 roles * 3 teams #hiring \\o/"

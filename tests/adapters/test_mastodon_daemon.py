@@ -13,7 +13,9 @@ from orchestration.services.enqueue import action_enqueue
 from tests.conftest import wait_until
 from tests.platform_servers.mastodon import TOKEN
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# REAL runs against a platform's local server, once, on PostgreSQL (production); the adapter's own tests
+# run on SQLite.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
 
 MESSAGE = "Our spring collection is live: https://shop.example/spring — thanks @ann@social.example!"
 

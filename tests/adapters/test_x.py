@@ -23,7 +23,9 @@ from orchestration.services.enqueue import action_enqueue
 from tests.platform_servers.x import TOKEN, USER_ID, USERNAME
 
 # The daemon runs the adapter in a worker thread, on its own connection: it must see the committed account.
-pytestmark = pytest.mark.django_db(transaction=True)
+# The platform's rules and its API, not the database: once, like test_mastodon.py and test_bluesky.py
+# (the daemon tests in tests/commands/test_x_linkedin_daemons.py run on PostgreSQL).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite_only]
 
 KEY = Fernet.generate_key().decode()
 TEXT = "Spring launch: 20% off everything & free shipping <today> https://shop.example.com/spring?utm=x"

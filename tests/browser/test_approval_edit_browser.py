@@ -16,7 +16,9 @@ from tests.browser.test_console_browser import log_in, make_user
 from tests.conftest import wait_until
 from tests.fake_adapters import FLOW_ADAPTERS, sent_lines
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+# The browser drives the console, whose database work the rest of the suite covers on both databases:
+# it runs once, on PostgreSQL (production); test_make_run_browser.py drives `make run` on SQLite.
+pytestmark = [pytest.mark.browser, pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
 
 ORIGINAL = "Our new office opens Monday"
 EDITED = "Our new office opens Tuesday at 10: come and say hello"

@@ -13,7 +13,9 @@ from orchestration.services.enqueue import action_enqueue
 from tests.browser.conftest import BROWSER_DAEMON_ENV
 from tests.conftest import wait_until
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+# The browser drives the console, whose database work the rest of the suite covers on both databases:
+# it runs once, on PostgreSQL (production); test_make_run_browser.py drives `make run` on SQLite.
+pytestmark = [pytest.mark.browser, pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "browser-test-password-7"
 PAYLOAD = '{"platform": "twitter", "message": "Hello from a real browser"}'

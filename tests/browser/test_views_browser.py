@@ -13,7 +13,9 @@ from tests.browser.conftest import SCREENSHOTS
 from tests.browser.test_console_browser import PASSWORD, make_user
 from tests.realistic_data import realistic_console_data
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+# The browser drives the console, whose database work the rest of the suite covers on both databases:
+# it runs once, on PostgreSQL (production); test_make_run_browser.py drives `make run` on SQLite.
+pytestmark = [pytest.mark.browser, pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
 
 WIDTHS = (1280, 1920)
 

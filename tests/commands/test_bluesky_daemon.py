@@ -16,7 +16,9 @@ from orchestration.services.enqueue import action_enqueue
 from tests.conftest import wait_until
 from tests.platform_servers.bluesky import APP_PASSWORD, DID, HANDLE
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# REAL runs against a platform's local server, once, on PostgreSQL (production); the adapter's own tests
+# run on SQLite.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
 
 
 def test_bluesky_daemon__approved_post_survives_a_dropped_answer_and_is_posted_once(

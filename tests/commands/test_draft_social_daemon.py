@@ -7,7 +7,8 @@ from orchestration.models import Action, ActionStatus, ExecutionLog, TickLedger
 from orchestration.services.enqueue import action_enqueue
 from tests.conftest import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The LLM's failure handling, not the database: once, on SQLite.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite_only]
 
 KEY = "sk-test-daemon-e2e-31337"
 

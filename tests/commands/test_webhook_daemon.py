@@ -11,7 +11,9 @@ from orchestration.services.control import control_set_proof_mode
 from orchestration.services.enqueue import action_enqueue
 from tests.webhook_server import SECRET, SECRET_ENV
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# REAL runs against a platform's local server, once, on PostgreSQL (production); the adapter's own tests
+# run on SQLite.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
 
 
 def test_webhook_daemon__proof_then_approval_then_one_signed_event_and_its_remote_id(

@@ -16,7 +16,9 @@ from tests.conftest import wait_until
 from tests.platform_servers import linkedin as li
 from tests.platform_servers import x
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# REAL runs against a platform's local server, once, on PostgreSQL (production); the adapter's own tests
+# run on SQLite.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres_only]
 
 KEY = Fernet.generate_key().decode()
 

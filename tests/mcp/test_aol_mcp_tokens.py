@@ -88,6 +88,7 @@ def post(url: str, body: dict, headers: dict[str, str]) -> tuple[int, dict, str]
         return exc.code, dict(exc.headers), exc.read().decode()
 
 
+@pytest.mark.postgres_only  # the HTTP transport's refusals, once: on PostgreSQL (the deployed transport)
 @pytest.mark.parametrize("case", ["missing", "unknown", "malformed", "revoked", "expired", "basic"])
 def test_http__a_request_without_a_live_bearer_token_gets_401_problem_json(case, make_token, mcp_http):
     if case == "basic":

@@ -16,7 +16,12 @@ from tests.mcp.conftest import PEOPLE_ONLY_WORDS, POST, TOOLS, converse, text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TRANSPORTS = ["stdio", "http"]
+#: Each transport runs on one database (the tools' database work is the same under both): stdio, the one
+#: a local planner starts, on SQLite; HTTP, the deployed one, on PostgreSQL.
+TRANSPORTS = [
+    pytest.param("stdio", marks=pytest.mark.sqlite_only),
+    pytest.param("http", marks=pytest.mark.postgres_only),
+]
 
 
 @pytest.fixture

@@ -40,6 +40,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.loopback import SHUTDOWN_POLL_SECONDS
+
 HANDLE = "brand.bsky.test"
 DID = "did:plc:brandtestaccount00000000"
 APP_PASSWORD = "abcd-efgh-ijkl-mnop-CANARY"
@@ -73,7 +75,12 @@ class BlueskyTestServer:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="bluesky-pds", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS},
+            name="bluesky-pds",
+            daemon=True,
+        )
 
     def start(self) -> "BlueskyTestServer":
         self._thread.start()

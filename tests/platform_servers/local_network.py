@@ -56,6 +56,7 @@ from orchestration.models import Account, Action, ActionStatus, ClaimedMode
 from orchestration.services.accounts import account_add
 from orchestration.services.control import control_set_proof_mode
 from orchestration.services.enqueue import action_enqueue
+from tests.loopback import SHUTDOWN_POLL_SECONDS
 
 TOKEN = "tok-local-network-CANARY-51c9"
 READ_ONLY_TOKEN = "tok-read-only-CANARY-7a02"
@@ -92,7 +93,12 @@ class LocalNetworkServer:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="local-network", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS},
+            name="local-network",
+            daemon=True,
+        )
 
     def start(self) -> "LocalNetworkServer":
         self._thread.start()

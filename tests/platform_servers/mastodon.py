@@ -36,6 +36,8 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from tests.loopback import SHUTDOWN_POLL_SECONDS
+
 #: Tokens the instance knows: value → scopes. The first acts with full posting rights.
 TOKEN = "mastodon-test-canary-token-5512"
 READ_ONLY_TOKEN = "mastodon-test-readonly-token-9032"
@@ -76,7 +78,12 @@ class MastodonTestServer:
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="mastodon-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS},
+            name="mastodon-server",
+            daemon=True,
+        )
 
     def start(self) -> "MastodonTestServer":
         self._thread.start()
