@@ -9,6 +9,9 @@ import pytest
 from orchestration.dburl import mask_url, mask_urls_in_text, url_for_django, validate_database_url
 from tests.conftest import ROOT
 
+# URL parsing and masking, and processes given their own URLs: the same on either half, so once.
+pytestmark = pytest.mark.sqlite_only
+
 
 @pytest.mark.parametrize(
     ("url", "valid", "scheme", "driver", "issue", "warning"),

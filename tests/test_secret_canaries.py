@@ -47,7 +47,7 @@ def reachable_url() -> str:
 
 
 #: A credential's path through the AOL is the same on both databases: those tests run once, on SQLite.
-#: The first test, whose canary is also the database password, runs on both.
+#: The first test, whose canary is also the database password, runs on PostgreSQL.
 credentials_once = pytest.mark.sqlite_only
 
 UNREACHABLE = f"postgres://postgres:{DB_CANARY}@127.0.0.1:1/aicmo"
@@ -61,6 +61,7 @@ def run_manage(args: list[str], env: dict[str, str]) -> str:
     return f"$ manage.py {' '.join(args)} -> {out.returncode}\n{out.stdout}\n{out.stderr}"
 
 
+@pytest.mark.postgres_only  # its database canary is the PostgreSQL password; the key canary's path is the same
 def test_secrets__canaries_appear_in_no_output(openai_server, start_web_server, daemon_env, django_user_model):
     openai_server.mode = "401"  # the server echoes the key it was sent, as real ones partly do
     seen: list[str] = []

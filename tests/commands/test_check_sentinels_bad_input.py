@@ -11,6 +11,10 @@ import pytest
 
 from tests.conftest import ROOT
 
+# Each test names its own database URL (unreachable, unmigrated, malformed, a fresh file): the same on
+# either half, so they run once.
+pytestmark = pytest.mark.sqlite_only
+
 
 def sentinels(database_url: str, *args: str, cwd=ROOT, timeout: float = 60) -> tuple[int, dict, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AOL_", "OPENAI_", "AICMO_"))}

@@ -162,12 +162,14 @@ def test_aol_control__bad_input_changes_nothing(args, message):
         (["--max-actions", "many"], "argument --max-actions: 'many' is not a whole number"),
     ],
 )
+@pytest.mark.sqlite_only  # refused before any database is touched
 def test_run_aol_daemon__invalid_arguments_exit_2(daemon_env, args, message):
     result = manage("run_aol_daemon", *args, env=daemon_env)
     assert result.returncode == 2
     assert message in result.stderr
 
 
+@pytest.mark.sqlite_only  # its own unreachable URL, whichever database the half uses
 def test_run_aol_daemon__unreachable_database_exits_1_with_a_masked_url(daemon_env):
     env = {**daemon_env, "DATABASE_URL": "postgres://aol:CanarySecret42@127.0.0.1:1/aicmo"}
     result = manage("run_aol_daemon", "--ticks", "1", env=env)
@@ -193,6 +195,7 @@ def test_run_aol_daemon__unmigrated_database_exits_1_and_says_to_migrate(daemon_
         ("AOL_LEASE_TTL_SECONDS", "0.5", "AOL_LEASE_TTL_SECONDS=0.5 is too close to AOL_HEARTBEAT_SECONDS=0.3"),
     ],
 )
+@pytest.mark.sqlite_only  # refused before any database is touched
 def test_settings__invalid_values_stop_start_up_with_a_message_naming_them(daemon_env, variable, value, message):
     result = manage("run_aol_daemon", "--ticks", "1", env={**daemon_env, variable: value})
     assert result.returncode != 0
@@ -200,6 +203,7 @@ def test_settings__invalid_values_stop_start_up_with_a_message_naming_them(daemo
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.sqlite_only  # its own URL, whichever database the half uses
 def test_settings__unusable_database_url_is_one_clear_line(daemon_env):
     result = manage("check", env={**daemon_env, "DATABASE_URL": "garbage"})
     assert result.returncode == 1

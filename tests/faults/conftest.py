@@ -34,6 +34,13 @@ def fake_adapters(settings):
 #: tests, and by tests/faults/test_failover_hosts.py on both databases.
 ARTIFACT_STORES = (FILES, pytest.param(DATABASE, marks=pytest.mark.postgres_only))
 both_stores = pytest.mark.parametrize("artifact_store", ARTIFACT_STORES, indirect=True)
+#: The longer failover and recovery drills run once per database, each with one store: files on SQLite,
+#: the database store on PostgreSQL (the other fault tests run with files on both databases).
+one_store_per_database = pytest.mark.parametrize(
+    "artifact_store",
+    (pytest.param(FILES, marks=pytest.mark.sqlite_only), pytest.param(DATABASE, marks=pytest.mark.postgres_only)),
+    indirect=True,
+)
 
 
 @pytest.fixture

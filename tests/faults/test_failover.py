@@ -13,7 +13,7 @@ from orchestration.services.enqueue import action_enqueue
 from tests.conftest import FAST_DAEMON_ENV, wait_until
 from tests.faults.conftest import (
     assert_nothing_running,
-    both_stores,
+    one_store_per_database,
     stored_artifacts,
     stored_sha256,
     success_logs,
@@ -54,7 +54,7 @@ def wait_status(action: Action, status: str, timeout: float = 20) -> Action:
     return Action.objects.get(pk=action.pk)
 
 
-@both_stores
+@one_store_per_database
 def test_failover__sigkill_mid_sleep__standby_takes_over_within_ttl_plus_interval_and_runs_it_exactly_once(
     start_daemon, artifacts_dir, artifact_store
 ):
@@ -93,7 +93,7 @@ def test_failover__sigkill_mid_sleep__standby_takes_over_within_ttl_plus_interva
     assert_nothing_running()
 
 
-@both_stores
+@one_store_per_database
 @pytest.mark.parametrize("frozen_is_standby", [False, True], ids=["plain-exits-4", "standby-waits-again"])
 def test_failover__sigstop_past_ttl__frozen_holder_is_fenced_writes_nothing_and_steps_down(
     start_daemon, artifacts_dir, frozen_is_standby, artifact_store
@@ -203,6 +203,6 @@ def test_failover__three_daemons_started_together__one_holder_at_every_instant_e
 
 
 #: Rounds of the three-daemon race, the time between them, and the head start for Python to load.
-ROUNDS = 20
+ROUNDS = 12  # per database: 24 races in the whole suite
 ROUND_SECONDS = 1.2
 STARTUP_SECONDS = 3.0

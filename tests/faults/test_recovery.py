@@ -12,7 +12,7 @@ from tests.fake_adapters import CRASH_EXIT_CODE
 from tests.faults.conftest import (
     artifact_files,
     assert_nothing_running,
-    both_stores,
+    one_store_per_database,
     sha256_file,
     stored_artifacts,
     stored_sha256,
@@ -94,7 +94,7 @@ def restart_until_dead_lettered(start_daemon, poison: Action, *args: str, tries:
     pytest.fail("the poison action never reached the DLQ")
 
 
-@both_stores
+@one_store_per_database
 def test_recovery__adapter_kills_its_process__dlq_after_attempt_limit_worker_lost_others_complete(
     start_daemon, artifacts_dir, artifact_store
 ):
@@ -123,7 +123,7 @@ def test_recovery__adapter_kills_its_process__dlq_after_attempt_limit_worker_los
     assert_nothing_running()
 
 
-@both_stores
+@one_store_per_database
 def test_recovery__adapter_kills_its_process_mid_batch__batch_mates_lose_no_attempt_and_run_once(
     start_daemon, artifacts_dir, artifact_store
 ):
