@@ -555,8 +555,9 @@ def run_daemon_ticks(start_daemon, env: dict[str, str], *, proof: bool = False, 
 
 @credentials_once
 def test_secrets__x_and_linkedin_tokens_appear_in_no_output(x_server, linkedin_server, daemon_env, django_user_model):
-    """Posting, refusals that echo the token back, a lost answer and its lookup, through daemon processes: the
-    tokens are in no artifact, log, page, JSON or row."""
+    """Posting, refusals that echo the token back, a lost answer and its lookup, an X token refresh (confidential
+    client), through daemon processes: the tokens, refresh tokens and client secret are in no artifact, log, page,
+    JSON or row."""
     from cryptography.fernet import Fernet
 
     from orchestration.services.accounts import account_add
@@ -571,7 +572,13 @@ def test_secrets__x_and_linkedin_tokens_appear_in_no_output(x_server, linkedin_s
     }
     control_set_proof_mode(enabled=False, actor="ops", reason="canary")
     with override_settings(AOL_CREDENTIALS_KEYS=[key]):
-        x_credentials = {"access_token": x.TOKEN}
+        x_server.client_secret = x.CLIENT_SECRET
+        x_credentials = {
+            "access_token": x.TOKEN,
+            "refresh_token": x.REFRESH_TOKEN,
+            "client_id": x.CLIENT_ID,
+            "client_secret": x.CLIENT_SECRET,
+        }
         li_credentials = {"access_token": linkedin.TOKEN, "person_id": linkedin.PERSON_ID}
         account_add(name="brand-x", platform="x", base_url=x_server.base_url, credentials=x_credentials, actor="o")
         account_add(
@@ -593,8 +600,9 @@ def test_secrets__x_and_linkedin_tokens_appear_in_no_output(x_server, linkedin_s
         for action in Action.objects.order_by("pk"):
             review = approval_review(action=action)
             action_approve(action_id=action.pk, sha256=review.sha256, actor="ops", reason="canary")
-    for server in (x_server, linkedin_server):
-        server.script.extend(["ok", 401, "drop"])
+    # X: a 401 renews the token and repeats the post, which meets a second 401 (DLQ); LinkedIn's 401 is final.
+    x_server.script.extend(["ok", 401, 401, "drop"])
+    linkedin_server.script.extend(["ok", 401, "drop"])
     seen.append(run_manage(["run_aol_daemon", "--ticks", "1"], env))
     seen.append(run_manage(["aol_accounts", "list"], env))
     staff = django_user_model.objects.create_superuser("canary-social", password="x" * 12)
@@ -609,11 +617,14 @@ def test_secrets__x_and_linkedin_tokens_appear_in_no_output(x_server, linkedin_s
         seen.append(client.get("/console/status.json").content.decode())
     seen.extend(ExecutionLog.objects.values_list("message", flat=True))
     seen.extend(str(row) for row in Action.objects.values())
+    seen.extend(str(row) for row in AuditEntry.objects.values())
     everything = "\n".join(seen)
     statuses = sorted(Action.objects.values_list("status", flat=True))
     assert statuses == sorted([ActionStatus.SUCCESS] * 4 + [ActionStatus.DLQ] * 2), everything[-3000:]
     assert "<redacted>" in everything  # the refusals did echo the token, and it was blanked out
-    for token in (x.TOKEN, linkedin.TOKEN):
+    assert len(x_server.token_requests()) == 1 and x_server.issued  # the X token was refreshed
+    x_secrets = (x.REFRESH_TOKEN, x.CLIENT_SECRET, *x_server.issued, *x_server.refresh_tokens)
+    for token in (x.TOKEN, linkedin.TOKEN, *x_secrets):
         assert token not in everything, "a platform token leaked:\n" + "\n".join(
             line for line in everything.splitlines() if token in line
         )

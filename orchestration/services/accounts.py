@@ -1,4 +1,4 @@
-"""Connected accounts: add, change credentials, remove, rotate keys; the one reader and writer of credentials.
+"""Connected accounts: add, change, remove, rotate keys, renew tokens; the one reader and writer of credentials.
 
 Credentials (a JSON object of strings, e.g. ``{"access_token": "…"}``) are encrypted at rest with
 ``cryptography``'s MultiFernet over AOL_CREDENTIALS_KEYS: the first key encrypts, every key
@@ -10,6 +10,7 @@ credential's value; orchestration/credentials.py encrypts, and decrypts for the 
 import json
 import logging
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -202,8 +203,78 @@ def accounts_rotate_keys(*, actor: str) -> int:
     return count
 
 
+def account_credentials_update(*, account: Account, changes: Mapping[str, str | None], actor: str, reason: str) -> None:
+    """Set (a string) or drop (None) credential fields of ``account`` and re-encrypt; audited with field names only.
+
+    Call it inside a transaction that holds the account's row (``account_credentials_renew`` does).
+    """
+    credentials = account_credentials(account=account)
+    for field, value in changes.items():
+        if value is None:
+            credentials.pop(field, None)
+        else:
+            credentials[field] = value
+    credentials = credentials_clean(credentials=credentials)
+    before = {"credential_fields": account.credential_fields}
+    account.credentials_encrypted = credentials_encrypt(credentials)
+    account.credential_fields = sorted(credentials)
+    account.updated_by = actor[:255]
+    account.save(update_fields=["credentials_encrypted", "credential_fields", "updated_by", "updated_at"])
+    audit_write(
+        actor=actor,
+        verb="update account credentials",
+        outcome=AuditOutcome.DONE,
+        target=f"account {account.name}",
+        reason=reason,
+        before=before,
+        after={"credential_fields": account.credential_fields, "changed": sorted(changes)},
+    )
+    logger.info(
+        "account credentials updated name=%s fields=%s actor=%s", account.name, ",".join(sorted(changes)), actor
+    )
+
+
+def account_credentials_renew(
+    *,
+    account: Account,
+    used: Mapping[str, str],
+    renew: Callable[[dict[str, str]], dict[str, str | None]],
+    actor: str,
+    reason: str,
+) -> dict[str, str]:
+    """Renew rotating credentials (an OAuth refresh) once, however many processes find them expired together.
+
+    ``used`` are the credentials the caller has (and found expired); ``renew(stored)`` asks the network for
+    new ones and returns the fields to change. Returns the credentials to use from now on. When the stored
+    access or refresh token is no longer the one in ``used``, another caller renewed them already: the
+    stored ones are returned and the network is not asked (a rotated refresh token works once).
+    ``renew``'s error leaves everything as it was. InvalidAccount when the account was removed meanwhile.
+    """
+    # The row lock is held across the token request on purpose (unlike an adapter's call, see
+    # services/claim.py): the refresh token works once, so a second refresher (the daemon and an
+    # admin Verify at once) must wait here and then find the rotated tokens, not send the used one.
+    # On PostgreSQL select_for_update() blocks it; on SQLite the IMMEDIATE transaction does. The
+    # request has short timeouts (adapters/platforms/x.py).
+    with transaction.atomic():
+        locked = Account.objects.select_for_update().filter(pk=account.pk).first()
+        if locked is None:
+            raise InvalidAccount(f"Account {account.name!r} was removed meanwhile.")
+        stored = account_credentials(account=locked)
+        if any(stored.get(field) != used.get(field) for field in ("access_token", "refresh_token")):
+            logger.info("account credentials already renewed name=%s actor=%s", account.name, actor)
+        else:
+            account_credentials_update(account=locked, changes=renew(stored), actor=actor, reason=reason)
+            stored = account_credentials(account=locked)
+    account.credentials_encrypted = locked.credentials_encrypted
+    account.credential_fields = locked.credential_fields
+    return stored
+
+
 def account_verify(*, account: Account, timeout_seconds: float = VERIFY_TIMEOUT_SECONDS) -> Identity:
-    """Ask the account's network who its credentials act as (its who-am-I call); writes nothing.
+    """Ask the account's network who its credentials act as (its who-am-I call).
+
+    It writes nothing, but for the network's own token refresh (X: an expired access token renewed
+    with the stored refresh token, see ``account_credentials_renew``).
 
     AccountCheckFailed says what to fix: no REAL integration for the network yet, the keys cannot
     decrypt the credentials, or what the network answered (bad token, wrong URL, missing scope).

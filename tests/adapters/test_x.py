@@ -1,7 +1,9 @@
 """POST_SOCIAL on X: text as X counts it, the exact request as PROOF, REAL once, and each answer of a local X API."""
 
+import threading
 import time
 from datetime import timedelta
+from urllib.parse import parse_qs
 
 import pytest
 from cryptography.fernet import Fernet
@@ -14,13 +16,14 @@ from orchestration.adapters.base import Attempt
 from orchestration.adapters.platforms import platform_get
 from orchestration.adapters.platforms.base import AUTHORIZATION_PLACEHOLDER, PostSpec
 from orchestration.adapters.platforms.x import x_text_count
+from orchestration.credentials import account_credentials
 from orchestration.daemon import Daemon, DaemonConfig
 from orchestration.exceptions import AccountCheckFailed, AccountRateLimited, InvalidPayload, OutcomeUnknown
-from orchestration.models import Account, Action, ActionStatus, ExecutionLog
+from orchestration.models import Account, Action, ActionStatus, AuditEntry, ExecutionLog
 from orchestration.services.accounts import account_add
 from orchestration.services.control import control_set_proof_mode
 from orchestration.services.enqueue import action_enqueue
-from tests.platform_servers.x import TOKEN, USER_ID, USERNAME
+from tests.platform_servers.x import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, TOKEN, USER_ID, USERNAME
 
 # The daemon runs the adapter in a worker thread, on its own connection: it must see the committed account.
 # The platform's rules and its API, not the database: once, like test_mastodon.py and test_bluesky.py
@@ -42,6 +45,29 @@ def x_account(settings, x_server):
         credentials={"access_token": TOKEN, "username": USERNAME},
         actor="ops",
     )
+
+
+@pytest.fixture
+def x_refreshable(settings, x_server):
+    """An X account whose credentials can renew the access token (a public client: client_id, no secret)."""
+    settings.AOL_CREDENTIALS_KEYS = [KEY]
+    settings.AOL_APPROVAL_REQUIRED_TYPES = []
+    return account_add(
+        name="brand-x",
+        platform="x",
+        base_url=x_server.base_url,
+        credentials={
+            "access_token": TOKEN,
+            "username": USERNAME,
+            "refresh_token": REFRESH_TOKEN,
+            "client_id": CLIENT_ID,
+        },
+        actor="ops",
+    )
+
+
+def stored() -> dict[str, str]:
+    return account_credentials(account=Account.objects.get(name="brand-x"))
 
 
 def enqueue(key: str = "x-1", message: str = TEXT, account: str = "brand-x") -> Action:
@@ -325,3 +351,157 @@ def test_x__answer_lost_and_the_lookup_fails__parked_for_review_saying_why(x_acc
     assert (action.status, action.attempts) == (ActionStatus.NEEDS_REVIEW, 1)
     assert "looking it up failed" in action.last_error and "answered 503" in action.last_error
     assert len(posted(x_server)) == 1 and len(x_server.live_posts()) == 1  # it is out: a person resolves it
+
+
+# --- Token refresh ----------------------------------------------------------------------------------------------------
+SECRETS = (TOKEN, REFRESH_TOKEN, CLIENT_SECRET)
+
+
+def test_x__an_expired_token_is_refreshed_on_401_the_post_made_once_and_the_new_tokens_stored(x_refreshable, x_server):
+    x_server.expire()
+    action = enqueue()
+    tick(0)
+    action.refresh_from_db()
+    assert (action.status, action.attempts) == (ActionStatus.SUCCESS, 1), action.last_error
+    [post] = x_server.live_posts()
+    first, second = posted(x_server)  # refused (401: nothing made), then repeated with the new token
+    assert first.headers["authorization"] == f"Bearer {TOKEN}" and first.body == second.body
+    assert second.headers["authorization"] == "Bearer x-access-refreshed-1-canary"
+    [refresh] = x_server.token_requests()
+    assert refresh.headers["content-type"].startswith("application/x-www-form-urlencoded")
+    assert "authorization" not in refresh.headers  # a public client: its id in the body
+    assert parse_qs(refresh.body.decode()) == {
+        "grant_type": ["refresh_token"],
+        "refresh_token": [REFRESH_TOKEN],
+        "client_id": [CLIENT_ID],
+    }
+    now = stored()
+    assert (now["access_token"], now["refresh_token"]) == ("x-access-refreshed-1-canary", "x-refresh-rotated-1-canary")
+    assert 7100 <= float(now["expires_at"]) - time.time() <= 7200
+    assert (now["username"], now["client_id"]) == (USERNAME, CLIENT_ID)
+    assert Account.objects.get(name="brand-x").credential_fields == sorted(now)
+    audit = AuditEntry.objects.get(verb="update account credentials")
+    assert audit.target == "account brand-x" and audit.after["changed"] == [
+        "access_token",
+        "expires_at",
+        "refresh_token",
+    ]
+    log = ExecutionLog.objects.filter(action_id=action.pk).last()
+    for text in (str(audit.before), str(audit.after), audit.reason, log.message):
+        assert not any(secret in text for secret in (*SECRETS, now["access_token"], now["refresh_token"]))
+    # The next post uses the stored tokens: no refresh, and the used refresh token is never sent again.
+    other = enqueue("x-2", message="A second post")
+    tick(1)
+    other.refresh_from_db()
+    assert other.status == ActionStatus.SUCCESS, other.last_error
+    assert posted(x_server)[-1].headers["authorization"] == "Bearer x-access-refreshed-1-canary"
+    assert len(x_server.token_requests()) == 1 and len(x_server.live_posts()) == 2
+
+
+def test_x__a_token_about_to_expire_is_refreshed_before_the_call_with_the_confidential_clients_basic_auth(
+    settings, x_server
+):
+    settings.AOL_CREDENTIALS_KEYS = [KEY]
+    settings.AOL_APPROVAL_REQUIRED_TYPES = []
+    x_server.client_secret = CLIENT_SECRET
+    account_add(
+        name="brand-x",
+        platform="x",
+        base_url=x_server.base_url,
+        credentials={
+            "access_token": TOKEN,
+            "refresh_token": REFRESH_TOKEN,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "expires_at": str(int(time.time()) + 30),  # within the minute's margin
+        },
+        actor="ops",
+    )
+    action = enqueue()
+    tick()
+    action.refresh_from_db()
+    assert action.status == ActionStatus.SUCCESS, action.last_error
+    [only] = posted(x_server)  # no 401 round trip
+    assert only.headers["authorization"] == "Bearer x-access-refreshed-1-canary"
+    [refresh] = x_server.token_requests()
+    assert refresh.headers["authorization"].startswith("Basic ")
+    assert parse_qs(refresh.body.decode()) == {"grant_type": ["refresh_token"], "refresh_token": [REFRESH_TOKEN]}
+    assert stored()["client_secret"] == CLIENT_SECRET and stored()["refresh_token"] == "x-refresh-rotated-1-canary"
+
+
+def test_x__a_refused_refresh_goes_to_the_dlq_saying_to_authorize_again_and_quotes_no_token(x_refreshable, x_server):
+    x_server.expire()
+    x_server.refresh_tokens.clear()  # the refresh token was used (or revoked): X answers 400, echoing it
+    action = enqueue()
+    tick()
+    action.refresh_from_db()
+    assert (action.status, action.attempts) == (ActionStatus.DLQ, 1)
+    assert "refused to refresh account 'brand-x''s access token: 400 invalid_request" in action.last_error
+    assert "authorize the app again" in action.last_error and "offline.access" in action.last_error
+    assert "<redacted>" in action.last_error  # X's answer echoed the refresh token; it was blanked out
+    assert not any(secret in action.last_error for secret in SECRETS)
+    assert len(posted(x_server)) == 1 and x_server.live_posts() == []
+    assert stored()["refresh_token"] == REFRESH_TOKEN  # nothing stored
+    assert not AuditEntry.objects.filter(verb="update account credentials").exists()
+
+
+def test_x__a_failing_token_endpoint_is_retried(x_refreshable, x_server):
+    x_server.expire()
+    x_server.token_fault = 503
+    action = enqueue()
+    tick()
+    action.refresh_from_db()
+    assert action.status == ActionStatus.RETRY and "try again later" in action.last_error
+    assert x_server.live_posts() == [] and stored()["refresh_token"] == REFRESH_TOKEN
+
+
+def test_x__without_a_refresh_token_an_expired_token_is_todays_401_advice(x_account, x_server):
+    x_server.expire()
+    action = enqueue()
+    tick()
+    action.refresh_from_db()
+    assert (action.status, action.attempts) == (ActionStatus.DLQ, 1)
+    assert "refused to post: 401" in action.last_error
+    assert "The access token is expired, revoked or not a user token" in action.last_error
+    assert x_server.token_requests() == [] and TOKEN not in action.last_error
+
+
+def test_x__a_second_refresher_with_the_used_refresh_token_takes_the_stored_tokens_instead(x_refreshable, x_server):
+    """The daemon and an admin Verify both read the credentials, then both meet a 401: one refresh reaches X."""
+    x_server.expire()
+    account = Account.objects.get(name="brand-x")
+    platform = platform_get("x")
+    daemons, verifys = stored(), stored()
+    assert platform.verify(account=account, credentials=daemons, timeout=5).handle == f"@{USERNAME}"
+    assert platform.verify(account=account, credentials=verifys, timeout=5).handle == f"@{USERNAME}"
+    assert len(x_server.token_requests()) == 1 and x_server.used_refresh_tokens == {REFRESH_TOKEN}
+    assert daemons == verifys == stored() and verifys["access_token"] == "x-access-refreshed-1-canary"
+
+
+def test_x__two_refreshers_at_once_wait_for_each_other_and_send_one_refresh(x_refreshable, x_server):
+    """Two threads, each on its own database connection, meet the 401 together; the token endpoint is slow."""
+    x_server.expire()
+    x_server.token_delay = 0.5
+    platform = platform_get("x")
+    results, errors = [], []
+    both_read = threading.Barrier(2, timeout=10)
+
+    def verify() -> None:
+        try:
+            account, credentials = Account.objects.get(name="brand-x"), stored()
+            both_read.wait()  # both hold the expired token and the same refresh token
+            results.append(platform.verify(account=account, credentials=credentials, timeout=10).handle)
+        except Exception as exc:  # shown by the assertion below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=verify) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == [] and results == [f"@{USERNAME}"] * 2
+    expired = [r for r in x_server.received("GET", "/2/users/me") if r.headers["authorization"] == f"Bearer {TOKEN}"]
+    assert len(expired) == 2  # both met the 401
+    assert len(x_server.token_requests()) == 1 and stored()["refresh_token"] == "x-refresh-rotated-1-canary"

@@ -7,8 +7,9 @@ from cryptography.fernet import Fernet
 from django.utils import timezone
 
 from orchestration.adapters.artifacts import artifact_path
-from orchestration.models import ActionStatus, Lease
-from orchestration.services.accounts import account_add
+from orchestration.credentials import account_credentials
+from orchestration.models import Account, ActionStatus, Lease
+from orchestration.services.accounts import account_add, account_verify_by_name
 from orchestration.services.approval import action_approve, approval_review
 from orchestration.services.control import control_set_proof_mode
 from orchestration.services.enqueue import action_enqueue
@@ -106,3 +107,51 @@ def test_x_daemon__killed_while_its_post_is_in_flight__recovery_parks_it_for_rev
     action.refresh_from_db()
     assert (action.status, action.attempts) == (ActionStatus.NEEDS_REVIEW, 1), action.last_error
     assert len(x_server.received("POST", "/2/tweets")) == 1  # not sent again
+
+
+def test_x_daemon__an_expired_token_is_refreshed_once_while_a_verify_races_it_and_shown_nowhere(
+    start_daemon, keys, x_server
+):
+    """The daemon meets a 401 and refreshes (X is slow to answer); an admin Verify meets the 401 meanwhile, waits
+    for the daemon's row lock, and takes the rotated tokens: one refresh reaches X, the used token is never sent
+    again."""
+    x_server.client_secret = x.CLIENT_SECRET
+    x_server.token_delay = 2.0
+    account_add(
+        name="brand-x",
+        platform="x",
+        base_url=x_server.base_url,
+        credentials={
+            "access_token": x.TOKEN,
+            "refresh_token": x.REFRESH_TOKEN,
+            "client_id": x.CLIENT_ID,
+            "client_secret": x.CLIENT_SECRET,
+            "username": x.USERNAME,
+        },
+        actor="ops",
+    )
+    x_server.expire()
+    action, _ = action_enqueue(
+        action_type="POST_SOCIAL",
+        payload={"platform": "x", "account": "brand-x", "message": "Two hours later"},
+        idempotency_key="later-x",
+    )
+    daemon = start_daemon("--ticks", "1", env={**keys, "AOL_APPROVAL_REQUIRED_TYPES": ""})
+    wait_until(x_server.token_requests, timeout=30, message="the daemon's refresh reaching X")
+    identity = account_verify_by_name(name="brand-x")  # reads the old tokens: the daemon has not stored yet
+    assert identity.handle == f"@{x.USERNAME}"
+    assert daemon.wait(timeout=60) == 0, daemon.output()
+    action.refresh_from_db()
+    assert action.status == ActionStatus.SUCCESS, action.last_error
+    assert len(x_server.live_posts()) == 1 and len(x_server.token_requests()) == 1
+    met_401 = [r for r in x_server.received("GET", "/2/users/me") if r.headers["authorization"] == f"Bearer {x.TOKEN}"]
+    assert len(met_401) == 1  # the Verify did race the refresh
+    stored = account_credentials(account=Account.objects.get(name="brand-x"))
+    assert (stored["access_token"], stored["refresh_token"]) == (
+        "x-access-refreshed-1-canary",
+        "x-refresh-rotated-1-canary",
+    )
+    assert x_server.used_refresh_tokens == {x.REFRESH_TOKEN}
+    output = daemon.output()
+    for secret in (x.TOKEN, x.REFRESH_TOKEN, x.CLIENT_SECRET, stored["access_token"], stored["refresh_token"]):
+        assert secret not in output and secret not in action.last_error

@@ -17,18 +17,29 @@ users/client.py ``get_me`` → GET /2/users/me, ``get_posts`` → GET /2/users/{
 - errors are problem documents ``{"title", "detail", "type", "status"}``; every answer has
   ``x-rate-limit-limit``, ``x-rate-limit-remaining`` and ``x-rate-limit-reset`` (epoch seconds).
 
+- ``POST /2/oauth2/token`` (docs.x.com "OAuth 2.0 Authorization Code Flow with PKCE", refresh):
+  ``application/x-www-form-urlencoded`` ``grant_type=refresh_token&refresh_token=…`` with
+  ``client_id=…`` in the body (a public client) or HTTP Basic ``client_id:client_secret`` (a
+  confidential one) → 200 ``{"token_type": "bearer", "expires_in": 7200, "access_token", "scope",
+  "refresh_token"}``; refresh tokens rotate: the one used stops working, and using it again → 400
+  ``{"error": "invalid_request", "error_description": "Value passed for the token was invalid."}``.
+
 Scripted error answers echo the Authorization header they got (as careless APIs do), to prove it never
-reaches a message. A request without ``Authorization: Bearer <the token>`` is answered 401. The fault script applies
-to POST /2/tweets (see scripted.py).
+reaches a message; the token endpoint's refusals echo the refresh token sent. A request without
+``Authorization: Bearer <a live token>`` is answered 401, as is one with a token marked expired
+(``expire``). The fault script applies to POST /2/tweets (see scripted.py).
 """
 
+import base64
 import hashlib
 import html
+import itertools
 import json
 import re
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, unquote
 
 import pytest
 
@@ -37,6 +48,9 @@ from tests.platform_servers.scripted import Reply, ScriptedServer, json_reply
 TOKEN = "x-user-token-canary-5521"
 USER_ID = "1849000000000000001"
 USERNAME = "aicmo_brand"
+REFRESH_TOKEN = "x-refresh-token-canary-7730"
+CLIENT_ID = "x-client-id-aicmo"
+CLIENT_SECRET = "x-client-secret-canary-9046"
 _URL = re.compile(r"https?://[^\s<>\"]+")
 
 
@@ -56,12 +70,31 @@ def problem(status: int, detail: str, title: str = "") -> dict[str, Any]:
     }
 
 
+def oauth_error(error: str, description: str) -> dict[str, str]:
+    """The token endpoint's error body (RFC 6749 section 5.2), not a problem document."""
+    return {"error": error, "error_description": description}
+
+
 class XTestServer(ScriptedServer):
     name = "x"
 
     def __init__(self, token: str = TOKEN) -> None:
         super().__init__()
         self.token = token
+        #: Access tokens X accepts besides ``token`` (issued by a refresh), and those it has expired.
+        self.issued: set[str] = set()
+        self.expired: set[str] = set()
+        #: The refresh tokens that work now (each works once), those used, and the app's client.
+        self.refresh_tokens: set[str] = {REFRESH_TOKEN}
+        self.used_refresh_tokens: set[str] = set()
+        self.client_id = CLIENT_ID
+        #: The confidential client's secret, or None for a public client (client_id in the body).
+        self.client_secret: str | None = None
+        #: When set, POST /2/oauth2/token answers this status (with an OAuth error body).
+        self.token_fault: int | None = None
+        #: Seconds the token endpoint takes to answer (two refreshers overlapping).
+        self.token_delay = 0.0
+        self._serial = itertools.count(1)
         self.posts: list[dict[str, Any]] = []  # what it stored: id, text, created_at, deleted
         self.remaining = 100
         #: When set, GET /2/users/:id/tweets answers this status (a lookup that fails).
@@ -92,9 +125,22 @@ class XTestServer(ScriptedServer):
             self.posts.append(post)
             return post
 
+    def expire(self, token: str | None = None) -> None:
+        """Make X answer 401 to ``token`` (default: the current one) from now on."""
+        with self.lock:
+            self.expired.add(token or self.token)
+
+    def token_requests(self) -> list:
+        return self.received("POST", "/2/oauth2/token")
+
     def route(self, method, path, query, headers, body) -> Reply | None:
         limits = self._limits()
-        if headers.get("authorization") != f"Bearer {self.token}":
+        if method == "POST" and path == "/2/oauth2/token":
+            return self._token(headers, body)
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        with self.lock:
+            live = scheme == "Bearer" and token in ({self.token} | self.issued) and token not in self.expired
+        if not live:
             return json_reply(401, problem(401, "Unauthorized"), limits)
         if method == "POST" and path == "/2/tweets":
             return self._create(body, headers, limits)
@@ -113,6 +159,45 @@ class XTestServer(ScriptedServer):
         if method == "GET" and match:
             return self._timeline(match.group(1), query, limits)
         return json_reply(404, problem(404, f"no route {method} {path}"), limits)
+
+    def _token(self, headers: dict[str, str], body: bytes) -> Reply:
+        """The refresh_token grant, rotating: the refresh token sent stops working."""
+        form = {name: values[0] for name, values in parse_qs(body.decode()).items()}
+        if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            return json_reply(400, oauth_error("invalid_request", "Missing required parameter."))
+        scheme, _, encoded = headers.get("authorization", "").partition(" ")
+        if self.client_secret is not None:  # a confidential client: HTTP Basic only
+            try:
+                client_id, _, secret = base64.b64decode(encoded).decode().partition(":")
+            except ValueError:
+                client_id, secret = "", ""
+            if scheme != "Basic" or unquote(client_id) != self.client_id or unquote(secret) != self.client_secret:
+                return json_reply(401, oauth_error("unauthorized_client", "Missing valid authorization header"))
+        elif form.get("client_id") != self.client_id:
+            return json_reply(400, oauth_error("invalid_request", "Missing required parameter [client_id]."))
+        if self.token_fault:
+            return json_reply(self.token_fault, oauth_error("server_error", "scripted token endpoint failure"))
+        sent = form.get("refresh_token", "")
+        time.sleep(self.token_delay)
+        with self.lock:
+            valid = form.get("grant_type") == "refresh_token" and sent in self.refresh_tokens
+            if valid:
+                serial = next(self._serial)
+                access, refresh = f"x-access-refreshed-{serial}-canary", f"x-refresh-rotated-{serial}-canary"
+                self.refresh_tokens.discard(sent)
+                self.used_refresh_tokens.add(sent)
+                self.refresh_tokens.add(refresh)
+                self.issued.add(access)
+        if not valid:
+            return json_reply(400, oauth_error("invalid_request", f"Value passed for the token was invalid: {sent}"))
+        data = {
+            "token_type": "bearer",
+            "expires_in": 7200,
+            "access_token": access,
+            "scope": "tweet.read tweet.write users.read offline.access",
+            "refresh_token": refresh,
+        }
+        return json_reply(200, data)
 
     def _create(self, body: bytes, headers: dict[str, str], limits: dict[str, str]) -> Reply | None:
         step = self.next_step()

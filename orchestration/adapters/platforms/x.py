@@ -17,10 +17,22 @@ since the action was created (``find_published``); not found, the action is park
 (X itself refuses a second post with the same text as a recent one: 403 "duplicate content".)
 
 Credentials: ``{"access_token": …}`` (an OAuth 2.0 Authorization Code with PKCE user token with
-the scopes tweet.read tweet.write users.read), optionally ``user_id`` and ``username`` (what
-``aol_accounts verify`` shows): the username makes the post's URL https://x.com/<username>/status/<id>
-(without it, https://x.com/i/web/status/<id>, which X redirects), and the user id saves the lookup
-its who-am-I call. Text: 280 weighted characters as twitter-text counts them (``x_text_count``).
+the scopes tweet.read tweet.write users.read, and offline.access for a refresh token), optionally
+``user_id`` and ``username`` (what ``aol_accounts verify`` shows): the username makes the post's URL
+https://x.com/<username>/status/<id> (without it, https://x.com/i/web/status/<id>, which X
+redirects), and the user id saves the lookup its who-am-I call. Text: 280 weighted characters as
+twitter-text counts them (``x_text_count``).
+
+Token refresh: an access token lasts two hours. With ``refresh_token`` and the app's ``client_id``
+(and ``client_secret`` for a confidential client, sent as HTTP Basic) stored too, a call as the
+account first renews a token that ``expires_at`` (unix seconds, written here after each refresh)
+says ends within a minute, and renews it once on a 401 (X did nothing, so the call is repeated):
+``POST /2/oauth2/token`` ``grant_type=refresh_token`` through authlib's OAuth2Client. X rotates the
+refresh token on every refresh; the new pair is stored at once (services/accounts.py
+``account_credentials_renew``, which also keeps two processes from spending the same refresh token)
+and written into the ``credentials`` dict the caller passed, so its later calls use it. A refusal
+(400/401: expired, revoked or already used) means authorizing the app again. The rendered request
+(PROOF, approvals) has no Authorization header, so a refresh changes nothing an approval bound.
 """
 
 import html
@@ -29,9 +41,13 @@ import math
 import re
 import time
 import unicodedata
+from collections.abc import Callable
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
+
+import httpx2
+from authlib.integrations.httpx_client import OAuth2Client, OAuthError
 
 from orchestration.adapters.platforms.base import Identity, Platform, PlatformRequest, PostSpec, Published, TextCount
 from orchestration.adapters.platforms.rest import (
@@ -47,6 +63,9 @@ from orchestration.adapters.platforms.rest import (
 from orchestration.exceptions import (
     AccountCheckFailed,
     AccountRateLimited,
+    AdapterError,
+    CredentialsUnavailable,
+    InvalidAccount,
     OutcomeUnknown,
     PermanentAdapterError,
     TransientAdapterError,
@@ -142,10 +161,24 @@ def x_post_text(tweet: dict[str, Any]) -> str:
 LOOKUP_MAX_RESULTS = 100
 #: The longest a rate limit defers an account (a day), whatever the reset header says.
 MAX_RATE_LIMIT_SECONDS = 86400.0
+#: The scopes the AOL needs; offline.access is what makes X issue a refresh token.
+SCOPES = "tweet.read tweet.write users.read offline.access"
 TOKEN_HELP = (
-    "get a new OAuth 2.0 user access token (Authorization Code with PKCE, scopes tweet.read tweet.write users.read; "
-    "such a token lasts two hours) and store it with the account's credentials (docs/platforms.md, X)"
+    f"authorize the app again (OAuth 2.0 Authorization Code with PKCE, scopes {SCOPES}) and store the new "
+    "access_token, with its refresh_token and the app's client_id so the AOL renews it itself (an access token "
+    "lasts two hours), in the account's credentials (docs/platforms.md, X)"
 )
+#: X's OAuth 2.0 token endpoint, under the base URL.
+TOKEN_PATH = "/2/oauth2/token"
+#: Renew an access token before a call when ``expires_at`` is closer than this, rather than meet a 401.
+REFRESH_MARGIN_SECONDS = 60.0
+#: The token request's own limits: the account's row is locked while it runs (services/accounts.py).
+REFRESH_CONNECT_TIMEOUT_SECONDS = 5.0
+REFRESH_READ_TIMEOUT_SECONDS = 10.0
+#: Credential fields whose values are secrets, blanked out of any text X sends back.
+SECRET_FIELDS = ("access_token", "refresh_token", "client_secret")
+#: Who the audit names for a refresh.
+REFRESH_ACTOR = "aol (X token refresh)"
 
 
 class XPlatform(Platform):
@@ -184,7 +217,14 @@ class XPlatform(Platform):
         attempt: "Attempt",
     ) -> Published:
         where = f"X ({origin(request.url)})"
-        answer = rest_publish(request=request, authorization=_bearer(credentials), attempt=attempt, where=where)
+        answer = self._as_account(
+            account,
+            credentials,
+            rest_timeouts(attempt),
+            lambda authorization: rest_publish(
+                request=request, authorization=authorization, attempt=attempt, where=where
+            ),
+        )
         if answer.status in (200, 201):
             data = (answer.json() or {}).get("data") or {}
             if not data.get("id"):
@@ -200,7 +240,7 @@ class XPlatform(Platform):
         where = f"X ({origin(base)})"
         timeouts = rest_timeouts(attempt)
         try:
-            user_id = credentials.get("user_id") or self._me(base, credentials, timeouts)["id"]
+            user_id = credentials.get("user_id") or self._me(account, base, credentials, timeouts)["id"]
             query = urlencode(
                 {
                     "max_results": LOOKUP_MAX_RESULTS,
@@ -208,13 +248,19 @@ class XPlatform(Platform):
                     "tweet.fields": "created_at,entities",
                 }
             )
-            answer = rest_send(
-                method="GET",
-                url=f"{base}/2/users/{quote(str(user_id), safe='')}/tweets?{query}",
-                headers={"Authorization": _bearer(credentials), "User-Agent": USER_AGENT},
-                timeouts=timeouts,
+            answer = self._as_account(
+                account,
+                credentials,
+                timeouts,
+                lambda authorization: rest_send(
+                    method="GET",
+                    url=f"{base}/2/users/{quote(str(user_id), safe='')}/tweets?{query}",
+                    headers={"Authorization": authorization, "User-Agent": USER_AGENT},
+                    timeouts=timeouts,
+                ),
             )
-        except (RequestNotSent, AnswerLost, _Refused) as exc:
+        # A failed refresh too: raised as it is, a TransientAdapterError would retry, and post again.
+        except (RequestNotSent, AnswerLost, _Refused, AdapterError) as exc:
             raise OutcomeUnknown(f"the post's answer was lost and looking it up failed: {where}: {exc}") from None
         if answer.status != 200:
             raise OutcomeUnknown(
@@ -230,12 +276,18 @@ class XPlatform(Platform):
     def retract(self, *, account: "Account", credentials: dict[str, str], remote_id: str, timeout: float) -> None:
         base = self.base_url(account)
         where = f"X ({origin(base)})"
+        timeouts = (min(timeout, 5.0), timeout)
         try:
-            answer = rest_send(
-                method="DELETE",
-                url=f"{base}/2/tweets/{quote(remote_id, safe='')}",
-                headers={"Authorization": _bearer(credentials), "User-Agent": USER_AGENT},
-                timeouts=(min(timeout, 5.0), timeout),
+            answer = self._as_account(
+                account,
+                credentials,
+                timeouts,
+                lambda authorization: rest_send(
+                    method="DELETE",
+                    url=f"{base}/2/tweets/{quote(remote_id, safe='')}",
+                    headers={"Authorization": authorization, "User-Agent": USER_AGENT},
+                    timeouts=timeouts,
+                ),
             )
         except RequestNotSent as exc:
             raise TransientAdapterError(f"{where}: could not connect ({exc}); nothing was deleted") from None
@@ -252,12 +304,12 @@ class XPlatform(Platform):
     def verify(self, *, account: "Account", credentials: dict[str, str], timeout: float) -> Identity:
         base = self.base_url(account)
         try:
-            me = self._me(base, credentials, (min(timeout, 5.0), timeout))
+            me = self._me(account, base, credentials, (min(timeout, 5.0), timeout))
         except RequestNotSent as exc:
             raise AccountCheckFailed(f"Could not reach X at {origin(base)} ({exc}): check the base URL.") from None
         except AnswerLost as exc:
             raise AccountCheckFailed(f"X at {origin(base)} did not answer ({exc}); try again.") from None
-        except _Refused as exc:
+        except (_Refused, AdapterError) as exc:  # AdapterError: the token refresh failed
             raise AccountCheckFailed(str(exc)) from None
         username = str(me.get("username") or "")
         stored = credentials.get("username")
@@ -277,17 +329,63 @@ class XPlatform(Platform):
         username = credentials.get("username", "").lstrip("@")
         return f"https://x.com/{username}/status/{post_id}" if username else f"https://x.com/i/web/status/{post_id}"
 
-    def _me(self, base: str, credentials: dict[str, str], timeouts: tuple[float, float]) -> dict[str, Any]:
-        answer = rest_send(
-            method="GET",
-            url=f"{base}/2/users/me",
-            headers={"Authorization": _bearer(credentials), "User-Agent": USER_AGENT},
-            timeouts=timeouts,
+    def _me(
+        self, account: "Account", base: str, credentials: dict[str, str], timeouts: tuple[float, float]
+    ) -> dict[str, Any]:
+        answer = self._as_account(
+            account,
+            credentials,
+            timeouts,
+            lambda authorization: rest_send(
+                method="GET",
+                url=f"{base}/2/users/me",
+                headers={"Authorization": authorization, "User-Agent": USER_AGENT},
+                timeouts=timeouts,
+            ),
         )
         data = (answer.json() or {}).get("data") if answer.status == 200 else None
         if not isinstance(data, dict) or not data.get("id"):
             raise _Refused(_advice(answer, f"X ({origin(base)})", doing="read who the token is"))
         return data
+
+    def _as_account(
+        self,
+        account: "Account",
+        credentials: dict[str, str],
+        timeouts: tuple[float, float],
+        send: Callable[[str], Answer],
+    ) -> Answer:
+        """``send(authorization)`` as the account: the token renewed first when it is about to expire, and once
+        on a 401 (X did nothing, so sending the same request again is safe)."""
+        refreshed = False
+        if _refreshable(credentials) and _expiring(credentials):
+            self._refresh(account, credentials, timeouts)
+            refreshed = True
+        answer = send(_bearer(credentials))
+        if answer.status == 401 and _refreshable(credentials) and not refreshed:
+            self._refresh(account, credentials, timeouts)
+            answer = send(_bearer(credentials))
+        return answer
+
+    def _refresh(self, account: "Account", credentials: dict[str, str], timeouts: tuple[float, float]) -> None:
+        """Renew the access token with the refresh token, store both, and put them in ``credentials``."""
+        from orchestration.services.accounts import account_credentials_renew  # services import the platforms
+
+        url = f"{self.base_url(account)}{TOKEN_PATH}"
+        connect, read = timeouts
+        limits = (min(connect, REFRESH_CONNECT_TIMEOUT_SECONDS), min(read, REFRESH_READ_TIMEOUT_SECONDS))
+        try:
+            renewed = account_credentials_renew(
+                account=account,
+                used=credentials,
+                renew=lambda stored: x_token_refresh(account=account, url=url, credentials=stored, timeouts=limits),
+                actor=REFRESH_ACTOR,
+                reason="X access token refreshed",
+            )
+        except (InvalidAccount, CredentialsUnavailable) as exc:
+            raise PermanentAdapterError(str(exc)) from None
+        credentials.clear()
+        credentials.update(renewed)
 
     def _refusal(self, account: "Account", answer: Answer, where: str, *, doing: str) -> Exception:
         """The error for an answer that is not a success (nothing was posted or deleted)."""
@@ -314,6 +412,94 @@ def _bearer(credentials: dict[str, str]) -> str:
     if not token:
         raise PermanentAdapterError("the account's credentials have no access_token; " + TOKEN_HELP)
     return f"Bearer {token}"
+
+
+def _refreshable(credentials: dict[str, str]) -> bool:
+    return bool(credentials.get("refresh_token") and credentials.get("client_id"))
+
+
+def _expiring(credentials: dict[str, str]) -> bool:
+    """``expires_at`` (unix seconds) is within REFRESH_MARGIN_SECONDS; False when unknown or unreadable."""
+    try:
+        expires_at = float(credentials.get("expires_at", ""))
+    except ValueError:
+        return False
+    return expires_at - time.time() < REFRESH_MARGIN_SECONDS
+
+
+def x_token_refresh(
+    *, account: "Account", url: str, credentials: dict[str, str], timeouts: tuple[float, float]
+) -> dict[str, str | None]:
+    """One refresh_token grant at X's token endpoint: the credential fields to change (None: drop).
+
+    PermanentAdapterError when X refuses it (400/401: re-authorize), TransientAdapterError when X
+    cannot be reached, fails (5xx) or does not answer. No message quotes a token or the client secret.
+    """
+    where = f"X ({origin(url)})"
+    secret = credentials.get("client_secret", "")
+    statuses: list[int] = []
+
+    def status_seen(response: httpx2.Response) -> httpx2.Response:
+        statuses.append(response.status_code)
+        return response
+
+    client = OAuth2Client(
+        client_id=credentials["client_id"],
+        client_secret=secret or None,
+        token_endpoint_auth_method="client_secret_basic" if secret else "none",
+        timeout=httpx2.Timeout(timeouts[1], connect=timeouts[0]),
+        headers={"User-Agent": USER_AGENT},
+        follow_redirects=False,
+    )
+    client.register_compliance_hook("refresh_token_response", status_seen)
+    reauthorize = f"The refresh token is expired, revoked or already used: {TOKEN_HELP}"
+    try:
+        with client:
+            token = client.refresh_token(url, refresh_token=credentials["refresh_token"])
+    except OAuthError as exc:
+        status = statuses[-1] if statuses else 400
+        said = _scrub(f"{exc.error}: {exc.description or ''}".strip(": "), credentials)
+        message = f"{where} refused to refresh account {account.name!r}'s access token: {status} {said}"
+        if status == 429 or status >= 500:
+            raise TransientAdapterError(f"{message}; try again later") from None
+        raise PermanentAdapterError(f"{message}. {reauthorize}") from None
+    except httpx2.HTTPStatusError as exc:
+        status = exc.response.status_code
+        message = f"{where} refused to refresh account {account.name!r}'s access token: {status}"
+        if status == 429 or status >= 500:
+            raise TransientAdapterError(f"{message}; try again later") from None
+        raise PermanentAdapterError(f"{message}. {reauthorize}") from None
+    except (httpx2.ConnectError, httpx2.ConnectTimeout) as exc:
+        raise TransientAdapterError(
+            f"{where}: could not connect to refresh the access token ({type(exc).__name__}); nothing was sent as "
+            "the account"
+        ) from None
+    except (httpx2.HTTPError, ValueError) as exc:
+        raise TransientAdapterError(
+            f"{where}: the access token refresh got no usable answer ({type(exc).__name__}); nothing was sent as "
+            "the account. "
+            "If X had rotated the refresh token meanwhile, the next refresh is refused: then " + TOKEN_HELP
+        ) from None
+    access_token = str(token.get("access_token") or "")
+    if not access_token:
+        raise TransientAdapterError(f"{where} answered the access token refresh without an access token")
+    expires_in = token.get("expires_in")
+    changes: dict[str, str | None] = {
+        "access_token": access_token,
+        "refresh_token": str(token.get("refresh_token") or credentials["refresh_token"]),
+        # Without expires_in, the old expiry would renew before every call: drop it (a 401 still renews).
+        "expires_at": str(int(time.time() + float(expires_in))) if isinstance(expires_in, int | float) else None,
+    }
+    return changes
+
+
+def _scrub(text: str, credentials: dict[str, str]) -> str:
+    """``text`` without any secret of ``credentials`` (an error description may echo what was sent)."""
+    for field in SECRET_FIELDS:
+        value = credentials.get(field, "")
+        if len(value) >= 4:
+            text = text.replace(value, "<redacted>")
+    return text
 
 
 def _utc_seconds(spec: PostSpec) -> str:
