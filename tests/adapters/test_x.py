@@ -20,7 +20,7 @@ from orchestration.credentials import account_credentials
 from orchestration.daemon import Daemon, DaemonConfig
 from orchestration.exceptions import AccountCheckFailed, AccountRateLimited, InvalidPayload, OutcomeUnknown
 from orchestration.models import Account, Action, ActionStatus, AuditEntry, ExecutionLog
-from orchestration.services.accounts import account_add
+from orchestration.services.accounts import account_add, account_verify
 from orchestration.services.control import control_set_proof_mode
 from orchestration.services.enqueue import action_enqueue
 from tests.platform_servers.x import CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, TOKEN, USER_ID, USERNAME
@@ -453,6 +453,38 @@ def test_x__a_failing_token_endpoint_is_retried(x_refreshable, x_server):
     action.refresh_from_db()
     assert action.status == ActionStatus.RETRY and "try again later" in action.last_error
     assert x_server.live_posts() == [] and stored()["refresh_token"] == REFRESH_TOKEN
+
+
+def test_x__a_refresh_failing_during_the_lookup_after_a_lost_answer_parks_for_review_never_retries(
+    x_refreshable, x_server
+):
+    x_server.script.append("drop")  # stored, no answer: the lookup runs
+    x_server.expire_after_post = True  # and meets a 401
+    x_server.token_fault = 503  # whose refresh fails
+    action = enqueue()
+    tick()
+    action.refresh_from_db()
+    assert (action.status, action.attempts) == (ActionStatus.NEEDS_REVIEW, 1), action.last_error
+    assert "looking it up failed" in action.last_error and "503" in action.last_error
+    assert len(posted(x_server)) == 1 and len(x_server.live_posts()) == 1
+
+
+def test_x__verify_and_retract_refresh_too_and_verify_says_when_the_refresh_is_refused(x_refreshable, x_server):
+    x_server.expire()
+    action = enqueue()
+    tick()  # refreshed on the post's 401
+    action.refresh_from_db()
+    x_server.expire("x-access-refreshed-1-canary")
+    account = Account.objects.get(name="brand-x")
+    platform_get("x").retract(account=account, credentials=stored(), remote_id=action.remote_id, timeout=5)
+    assert x_server.live_posts() == [] and len(x_server.token_requests()) == 2
+    x_server.expire("x-access-refreshed-2-canary")
+    x_server.refresh_tokens.clear()
+    with pytest.raises(AccountCheckFailed) as raised:
+        account_verify(account=account)
+    message = str(raised.value)
+    assert "refused to refresh account 'brand-x''s access token: 400" in message and "authorize the app" in message
+    assert not any(secret in message for secret in (*SECRETS, *stored().values()) if "canary" in secret)
 
 
 def test_x__without_a_refresh_token_an_expired_token_is_todays_401_advice(x_account, x_server):

@@ -94,6 +94,8 @@ class XTestServer(ScriptedServer):
         self.token_fault: int | None = None
         #: Seconds the token endpoint takes to answer (two refreshers overlapping).
         self.token_delay = 0.0
+        #: Expire the token that made a post once it is stored (it runs out between a post and its lookup).
+        self.expire_after_post = False
         self._serial = itertools.count(1)
         self.posts: list[dict[str, Any]] = []  # what it stored: id, text, created_at, deleted
         self.remaining = 100
@@ -222,6 +224,8 @@ class XTestServer(ScriptedServer):
                 403, problem(403, "You are not allowed to create a Tweet with duplicate content."), limits
             )
         post = self._store(text)
+        if self.expire_after_post:
+            self.expire(headers.get("authorization", "").partition(" ")[2])
         if step == "drop":
             return None  # stored, and no answer: the client cannot know
         data = {"id": post["id"], "text": text, "edit_history_tweet_ids": [post["id"]]}
