@@ -248,16 +248,8 @@ class XPlatform(Platform):
                     "tweet.fields": "created_at,entities",
                 }
             )
-            answer = self._as_account(
-                account,
-                credentials,
-                timeouts,
-                lambda authorization: rest_send(
-                    method="GET",
-                    url=f"{base}/2/users/{quote(str(user_id), safe='')}/tweets?{query}",
-                    headers={"Authorization": authorization, "User-Agent": USER_AGENT},
-                    timeouts=timeouts,
-                ),
+            answer = self._send_as(
+                account, credentials, "GET", f"{base}/2/users/{quote(str(user_id), safe='')}/tweets?{query}", timeouts
             )
         # A failed refresh too: raised as it is, a TransientAdapterError would retry, and post again.
         except (RequestNotSent, AnswerLost, _Refused, AdapterError) as exc:
@@ -278,16 +270,8 @@ class XPlatform(Platform):
         where = f"X ({origin(base)})"
         timeouts = (min(timeout, 5.0), timeout)
         try:
-            answer = self._as_account(
-                account,
-                credentials,
-                timeouts,
-                lambda authorization: rest_send(
-                    method="DELETE",
-                    url=f"{base}/2/tweets/{quote(remote_id, safe='')}",
-                    headers={"Authorization": authorization, "User-Agent": USER_AGENT},
-                    timeouts=timeouts,
-                ),
+            answer = self._send_as(
+                account, credentials, "DELETE", f"{base}/2/tweets/{quote(remote_id, safe='')}", timeouts
             )
         except RequestNotSent as exc:
             raise TransientAdapterError(f"{where}: could not connect ({exc}); nothing was deleted") from None
@@ -332,21 +316,27 @@ class XPlatform(Platform):
     def _me(
         self, account: "Account", base: str, credentials: dict[str, str], timeouts: tuple[float, float]
     ) -> dict[str, Any]:
-        answer = self._as_account(
-            account,
-            credentials,
-            timeouts,
-            lambda authorization: rest_send(
-                method="GET",
-                url=f"{base}/2/users/me",
-                headers={"Authorization": authorization, "User-Agent": USER_AGENT},
-                timeouts=timeouts,
-            ),
-        )
+        answer = self._send_as(account, credentials, "GET", f"{base}/2/users/me", timeouts)
         data = (answer.json() or {}).get("data") if answer.status == 200 else None
         if not isinstance(data, dict) or not data.get("id"):
             raise _Refused(_advice(answer, f"X ({origin(base)})", doing="read who the token is"))
         return data
+
+    def _send_as(
+        self, account: "Account", credentials: dict[str, str], method: str, url: str, timeouts: tuple[float, float]
+    ) -> Answer:
+        """A bodiless ``method`` to ``url`` as the account (its token renewed as ``_as_account`` says)."""
+        return self._as_account(
+            account,
+            credentials,
+            timeouts,
+            lambda authorization: rest_send(
+                method=method,
+                url=url,
+                headers={"Authorization": authorization, "User-Agent": USER_AGENT},
+                timeouts=timeouts,
+            ),
+        )
 
     def _as_account(
         self,
