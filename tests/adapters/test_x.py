@@ -34,36 +34,28 @@ KEY = Fernet.generate_key().decode()
 TEXT = "Spring launch: 20% off everything & free shipping <today> https://shop.example.com/spring?utm=x"
 
 
-@pytest.fixture
-def x_account(settings, x_server):
+def add_x_account(settings, x_server, **credentials: str):
+    """The connected account "brand-x" on the local X server, with TOKEN, USERNAME and ``credentials``."""
     settings.AOL_CREDENTIALS_KEYS = [KEY]
     settings.AOL_APPROVAL_REQUIRED_TYPES = []
     return account_add(
         name="brand-x",
         platform="x",
         base_url=x_server.base_url,
-        credentials={"access_token": TOKEN, "username": USERNAME},
+        credentials={"access_token": TOKEN, "username": USERNAME, **credentials},
         actor="ops",
     )
+
+
+@pytest.fixture
+def x_account(settings, x_server):
+    return add_x_account(settings, x_server)
 
 
 @pytest.fixture
 def x_refreshable(settings, x_server):
     """An X account whose credentials can renew the access token (a public client: client_id, no secret)."""
-    settings.AOL_CREDENTIALS_KEYS = [KEY]
-    settings.AOL_APPROVAL_REQUIRED_TYPES = []
-    return account_add(
-        name="brand-x",
-        platform="x",
-        base_url=x_server.base_url,
-        credentials={
-            "access_token": TOKEN,
-            "username": USERNAME,
-            "refresh_token": REFRESH_TOKEN,
-            "client_id": CLIENT_ID,
-        },
-        actor="ops",
-    )
+    return add_x_account(settings, x_server, refresh_token=REFRESH_TOKEN, client_id=CLIENT_ID)
 
 
 def stored() -> dict[str, str]:
